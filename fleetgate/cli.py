@@ -1,0 +1,85 @@
+"""The ``fleetgate`` command line: one entry point, each subcommand implemented where its part lives.
+
+    fleetgate up [--config FILE] [--port N] [--with-prometheus]   the local cluster, in the foreground
+    fleetgate router [--config FILE] [--port N]                   one more router on the same Redis
+    fleetgate replica --model NAME [--config FILE] [--port N]     one replica as a plain process (no Ray)
+    fleetgate models prepare                                      convert the bundled model once
+    fleetgate keys create --name NAME | list | revoke KEY_ID      API keys in Redis
+    fleetgate bench ...                                           side-by-side benchmarks (loadtest/)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="YAML config (default deploy/local.yaml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleetgate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the local cluster (Redis, Ray, replicas, router) in the foreground")
+    _add_config(up)
+    up.add_argument("--port", type=int, default=None, help="router port (default from config, 8080)")
+    up.add_argument("--with-prometheus", action="store_true", help="also start a local Prometheus scraping the cluster")
+
+    router = sub.add_parser("router", help="run one router process")
+    _add_config(router)
+    router.add_argument("--host", default=None)
+    router.add_argument("--port", type=int, default=None)
+
+    replica = sub.add_parser("replica", help="run one replica as a plain process (development, tests)")
+    _add_config(replica)
+    replica.add_argument("--model", required=True, help="model name from the config")
+    replica.add_argument("--host", default=None)
+    replica.add_argument("--port", type=int, default=None, help="gRPC port (0 picks a free one)")
+    replica.add_argument("--metrics-port", type=int, default=None, help="HTTP metrics port (0 picks a free one)")
+    replica.add_argument("--replica-id", default=None)
+
+    models = sub.add_parser("models", help="manage the bundled model")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    prepare = models_sub.add_parser("prepare", help="convert the bundled SmolLM2-135M GGUF to safetensors (once)")
+    prepare.add_argument("--force", action="store_true")
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    _add_config(keys)
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it once")
+    create.add_argument("--name", required=True)
+    keys_sub.add_parser("list", help="list keys (never the secret)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id or name")
+    revoke.add_argument("key")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "up":
+        from fleetgate.local_cluster import run_local_cluster
+
+        return run_local_cluster(args)
+    if args.command == "router":
+        from router.main import run_router
+
+        return run_router(args)
+    if args.command == "replica":
+        from replicas.main import run_replica
+
+        return run_replica(args)
+    if args.command == "models":
+        from fleetgate.bundled_model import prepare_cli
+
+        return prepare_cli(args)
+    if args.command == "keys":
+        from router.keys_cli import keys_cli
+
+        return keys_cli(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

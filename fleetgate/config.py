@@ -1,0 +1,176 @@
+"""The one validated configuration model, loaded from YAML and the environment.
+
+A config file describes the whole cluster: where Redis is, how routers behave and
+which models are served by how many replicas of which engine. Environment
+variables override the file: ``FLEETGATE_<SECTION>__<FIELD>`` (for example
+``FLEETGATE_REDIS__URL`` or ``FLEETGATE_ROUTER__PORT``), values parsed as YAML.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ENV_PREFIX = "FLEETGATE_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "deploy" / "local.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RedisConfig(_Strict):
+    """Where shared state lives. ``url: null`` makes ``fleetgate up`` start its own redis-server."""
+
+    url: str | None = None
+    # Used only when fleetgate up starts redis-server itself.
+    port: int = 6390
+    data_dir: str = "~/.cache/fleetgate/redis"
+
+
+class RouterConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Require an API key on every /v1 route.
+    auth: bool = True
+    # Bodies larger than this are refused with 413.
+    max_body_bytes: int = 10 * 1024 * 1024
+    # How often the router re-reads the replica registry.
+    registry_refresh_seconds: float = 1.0
+    # Retry-After sent with a 503 when no replica is healthy.
+    retry_after_seconds: int = 5
+    # Seconds between Anthropic `ping` events while waiting for the first token.
+    ping_interval_seconds: float = 10.0
+    # Label metrics with the API key's name (bounded by the number of keys).
+    metrics_key_names: bool = False
+    # Stored Responses API objects live this long (default 30 days).
+    responses_ttl_seconds: int = 30 * 24 * 3600
+    # An affinity replica is skipped when its load exceeds the least loaded by this much.
+    affinity_max_extra_load: int = 8
+
+
+class ReplicaDefaults(_Strict):
+    """Settings shared by every replica process."""
+
+    host: str = "127.0.0.1"
+    # Replicas take consecutive ports from here (gRPC) and from metrics_base_port (HTTP).
+    base_port: int = 50100
+    metrics_base_port: int = 9100
+    heartbeat_seconds: float = 1.0
+    # A replica whose heartbeat is older than this is gone from the registry.
+    registry_ttl_seconds: float = 4.0
+
+
+class SimConfig(_Strict):
+    """The GPU-free simulator engine (product feature for load tests and benchmarks)."""
+
+    ttft_ms: float = 20.0
+    itl_ms: float = 5.0
+    # Relative jitter applied to both delays, 0..1.
+    jitter: float = 0.0
+    prefill_ms_per_token: float = 0.0
+    text: Literal["lorem", "echo"] = "lorem"
+    # Completion length when the request sets no max_tokens.
+    output_tokens: int = 32
+    # When tools are offered and the tool choice allows one: always, never, or a probability.
+    tool_call_probability: float = 1.0
+    reasoning: bool = False
+    reasoning_tokens: int = 8
+    error_rate: float = 0.0
+    die_after_tokens: int | None = None
+    max_context_length: int = 32768
+    vision: bool = False
+    seed: int = 0
+
+
+class ModelConfig(_Strict):
+    name: str
+    engine: Literal["vllm", "sim"]
+    # Path, hub id or "bundled:smollm2-135m" (prepared by `fleetgate models prepare`).
+    model: str | None = None
+    replicas: int = Field(1, ge=0)
+    # Tensor-parallel size; 0 runs on the CPU.
+    gpus_per_replica: int = Field(0, ge=0)
+    accelerator_type: str | None = None
+    # Passed to vLLM's AsyncEngineArgs as is.
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+    # vLLM reasoning / tool parser names (non-harmony models).
+    reasoning_parser: str | None = None
+    tool_parser: str | None = None
+    # auto: harmony for gpt-oss models, the chat template otherwise.
+    prompt_format: Literal["auto", "chat_template", "harmony"] = "auto"
+    clamp_max_tokens: bool = True
+    vision: bool = False
+    # Extra environment for the replica process / Ray actor (e.g. VLLM_CPU_KVCACHE_SPACE).
+    env: dict[str, str] = Field(default_factory=dict)
+    sim: SimConfig = Field(default_factory=SimConfig)
+
+    @model_validator(mode="after")
+    def _engine_needs_model(self) -> "ModelConfig":
+        if self.engine == "vllm" and not self.model:
+            raise ValueError(f"model {self.name!r}: engine vllm needs `model` (a path, hub id or bundled:...)")
+        return self
+
+    @property
+    def uses_harmony(self) -> bool:
+        if self.prompt_format == "auto":
+            return "gpt-oss" in (self.model or self.name).lower()
+        return self.prompt_format == "harmony"
+
+
+class RayConfig(_Strict):
+    # None starts a local Ray instance; "auto" joins the cluster this node belongs to.
+    address: str | None = None
+    namespace: str = "fleetgate"
+
+
+class FleetgateConfig(_Strict):
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    replica: ReplicaDefaults = Field(default_factory=ReplicaDefaults)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    models: list[ModelConfig] = Field(default_factory=list)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        names = [m.name for m in models]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"model names must be unique, repeated: {sorted(dupes)}")
+        return models
+
+    def model(self, name: str) -> ModelConfig:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url or f"redis://127.0.0.1:{self.redis.port}/0"
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        path = key[len(ENV_PREFIX):].lower().split("__")
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> FleetgateConfig:
+    """Read a YAML config (default deploy/local.yaml), apply env overrides, validate."""
+    config_path = Path(path) if path else DEFAULT_CONFIG
+    data = yaml.safe_load(config_path.read_text()) or {}
+    data = _apply_env(data, dict(os.environ if environ is None else environ))
+    return FleetgateConfig.model_validate(data)

@@ -1,0 +1,57 @@
+"""The interface every engine implements (vLLM, sim).
+
+An engine turns one canonical request (``fleetgate.v1.GenerateRequest``) into a
+stream of canonical events. The stream always begins with ``started`` (or a
+``finish`` carrying an error when the request is refused before generation) and
+ends with ``usage`` then ``finish``. Closing or cancelling the iterator aborts the
+request in the engine at once.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+
+from fleetgate.registry import Capabilities, Load
+from fleetgate.v1 import replica_pb2 as pb
+
+
+class Engine(abc.ABC):
+    """One model served by one replica."""
+
+    kind: str
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Load the model; return when the engine can serve."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Abort what runs and release the engine."""
+
+    @property
+    @abc.abstractmethod
+    def max_context_length(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    @abc.abstractmethod
+    def load(self) -> Load:
+        """Current running / waiting requests and KV-cache usage."""
+
+    @abc.abstractmethod
+    async def count_tokens(self, request: pb.GenerateRequest) -> int:
+        """Tokens of the prompt ``request`` renders to, exactly as ``generate`` would render it."""
+
+    @abc.abstractmethod
+    def generate(self, request: pb.GenerateRequest) -> AsyncIterator[pb.GenerateEvent]:
+        """Canonical events for ``request``; closing the iterator aborts it."""
+
+    @abc.abstractmethod
+    async def abort(self, request_id: str) -> bool:
+        """Abort a running request; False when it is not running."""
+
+    async def healthy(self) -> tuple[bool, str]:
+        return True, ""

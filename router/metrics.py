@@ -1,0 +1,49 @@
+"""Router metrics, exported on ``/metrics`` with the ``fleetgate_`` prefix.
+
+Labels are bounded: model (from the config), dialect (chat, completions,
+messages, responses), replica (replica ids from the registry), status / error
+type (a fixed set). Never key ids or hashes; a key's *name* only when
+``router.metrics_key_names`` is on. Token counters make tokens/sec a ``rate()``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# 10 ms .. 60 s
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 7.5, 10.0, 20.0, 30.0, 60.0)
+# Inter-token latency is short: 1 ms .. 5 s
+ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "fleetgate_requests", "Requests finished, by outcome", ["model", "dialect", "stream", "status"], registry=REGISTRY
+)
+IN_FLIGHT = Gauge("fleetgate_requests_in_flight", "Requests being served now", ["model", "dialect"], registry=REGISTRY)
+TTFT = Histogram(
+    "fleetgate_time_to_first_token_seconds", "Time from request to the first token sent", ["model", "dialect"],
+    buckets=LATENCY_BUCKETS, registry=REGISTRY,
+)
+ITL = Histogram(
+    "fleetgate_inter_token_latency_seconds", "Time between consecutive streamed deltas", ["model", "dialect"],
+    buckets=ITL_BUCKETS, registry=REGISTRY,
+)
+E2E = Histogram(
+    "fleetgate_request_duration_seconds", "End-to-end request latency", ["model", "dialect", "stream"],
+    buckets=LATENCY_BUCKETS, registry=REGISTRY,
+)
+PROMPT_TOKENS = Counter("fleetgate_prompt_tokens", "Prompt tokens processed", ["model", "dialect"], registry=REGISTRY)
+COMPLETION_TOKENS = Counter("fleetgate_completion_tokens", "Completion tokens generated", ["model", "dialect"], registry=REGISTRY)
+CACHED_TOKENS = Counter("fleetgate_cached_tokens", "Prompt tokens served from the prefix cache", ["model", "dialect"], registry=REGISTRY)
+ERRORS = Counter("fleetgate_errors", "Errors returned to clients, by type", ["model", "dialect", "type"], registry=REGISTRY)
+RETRIES = Counter("fleetgate_retries", "Requests retried on another replica before the first token", ["model"], registry=REGISTRY)
+AFFINITY = Counter("fleetgate_affinity", "Continuations routed by affinity", ["model", "result"], registry=REGISTRY)  # hit / miss
+RATE_LIMITED = Counter("fleetgate_rate_limited", "Requests refused by a rate limit", ["model"], registry=REGISTRY)
+HEALTHY_REPLICAS = Gauge("fleetgate_healthy_replicas", "Healthy replicas per model, as this router sees them", ["model"], registry=REGISTRY)
+REPLICA_IN_FLIGHT = Gauge(
+    "fleetgate_replica_in_flight", "This router's in-flight requests per replica", ["model", "replica"], registry=REGISTRY
+)
+KEY_REQUESTS = Counter(
+    "fleetgate_key_requests", "Requests per API key name (only with router.metrics_key_names)", ["key_name"], registry=REGISTRY
+)
