@@ -3,6 +3,7 @@
     fleetgate up [--config FILE] [--port N] [--with-prometheus]   the local cluster, in the foreground
     fleetgate router [--config FILE] [--port N]                   one more router on the same Redis
     fleetgate replica --model NAME [--config FILE] [--port N]     one replica as a plain process (no Ray)
+    fleetgate controller [--config FILE]                          replicas as Ray actors (inside a Ray cluster)
     fleetgate models prepare                                      convert the bundled model once
     fleetgate keys create --name NAME | list | revoke KEY_ID      API keys in Redis
     fleetgate bench ...                                           side-by-side benchmarks (loadtest/)
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     replica.add_argument("--metrics-port", type=int, default=None, help="HTTP metrics port (0 picks a free one)")
     replica.add_argument("--replica-id", default=None)
 
+    controller = sub.add_parser("controller", help="start and supervise the configured replicas as Ray actors")
+    _add_config(controller)
+    controller.add_argument("--ray-address", default=None, help="Ray cluster to join (default from config; 'auto' inside a RayCluster)")
+
     models = sub.add_parser("models", help="manage the bundled model")
     models_sub = models.add_subparsers(dest="models_command", required=True)
     prepare = models_sub.add_parser("prepare", help="convert the bundled SmolLM2-135M GGUF to safetensors (once)")
@@ -70,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         from replicas.main import run_replica
 
         return run_replica(args)
+    if args.command == "controller":
+        from replicas.controller import run_controller
+
+        return run_controller(args)
     if args.command == "models":
         from fleetgate.bundled_model import prepare_cli
 

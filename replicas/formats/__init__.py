@@ -1,0 +1,1 @@
+"""Prompt formats: how a canonical request becomes engine input and engine output becomes canonical events."""
