@@ -1,0 +1,1 @@
+"""fleetgate load tests (Locust scenarios) and the side-by-side benchmark."""
