@@ -1,0 +1,163 @@
+"""The replica's gRPC server: service ``fleetgate.v1.Replica`` over one ``Engine``.
+
+``Generate`` streams the engine's canonical events. When the client cancels the
+call (a router whose client disconnected, or a deadline), the handler is
+cancelled and the engine's event iterator is closed at once, which aborts the
+request in the engine. ``Abort`` aborts by request id. ``Info``, ``Health`` and
+``CountTokens`` answer from the engine. The servicer keeps the replica-level
+Prometheus metrics (``replicas/metrics.py``) current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import grpc
+
+from fleetgate.events import ErrorCode
+from fleetgate.events import error as error_event
+from fleetgate.registry import Load
+from fleetgate.v1 import replica_pb2 as pb
+from fleetgate.v1 import replica_pb2_grpc
+from replicas import metrics
+from replicas.engine import Engine
+
+log = logging.getLogger(__name__)
+
+_REASON_LABELS = {value: name.removeprefix("REASON_").lower() for name, value in pb.Finish.Reason.items()}
+
+
+def finish_reason_label(reason: int) -> str:
+    """Metric label for a finish reason: ``stop``, ``length``, ``tool_calls``, ... ."""
+    return _REASON_LABELS.get(reason, "unspecified")
+
+
+class ReplicaServicer(replica_pb2_grpc.ReplicaServicer):
+    """Serves one engine as one replica; counts what is in flight."""
+
+    def __init__(self, engine: Engine, *, replica_id: str, model_name: str) -> None:
+        self.engine = engine
+        self.replica_id = replica_id
+        self.model_name = model_name
+        self.in_flight = 0
+        self.draining = False
+        self._labels = {"model": model_name, "replica": replica_id}
+
+    def current_load(self) -> Load:
+        """The engine's load, also written to the replica's load gauges."""
+        load = self.engine.load()
+        metrics.RUNNING.labels(**self._labels).set(load.running)
+        metrics.WAITING.labels(**self._labels).set(load.waiting)
+        metrics.KV_CACHE_USAGE.labels(**self._labels).set(load.kv_cache_usage)
+        return load
+
+    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> None:
+        # Written with context.write (not as an async generator) so that a client
+        # cancellation raises CancelledError right here and the engine stream is
+        # closed before the handler returns.
+        self.in_flight += 1
+        metrics.IN_FLIGHT.labels(**self._labels).set(self.in_flight)
+        events = self.engine.generate(request)
+        reason_label = "abort"  # stays so when the client goes away before the finish
+        finished = False
+        try:
+            async for event in events:
+                self._count(event)
+                if event.HasField("finish"):
+                    finished = True
+                    reason_label = finish_reason_label(event.finish.reason)
+                await context.write(event)
+        except asyncio.CancelledError:
+            metrics.ABORTS.labels(**self._labels).inc()
+            raise
+        except Exception as exc:  # an engine bug must still end the stream the documented way
+            log.exception("engine failed on request %s", request.request_id)
+            if not finished:
+                reason_label = "error"
+                await context.write(error_event(ErrorCode.ERROR_CODE_INTERNAL, f"engine failure: {exc}"))
+        finally:
+            await events.aclose()
+            self.in_flight -= 1
+            metrics.IN_FLIGHT.labels(**self._labels).set(self.in_flight)
+            metrics.REQUESTS.labels(reason=reason_label, **self._labels).inc()
+            self.current_load()
+
+    def _count(self, event: pb.GenerateEvent) -> None:
+        if event.HasField("usage"):
+            metrics.PROMPT_TOKENS.labels(**self._labels).inc(event.usage.prompt_tokens)
+            metrics.GENERATED_TOKENS.labels(**self._labels).inc(event.usage.completion_tokens)
+
+    async def Abort(self, request: pb.AbortRequest, context: grpc.aio.ServicerContext) -> pb.AbortResponse:
+        found = await self.engine.abort(request.request_id)
+        if found:
+            metrics.ABORTS.labels(**self._labels).inc()
+        return pb.AbortResponse(found=found)
+
+    async def Health(self, request: pb.HealthRequest, context: grpc.aio.ServicerContext) -> pb.HealthResponse:
+        if self.draining:
+            return pb.HealthResponse(healthy=False, detail="draining")
+        healthy, detail = await self.engine.healthy()
+        return pb.HealthResponse(healthy=healthy, detail=detail)
+
+    async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoResponse:
+        load = self.current_load()
+        caps = self.engine.capabilities
+        return pb.InfoResponse(
+            replica_id=self.replica_id,
+            model_names=[self.model_name],
+            engine=self.engine.kind,
+            max_context_length=self.engine.max_context_length,
+            capabilities=pb.Capabilities(
+                tools=caps.tools, reasoning=caps.reasoning, vision=caps.vision, structured_output=caps.structured_output
+            ),
+            load=pb.Load(running=load.running, waiting=load.waiting, kv_cache_usage=load.kv_cache_usage),
+        )
+
+    async def CountTokens(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.CountTokensResponse:
+        return pb.CountTokensResponse(prompt_tokens=await self.engine.count_tokens(request))
+
+
+@dataclass
+class ReplicaServer:
+    """A running gRPC server; ``address`` is what the replica advertises in the registry."""
+
+    server: grpc.aio.Server
+    servicer: ReplicaServicer
+    host: str
+    port: int
+    address: str
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new calls, let running ones finish for up to ``grace`` seconds, then cancel them."""
+        self.servicer.draining = True
+        await self.server.stop(grace)
+
+
+async def start_replica_server(
+    engine: Engine,
+    *,
+    replica_id: str,
+    model_name: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    advertise_host: str | None = None,
+) -> ReplicaServer:
+    """Serve ``engine`` on ``host:port`` (0 picks a free port) and return once it listens.
+
+    ``advertise_host`` is the host other machines reach it on, when ``host`` is a
+    wildcard such as ``0.0.0.0``.
+    """
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)]
+    )
+    servicer = ReplicaServicer(engine, replica_id=replica_id, model_name=model_name)
+    replica_pb2_grpc.add_ReplicaServicer_to_server(servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC server to {host}:{port}")
+    await server.start()
+    address = f"{advertise_host or host}:{bound}"
+    log.info("replica %s serving %s on %s", replica_id, model_name, address)
+    return ReplicaServer(server=server, servicer=servicer, host=host, port=bound, address=address)
