@@ -1,0 +1,207 @@
+"""What the sim engine answers, decided up front: pure functions of the request and ``SimConfig``.
+
+Tokens are words: a token is a run of whitespace followed by a run of
+non-whitespace, so joining a completion's tokens gives back its text exactly.
+The prompt is counted the same way over a plain rendering of the request.
+
+The plan for one request is: reasoning tokens (when the model reasons and the
+request allows it), then either one tool call (when tools are offered and the
+tool choice demands one, or allows one with ``tool_call_probability``) or text:
+JSON for ``response_format`` json_schema / json_object, otherwise lorem ipsum
+(``output_tokens`` words, then a natural stop) or the last user message echoed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+
+from fleetgate.config import ModelConfig, SimConfig
+from fleetgate.events import ErrorCode
+from fleetgate.v1 import replica_pb2 as pb
+from replicas.schema_values import UnsatisfiableSchema, example_value
+
+# An image part counts as this many prompt tokens (OpenAI's low-detail cost).
+IMAGE_TOKENS = 85
+_TOKEN = re.compile(r"\s*\S+")
+_LOREM = (
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et "
+    "dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris nisi ut aliquip "
+    "ex ea commodo consequat."
+).split()
+_THOUGHTS = "Let me think about what is being asked and how best to answer it.".split()
+_EFFORT_SCALE = {"low": 0.5, "medium": 1.0, "high": 2.0}
+Mode = pb.ToolChoice.Mode
+Kind = pb.ResponseFormat.Kind
+
+
+class Refusal(Exception):
+    """The request is refused before generation; becomes the first (error) event."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class PlannedToolCall:
+    call_id: str
+    name: str
+    argument_tokens: list[str]
+
+
+@dataclass
+class Plan:
+    """One request's completion, before timing, budget and stop sequences are applied."""
+
+    prompt_tokens: int
+    max_tokens: int
+    reasoning: list[str] = field(default_factory=list)
+    tool_calls: list[PlannedToolCall] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+
+
+def split_tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+def count_prompt_tokens(request: pb.GenerateRequest) -> int:
+    """Words of the request's rendered prompt, plus ``IMAGE_TOKENS`` per image."""
+    if request.HasField("raw_prompt"):
+        return len(split_tokens(request.raw_prompt))
+    words, images = 0, 0
+    for tool in request.tools:
+        words += len(split_tokens(" ".join((tool.name, tool.description, tool.parameters_json))))
+    for message in request.messages:
+        words += 1  # the role marker
+        for part in message.content:
+            if part.HasField("image_url"):
+                images += 1
+            else:
+                words += len(split_tokens(part.text))
+        words += len(split_tokens(message.reasoning))
+        for call in message.tool_calls:
+            words += len(split_tokens(f"{call.name} {call.arguments}"))
+    return words + images * IMAGE_TOKENS
+
+
+def request_rng(request: pb.GenerateRequest, sim: SimConfig) -> random.Random:
+    """Randomness for one request: reproducible with a sampling seed, else per request id."""
+    per_request = request.sampling.seed if request.sampling.HasField("seed") else request.request_id
+    return random.Random(f"{sim.seed}:{per_request}")
+
+
+def check_request(request: pb.GenerateRequest, model: ModelConfig) -> None:
+    """Raise ``Refusal`` for a request the sim cannot serve (model, images, tool choice, max_tokens)."""
+    if request.model and request.model != model.name:
+        raise Refusal(ErrorCode.ERROR_CODE_UNKNOWN_MODEL, f"this replica serves {model.name!r}, not {request.model!r}")
+    if not (model.vision or model.sim.vision) and any(
+        part.HasField("image_url") for message in request.messages for part in message.content
+    ):
+        raise Refusal(ErrorCode.ERROR_CODE_UNSUPPORTED, f"model {model.name!r} does not accept images")
+    choice = request.tool_choice
+    if choice.mode in (Mode.MODE_REQUIRED, Mode.MODE_NAMED) and not request.tools:
+        raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, "tool_choice requires a tool call but no tools were given")
+    if choice.mode == Mode.MODE_NAMED and choice.name not in {tool.name for tool in request.tools}:
+        raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, f"tool_choice names {choice.name!r}, which is not among the tools")
+    if request.sampling.HasField("max_tokens") and request.sampling.max_tokens < 1:
+        raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, "max_tokens must be at least 1")
+
+
+def completion_budget(request: pb.GenerateRequest, prompt_tokens: int, model: ModelConfig) -> int:
+    """The max tokens for this request after the context check and clamping (raises ``Refusal``)."""
+    context = model.sim.max_context_length
+    room = context - prompt_tokens
+    if room < 1:
+        raise Refusal(
+            ErrorCode.ERROR_CODE_CONTEXT_LENGTH_EXCEEDED,
+            f"the prompt is {prompt_tokens} tokens; the model's context is {context} tokens",
+        )
+    if not request.sampling.HasField("max_tokens"):
+        return room
+    requested = request.sampling.max_tokens
+    if requested > room and not model.clamp_max_tokens:
+        raise Refusal(
+            ErrorCode.ERROR_CODE_CONTEXT_LENGTH_EXCEEDED,
+            f"prompt ({prompt_tokens}) plus max_tokens ({requested}) exceeds the context of {context} tokens",
+        )
+    return min(requested, room)
+
+
+def plan_completion(request: pb.GenerateRequest, model: ModelConfig, rng: random.Random) -> Plan:
+    """Everything the sim will say for ``request`` (raises ``Refusal``)."""
+    check_request(request, model)
+    prompt_tokens = count_prompt_tokens(request)
+    plan = Plan(prompt_tokens=prompt_tokens, max_tokens=completion_budget(request, prompt_tokens, model))
+    sim = model.sim
+    if sim.reasoning and not (request.HasField("enable_reasoning") and not request.enable_reasoning):
+        count = max(1, round(sim.reasoning_tokens * _EFFORT_SCALE.get(request.reasoning_effort, 1.0)))
+        plan.reasoning = _cycled(_THOUGHTS, count)
+    tool = _tool_to_call(request, sim, rng)
+    if tool is not None:
+        plan.tool_calls = [PlannedToolCall(f"call_{rng.getrandbits(64):016x}", tool.name, _argument_tokens(tool))]
+    else:
+        plan.text = _text_tokens(request, sim)
+    return plan
+
+
+def _tool_to_call(request: pb.GenerateRequest, sim: SimConfig, rng: random.Random) -> pb.Tool | None:
+    choice = request.tool_choice
+    if not request.tools or choice.mode == Mode.MODE_NONE:
+        return None
+    if choice.mode == Mode.MODE_NAMED:
+        return next(tool for tool in request.tools if tool.name == choice.name)
+    if choice.mode == Mode.MODE_AUTO and rng.random() >= sim.tool_call_probability:
+        return None
+    return rng.choice(list(request.tools))
+
+
+def _argument_tokens(tool: pb.Tool) -> list[str]:
+    schema = _parse_schema(tool.parameters_json or '{"type": "object"}', f"parameters of tool {tool.name!r}")
+    try:
+        arguments = example_value(schema)
+    except UnsatisfiableSchema as exc:
+        raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, f"tool {tool.name!r}: {exc}") from exc
+    return split_tokens(json.dumps(arguments))
+
+
+def _text_tokens(request: pb.GenerateRequest, sim: SimConfig) -> list[str]:
+    response_format = request.response_format
+    if response_format.kind == Kind.KIND_JSON_SCHEMA:
+        schema = _parse_schema(response_format.schema_json or "{}", "response_format schema")
+        try:
+            return split_tokens(json.dumps(example_value(schema)))
+        except UnsatisfiableSchema as exc:
+            raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, f"response_format schema: {exc}") from exc
+    if response_format.kind == Kind.KIND_JSON_OBJECT:
+        return split_tokens(json.dumps({"answer": "".join(_cycled(_LOREM, sim.output_tokens)).strip()}))
+    if sim.text == "echo":
+        return split_tokens(_last_user_text(request).strip())
+    return _cycled(_LOREM, sim.output_tokens)
+
+
+def _parse_schema(text: str, what: str) -> dict | bool:
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(schema, (dict, bool)):
+        raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, f"{what} must be a JSON object")
+    return schema
+
+
+def _last_user_text(request: pb.GenerateRequest) -> str:
+    if request.HasField("raw_prompt"):
+        return request.raw_prompt
+    for message in reversed(request.messages):
+        if message.role == pb.ROLE_USER:
+            return " ".join(part.text for part in message.content if part.HasField("text"))
+    return ""
+
+
+def _cycled(words: list[str], count: int) -> list[str]:
+    """``count`` tokens cycling through ``words``: the first bare, the rest with a leading space."""
+    return [(" " if index else "") + words[index % len(words)] for index in range(count)]
