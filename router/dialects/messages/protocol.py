@@ -1,0 +1,193 @@
+"""Wire schema of the Anthropic Messages API requests (``POST /v1/messages``, ``/count_tokens``).
+
+Pydantic v2 models of what clients send, following ``anthropic.types`` (the SDK's
+``MessageCreateParams``). Only validation lives here: unknown extra fields are
+accepted and ignored (clients send ``service_tier``, ``context_management``, beta
+fields, ``cache_control`` on any block ...), while a block or tool type fleetgate
+cannot serve is a validation error (400 ``invalid_request_error``). Translation to
+the canonical request is in ``request.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Wire(BaseModel):
+    """Every wire object: extra fields allowed (and ignored)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# ---------------------------------------------------------------- content blocks
+
+
+class TextBlock(_Wire):
+    type: Literal["text"]
+    text: str
+
+
+class Base64ImageSource(_Wire):
+    type: Literal["base64"]
+    media_type: str
+    data: str
+
+
+class UrlImageSource(_Wire):
+    type: Literal["url"]
+    url: str
+
+
+ImageSource = Annotated[Union[Base64ImageSource, UrlImageSource], Field(discriminator="type")]
+
+
+class ImageBlock(_Wire):
+    type: Literal["image"]
+    source: ImageSource
+
+
+class ToolUseBlock(_Wire):
+    type: Literal["tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+ToolResultContentBlock = Annotated[Union[TextBlock, ImageBlock], Field(discriminator="type")]
+
+
+class ToolResultBlock(_Wire):
+    type: Literal["tool_result"]
+    tool_use_id: str
+    content: str | list[ToolResultContentBlock] = ""
+    is_error: bool = False
+
+
+class ThinkingBlock(_Wire):
+    type: Literal["thinking"]
+    thinking: str
+    # Opaque; fleetgate's own signatures are described in signature.py. Not verified.
+    signature: str = ""
+
+
+class RedactedThinkingBlock(_Wire):
+    type: Literal["redacted_thinking"]
+    data: str
+
+
+UserContentBlock = Annotated[Union[TextBlock, ImageBlock, ToolResultBlock], Field(discriminator="type")]
+AssistantContentBlock = Annotated[
+    Union[TextBlock, ToolUseBlock, ThinkingBlock, RedactedThinkingBlock], Field(discriminator="type")
+]
+
+
+class UserMessage(_Wire):
+    role: Literal["user"]
+    content: str | list[UserContentBlock]
+
+
+class AssistantMessage(_Wire):
+    role: Literal["assistant"]
+    content: str | list[AssistantContentBlock]
+
+
+InputMessage = Annotated[Union[UserMessage, AssistantMessage], Field(discriminator="role")]
+
+# ---------------------------------------------------------------- tools
+
+
+class Tool(_Wire):
+    """A client tool. Server tools (``bash_…``, ``web_search_…``) are not served here."""
+
+    type: Literal["custom"] | None = None
+    name: str = Field(min_length=1)
+    description: str = ""
+    input_schema: dict[str, Any]
+
+
+class _ToolChoiceBase(_Wire):
+    disable_parallel_tool_use: bool = False
+
+
+class ToolChoiceAuto(_ToolChoiceBase):
+    type: Literal["auto"]
+
+
+class ToolChoiceAny(_ToolChoiceBase):
+    type: Literal["any"]
+
+
+class ToolChoiceTool(_ToolChoiceBase):
+    type: Literal["tool"]
+    name: str
+
+
+class ToolChoiceNone(_Wire):
+    type: Literal["none"]
+
+
+ToolChoice = Annotated[
+    Union[ToolChoiceAuto, ToolChoiceAny, ToolChoiceTool, ToolChoiceNone], Field(discriminator="type")
+]
+
+# ---------------------------------------------------------------- thinking, output
+
+
+class ThinkingEnabled(_Wire):
+    type: Literal["enabled"]
+    budget_tokens: int = Field(ge=1)
+
+
+class ThinkingAdaptive(_Wire):
+    type: Literal["adaptive"]
+
+
+class ThinkingDisabled(_Wire):
+    type: Literal["disabled"]
+
+
+ThinkingConfig = Annotated[Union[ThinkingEnabled, ThinkingAdaptive, ThinkingDisabled], Field(discriminator="type")]
+
+
+class JsonOutputFormat(_Wire):
+    type: Literal["json_schema"]
+    # Named ``schema_`` because pydantic's BaseModel reserves ``schema``.
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(_Wire):
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: JsonOutputFormat | None = None
+
+
+class Metadata(_Wire):
+    user_id: str | None = None
+
+
+# ---------------------------------------------------------------- requests
+
+
+class CountTokensRequest(_Wire):
+    """``POST /v1/messages/count_tokens``: everything that shapes the prompt, no sampling."""
+
+    model: str = Field(min_length=1)
+    messages: list[InputMessage] = Field(min_length=1)
+    system: str | list[TextBlock] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    thinking: ThinkingConfig | None = None
+    output_config: OutputConfig | None = None
+
+
+class MessagesRequest(CountTokensRequest):
+    """``POST /v1/messages``."""
+
+    max_tokens: int = Field(ge=1)
+    stop_sequences: list[str] | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0)
+    metadata: Metadata | None = None
+    stream: bool = False

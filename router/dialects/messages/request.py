@@ -1,0 +1,224 @@
+"""Anthropic Messages request → canonical ``pb.GenerateRequest`` (pure translation).
+
+Mapping, field by field:
+
+- ``system`` (a string or text blocks; ``cache_control`` ignored) → one SYSTEM message;
+- user ``text`` / ``image`` blocks → a USER message (base64 images become data URLs);
+  each ``tool_result`` block → a TOOL message (``tool_call_id``, ``is_error``, its
+  string or text / image content; ``name`` looked up from the matching ``tool_use``);
+- assistant ``text`` → content, ``thinking`` → ``reasoning`` (replayed),
+  ``redacted_thinking`` → dropped (it carries no readable text), ``tool_use`` →
+  ``tool_calls`` with the ``input`` object JSON-encoded;
+- ``tool_choice`` auto / any / tool / none → AUTO / REQUIRED / NAMED / NONE;
+  ``disable_parallel_tool_use`` → ``parallel_tool_calls = false``;
+- ``max_tokens``, ``stop_sequences``, ``temperature``, ``top_p``, ``top_k`` → sampling;
+- ``output_config.format`` (json_schema) → response format JSON schema;
+- ``thinking`` → reasoning, see ``reasoning_from_thinking``.
+
+``metadata.user_id`` is accepted and not forwarded: the canonical caller carries
+the API key id, set by the router core, never a client-chosen identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import orjson
+
+from fleetgate.v1 import replica_pb2 as pb
+from router.dialects.messages import protocol as wire
+
+# Thinking budget (tokens) → reasoning effort. Anthropic clients pick budgets, the
+# canonical request carries an effort: below LOW_BUDGET_MAX is "low" (the 1024
+# minimum, Claude Code's "think" ≈ 4000), up to MEDIUM_BUDGET_MAX "medium" ("think
+# hard" ≈ 10000), above it "high" ("ultrathink" ≈ 32000).
+LOW_BUDGET_MAX = 4096
+MEDIUM_BUDGET_MAX = 16384
+
+# Anthropic's output_config.effort levels above "high" map to the highest canonical effort.
+_EFFORT = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+_TOOL_CHOICE_MODE = {
+    "auto": pb.ToolChoice.MODE_AUTO,
+    "any": pb.ToolChoice.MODE_REQUIRED,
+    "tool": pb.ToolChoice.MODE_NAMED,
+    "none": pb.ToolChoice.MODE_NONE,
+}
+
+
+def effort_from_budget(budget_tokens: int) -> str:
+    """The canonical reasoning effort for an Anthropic thinking budget."""
+    if budget_tokens < LOW_BUDGET_MAX:
+        return "low"
+    if budget_tokens < MEDIUM_BUDGET_MAX:
+        return "medium"
+    return "high"
+
+
+def reasoning_from_thinking(
+    thinking: wire.ThinkingEnabled | wire.ThinkingAdaptive | wire.ThinkingDisabled | None,
+    output_config: wire.OutputConfig | None,
+) -> tuple[bool | None, str]:
+    """``(enable_reasoning, reasoning_effort)`` for a request.
+
+    ``disabled`` → (False, ""); ``enabled`` → (True, effort of the budget);
+    ``adaptive`` → (True, ""); absent → (None, ""), the model's own default.
+    An explicit ``output_config.effort`` overrides the effort derived from the budget.
+    """
+    enable: bool | None = None
+    effort = ""
+    if isinstance(thinking, wire.ThinkingDisabled):
+        return False, ""
+    if isinstance(thinking, wire.ThinkingEnabled):
+        enable, effort = True, effort_from_budget(thinking.budget_tokens)
+    elif isinstance(thinking, wire.ThinkingAdaptive):
+        enable = True
+    if output_config is not None and output_config.effort is not None:
+        effort = _EFFORT[output_config.effort]
+    return enable, effort
+
+
+def image_url(block: wire.ImageBlock) -> str:
+    source = block.source
+    if isinstance(source, wire.Base64ImageSource):
+        return f"data:{source.media_type};base64,{source.data}"
+    return source.url
+
+
+def content_parts(blocks: str | Iterable[wire.TextBlock | wire.ImageBlock]) -> list[pb.ContentPart]:
+    if isinstance(blocks, str):
+        return [pb.ContentPart(text=blocks)]
+    return [
+        pb.ContentPart(text=b.text) if isinstance(b, wire.TextBlock) else pb.ContentPart(image_url=image_url(b))
+        for b in blocks
+    ]
+
+
+def system_message(system: str | list[wire.TextBlock]) -> pb.Message:
+    return pb.Message(role=pb.ROLE_SYSTEM, content=content_parts(system))
+
+
+def _assistant_message(message: wire.AssistantMessage) -> pb.Message:
+    out = pb.Message(role=pb.ROLE_ASSISTANT)
+    if isinstance(message.content, str):
+        out.content.append(pb.ContentPart(text=message.content))
+        return out
+    reasoning: list[str] = []
+    for block in message.content:
+        if isinstance(block, wire.TextBlock):
+            out.content.append(pb.ContentPart(text=block.text))
+        elif isinstance(block, wire.ThinkingBlock):
+            reasoning.append(block.thinking)
+        elif isinstance(block, wire.ToolUseBlock):
+            out.tool_calls.append(pb.ToolCall(id=block.id, name=block.name, arguments=orjson.dumps(block.input).decode()))
+    out.reasoning = "".join(reasoning)
+    return out
+
+
+def _user_messages(message: wire.UserMessage, tool_names: dict[str, str]) -> list[pb.Message]:
+    """A user turn → TOOL messages (one per tool_result) and USER messages, in order."""
+    if isinstance(message.content, str):
+        return [pb.Message(role=pb.ROLE_USER, content=content_parts(message.content))]
+    out: list[pb.Message] = []
+    pending: list[wire.TextBlock | wire.ImageBlock] = []
+
+    def flush() -> None:
+        if pending:
+            out.append(pb.Message(role=pb.ROLE_USER, content=content_parts(pending)))
+            pending.clear()
+
+    for block in message.content:
+        if isinstance(block, wire.ToolResultBlock):
+            flush()
+            out.append(
+                pb.Message(
+                    role=pb.ROLE_TOOL,
+                    tool_call_id=block.tool_use_id,
+                    name=tool_names.get(block.tool_use_id, ""),
+                    content=content_parts(block.content),
+                    is_error=block.is_error,
+                )
+            )
+        else:
+            pending.append(block)
+    flush()
+    return out
+
+
+def canonical_messages(request: wire.CountTokensRequest) -> list[pb.Message]:
+    """The conversation as canonical messages: system first, then the turns in order."""
+    out: list[pb.Message] = []
+    if request.system:
+        out.append(system_message(request.system))
+    tool_names: dict[str, str] = {}
+    for message in request.messages:
+        if isinstance(message, wire.AssistantMessage):
+            converted = _assistant_message(message)
+            tool_names.update((call.id, call.name) for call in converted.tool_calls)
+            out.append(converted)
+        else:
+            out.extend(_user_messages(message, tool_names))
+    return out
+
+
+def canonical_tools(tools: list[wire.Tool] | None) -> list[pb.Tool]:
+    return [
+        pb.Tool(name=t.name, description=t.description, parameters_json=orjson.dumps(t.input_schema).decode())
+        for t in tools or []
+    ]
+
+
+def canonical_tool_choice(choice: wire.ToolChoice | None) -> tuple[pb.ToolChoice, bool]:
+    """``(tool choice, parallel_tool_calls)``; parallel calls are allowed unless disabled."""
+    if choice is None:
+        return pb.ToolChoice(mode=pb.ToolChoice.MODE_AUTO), True
+    name = choice.name if isinstance(choice, wire.ToolChoiceTool) else ""
+    parallel = not getattr(choice, "disable_parallel_tool_use", False)
+    return pb.ToolChoice(mode=_TOOL_CHOICE_MODE[choice.type], name=name), parallel
+
+
+def response_format(output_config: wire.OutputConfig | None) -> pb.ResponseFormat:
+    if output_config is None or output_config.format is None:
+        return pb.ResponseFormat(kind=pb.ResponseFormat.KIND_TEXT)
+    return pb.ResponseFormat(
+        kind=pb.ResponseFormat.KIND_JSON_SCHEMA, schema_json=orjson.dumps(output_config.format.schema_).decode()
+    )
+
+
+def prompt_request(request: wire.CountTokensRequest) -> pb.GenerateRequest:
+    """Everything that shapes the rendered prompt (what ``count_tokens`` counts).
+
+    ``request_id`` and ``caller`` are left for the router core to fill in.
+    """
+    tool_choice, parallel = canonical_tool_choice(request.tool_choice)
+    enable_reasoning, effort = reasoning_from_thinking(request.thinking, request.output_config)
+    out = pb.GenerateRequest(
+        model=request.model,
+        messages=canonical_messages(request),
+        tools=canonical_tools(request.tools),
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
+        response_format=response_format(request.output_config),
+        reasoning_effort=effort,
+    )
+    if enable_reasoning is not None:
+        out.enable_reasoning = enable_reasoning
+    return out
+
+
+def sampling(request: wire.MessagesRequest) -> pb.Sampling:
+    out = pb.Sampling(max_tokens=request.max_tokens, stop=request.stop_sequences or [])
+    if request.temperature is not None:
+        out.temperature = request.temperature
+    if request.top_p is not None:
+        out.top_p = request.top_p
+    if request.top_k is not None:
+        out.top_k = request.top_k
+    return out
+
+
+def generate_request(request: wire.MessagesRequest) -> pb.GenerateRequest:
+    """The canonical request for ``POST /v1/messages``."""
+    out = prompt_request(request)
+    out.sampling.CopyFrom(sampling(request))
+    return out

@@ -1,0 +1,58 @@
+"""Canonical finish and usage → Anthropic ``stop_reason`` and ``usage`` (pure).
+
+Anthropic counts input tokens in three disjoint parts whose sum is the prompt:
+``input_tokens`` (not read from a cache), ``cache_read_input_tokens`` (the
+replica's prefix-cache hits, canonical ``cached_tokens``) and
+``cache_creation_input_tokens`` (always 0: vLLM's prefix cache has no paid
+"creation"). ``message_start`` is sent before the cache hits are known, so it
+carries the whole prompt as ``input_tokens``, which is also what
+``count_tokens`` returns; the final ``message_delta`` carries the split.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleetgate.v1 import replica_pb2 as pb
+
+Reason = pb.Finish.Reason
+
+_STOP_REASON = {
+    Reason.REASON_STOP: "end_turn",
+    Reason.REASON_LENGTH: "max_tokens",
+    Reason.REASON_TOOL_CALLS: "tool_use",
+    Reason.REASON_STOP_SEQUENCE: "stop_sequence",
+}
+
+
+def stop_reason(reason: int, has_tool_use: bool) -> str:
+    """Anthropic's stop reason; a turn that produced tool_use blocks and stopped naturally is ``tool_use``."""
+    mapped = _STOP_REASON.get(reason, "end_turn")
+    if mapped == "end_turn" and has_tool_use:
+        return "tool_use"
+    return mapped
+
+
+def stop_sequence(finish: pb.Finish) -> str | None:
+    return finish.stop_sequence if finish.reason == Reason.REASON_STOP_SEQUENCE else None
+
+
+def start_usage(prompt_tokens: int) -> dict[str, Any]:
+    """Usage in ``message_start``: the whole prompt, nothing generated yet."""
+    return {
+        "input_tokens": prompt_tokens,
+        "output_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+
+
+def final_usage(usage: pb.Usage) -> dict[str, Any]:
+    """Usage of a finished message (non-streaming ``usage`` and the final ``message_delta``)."""
+    cached = min(usage.cached_tokens, usage.prompt_tokens)
+    return {
+        "input_tokens": usage.prompt_tokens - cached,
+        "output_tokens": usage.completion_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+    }
