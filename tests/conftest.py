@@ -79,3 +79,33 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture()
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+# --- replica processes (tests/replica_process.py) ------------------------------------------
+
+from replica_process import SIM_CONFIG, ReplicaProcess  # noqa: E402  (tests/ is on sys.path)
+
+
+@pytest.fixture()
+def replica_factory(redis_server: RedisServer, tmp_path: Path):
+    """``start(model="sim", config=SIM_CONFIG, **kwargs) -> ReplicaProcess``: registered replicas, stopped afterwards."""
+    started: list[ReplicaProcess] = []
+
+    def start(model: str = "sim", config: Path = SIM_CONFIG, **kwargs) -> ReplicaProcess:
+        replica = ReplicaProcess(config, model, redis_server.url, log_path=tmp_path / f"replica-{len(started)}.log", **kwargs)
+        started.append(replica)
+        replica.start()
+        return replica
+
+    yield start
+    for replica in started:
+        replica.stop()
+
+
+@pytest.fixture(scope="session")
+def sim_replica(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory):
+    """One `sim` replica (tests/configs/sim.yaml) registered in the session's Redis."""
+    replica = ReplicaProcess(SIM_CONFIG, "sim", redis_server.url, log_path=tmp_path_factory.mktemp("sim-replica") / "replica.log")
+    replica.start()
+    yield replica
+    replica.stop()
