@@ -1,0 +1,130 @@
+"""Fold a canonical event stream into one ``Completion`` (pure).
+
+Non-streaming responses of every dialect are the streamed events folded, so
+streaming and non-streaming can never disagree. ``CompletionFolder`` folds one
+event at a time (the runner feeds it while streaming, so the finished completion
+is known when the last frame is sent); ``fold`` folds a whole async stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
+
+from fleetgate.v1 import replica_pb2 as pb
+from router.errors import ApiError, from_error_code
+
+Reason = pb.Finish.Reason
+
+CONTENT_EVENTS = frozenset({"text", "reasoning", "tool_call_start", "tool_call_delta", "tool_call_end"})
+
+
+def is_content(event: pb.GenerateEvent) -> bool:
+    """Whether the event is model output (text, reasoning or a tool call part)."""
+    return event.WhichOneof("event") in CONTENT_EVENTS
+
+
+@dataclass
+class ToolCallOut:
+    index: int
+    id: str
+    name: str
+    arguments: str = ""
+
+
+@dataclass
+class UsageCounts:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def from_pb(cls, usage: pb.Usage) -> UsageCounts:
+        return cls(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens)
+
+
+@dataclass
+class Completion:
+    """Everything one generation produced."""
+
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCallOut] = field(default_factory=list)
+    usage: UsageCounts = field(default_factory=UsageCounts)
+    finish_reason: int = Reason.REASON_UNSPECIFIED
+    # The stop string that matched, for REASON_STOP_SEQUENCE.
+    stop_sequence: str = ""
+    # Set when the finish carried an error.
+    error: ApiError | None = None
+    replica_id: str = ""
+    # The replica's max_tokens after clamping to the context left.
+    max_tokens: int = 0
+    finished: bool = False
+
+    @property
+    def has_content(self) -> bool:
+        return bool(self.text or self.reasoning or self.tool_calls)
+
+
+class CompletionFolder:
+    """Accumulates events into a ``Completion``."""
+
+    def __init__(self) -> None:
+        self.completion = Completion()
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._calls: dict[int, ToolCallOut] = {}
+        self._arguments: dict[int, list[str]] = {}
+        self._usage_seen = False
+
+    def add(self, event: pb.GenerateEvent) -> None:
+        kind = event.WhichOneof("event")
+        c = self.completion
+        if kind == "text":
+            self._text.append(event.text.text)
+        elif kind == "reasoning":
+            self._reasoning.append(event.reasoning.text)
+        elif kind == "tool_call_start":
+            start = event.tool_call_start
+            self._calls[start.index] = ToolCallOut(start.index, start.id, start.name)
+            self._arguments[start.index] = []
+        elif kind == "tool_call_delta":
+            self._arguments.setdefault(event.tool_call_delta.index, []).append(event.tool_call_delta.delta)
+        elif kind == "started":
+            c.replica_id = event.started.replica_id
+            c.max_tokens = event.started.max_tokens
+            if not self._usage_seen:
+                c.usage = UsageCounts(prompt_tokens=event.started.prompt_tokens)
+        elif kind == "usage":
+            c.usage = UsageCounts.from_pb(event.usage)
+            self._usage_seen = True
+        elif kind == "finish":
+            self._finish(event.finish)
+
+    def _finish(self, finish: pb.Finish) -> None:
+        c = self.completion
+        c.finished = True
+        c.finish_reason = finish.reason
+        c.stop_sequence = finish.stop_sequence
+        if finish.reason == Reason.REASON_ERROR:
+            c.error = from_error_code(finish.error_code, finish.error_message)
+        c.text = "".join(self._text)
+        c.reasoning = "".join(self._reasoning)
+        for index, call in sorted(self._calls.items()):
+            call.arguments = "".join(self._arguments.get(index, []))
+        c.tool_calls = [call for _, call in sorted(self._calls.items())]
+
+
+async def fold(events: AsyncIterable[pb.GenerateEvent], first: pb.GenerateEvent | None = None) -> Completion:
+    """The completion for a whole stream (``first``, e.g. the ``started`` event already read, folded first)."""
+    folder = CompletionFolder()
+    if first is not None:
+        folder.add(first)
+    async for event in events:
+        folder.add(event)
+    return folder.completion

@@ -1,0 +1,49 @@
+"""Identifier generators: the router's request id and every dialect's public ids.
+
+One random request id per request (also the canonical ``request_id`` sent to the
+replica, so logs on both sides correlate); each dialect derives its public object
+id from it with its own prefix, so the id is stable across all chunks of a stream.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+_ALPHABET = string.ascii_letters + string.digits
+_RANDOM_LENGTH = 24
+
+
+def random_token(length: int = _RANDOM_LENGTH) -> str:
+    """URL-safe letters and digits (about 5.95 bits each)."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def new_request_id() -> str:
+    return random_token()
+
+
+def chat_completion_id(request_id: str) -> str:
+    return f"chatcmpl-{request_id}"
+
+
+def text_completion_id(request_id: str) -> str:
+    return f"cmpl-{request_id}"
+
+
+def message_id(request_id: str) -> str:
+    return f"msg_{request_id}"
+
+
+def response_id(request_id: str) -> str:
+    return f"resp_{request_id}"
+
+
+def new_tool_call_id(prefix: str = "call_") -> str:
+    """A fresh tool call id, e.g. ``call_…`` (OpenAI) or ``toolu_…`` (Anthropic)."""
+    return prefix + random_token()
+
+
+def new_item_id(prefix: str) -> str:
+    """A fresh id for a dialect object such as a Responses output item (``msg_``, ``rs_``, ``fc_``)."""
+    return prefix + random_token()

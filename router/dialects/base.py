@@ -1,0 +1,119 @@
+"""The dialect adapter interface: how an API dialect plugs into the router.
+
+A dialect (Chat Completions, Completions, Anthropic Messages, Responses) is PURE
+translation. It never touches Redis, gRPC or the HTTP request; the shared runner
+(``router.canonical.runner``) does auth, body reading, dispatch, retries,
+metrics and disconnects, and calls the adapter at four points:
+
+1. ``parse(body)``: the decoded JSON body -> the dialect's pydantic wire model
+   (``protocol.py`` of the dialect, extra fields allowed). The default validates
+   ``wire_model`` and turns a ``ValidationError`` into a 400 naming the field.
+   ``model_name`` and ``wants_stream`` read two facts the runner needs from it.
+2. ``to_canonical(request, call)``: wire model -> ``pb.GenerateRequest``. Raise
+   ``router.errors.invalid_request(...)`` for anything the schema could not catch.
+   The runner fills ``request_id`` and ``caller.key_id`` itself and checks images
+   against the model's capabilities afterwards.
+3. ``render_json(request, completion, call)``: the folded ``Completion`` (see
+   ``router.canonical.fold``) -> the non-streaming JSON body. A completion that
+   carries an error never reaches it: the runner answers with that error.
+4. ``stream_encoder(request, call)``: a fresh ``StreamEncoder`` for one streamed
+   response. The runner feeds it every canonical event, the ``started`` event
+   first and exactly one ``finish`` last (a mid-stream failure arrives as a
+   ``finish`` with reason ERROR: render the dialect's own error event for it,
+   with ``router.errors.openai_error_body`` / ``anthropic_error_body`` of
+   ``router.errors.from_error_code(...)``), then calls ``close()`` once. Frames are
+   bytes, built with ``router.canonical.sse``. ``keepalive()`` is asked for a frame
+   whenever no event arrived for ``router.ping_interval_seconds`` (Anthropic's
+   ``ping``); return None for none.
+
+Errors found before a stream starts are raised as ``ApiError`` and rendered by
+the router in the dialect's error shape, chosen by the request path.
+
+Route handlers are one line: ``return await runner.serve(request, MyDialect())``.
+A dialect that needs I/O around generation (the Responses store) passes
+``prepare=`` to ``serve`` (see the runner): it loads what it needs, builds the
+canonical request with the pure adapter, and may give an affinity replica and a
+``before_finish`` hook that runs after the last event is folded and before the
+last frame or the JSON body is sent.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from fleetgate.v1 import replica_pb2 as pb
+from router.canonical.fold import Completion
+from router.errors import from_validation_error, invalid_request
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+@dataclass
+class CallContext:
+    """Facts about one API call that adapters may use when rendering."""
+
+    dialect: str
+    # Random id of this call: the canonical request id, and the base of the dialect's public ids.
+    request_id: str
+    model: str = ""
+    stream: bool = False
+    # Unix seconds when the request arrived (OpenAI's `created`).
+    created: int = field(default_factory=lambda: int(time.time()))
+    # The API key that made the call ("" when auth is off).
+    key_id: str = ""
+    key_name: str = ""
+    # The replica serving the call, known once it started (updated on a transparent retry).
+    replica_id: str = ""
+
+
+class StreamEncoder(abc.ABC):
+    """Canonical events of one streamed response -> the dialect's SSE frames."""
+
+    @abc.abstractmethod
+    def encode(self, event: pb.GenerateEvent) -> list[bytes]:
+        """Frames for one event (``started`` first, ``finish`` last); may be empty."""
+
+    def close(self) -> list[bytes]:
+        """Frames after the last event (OpenAI's ``data: [DONE]``)."""
+        return []
+
+    def keepalive(self) -> bytes | None:
+        """A frame to send while no event arrives (Anthropic ``ping``), or None."""
+        return None
+
+
+class Dialect(abc.ABC, Generic[RequestT]):
+    """One API dialect: pure translation between its wire format and the canonical request / events."""
+
+    # Label in metrics and logs: chat, completions, messages, responses.
+    name: ClassVar[str]
+    # The pydantic wire model of the request body.
+    wire_model: ClassVar[type[BaseModel]]
+
+    def parse(self, body: Any) -> RequestT:
+        if not isinstance(body, dict):
+            raise invalid_request("The request body must be a JSON object")
+        try:
+            return self.wire_model.model_validate(body)  # type: ignore[return-value]
+        except ValidationError as exc:
+            raise from_validation_error(exc) from None
+
+    @abc.abstractmethod
+    def model_name(self, request: RequestT) -> str: ...
+
+    @abc.abstractmethod
+    def wants_stream(self, request: RequestT) -> bool: ...
+
+    @abc.abstractmethod
+    def to_canonical(self, request: RequestT, call: CallContext) -> pb.GenerateRequest: ...
+
+    @abc.abstractmethod
+    def render_json(self, request: RequestT, completion: Completion, call: CallContext) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def stream_encoder(self, request: RequestT, call: CallContext) -> StreamEncoder: ...

@@ -1,0 +1,255 @@
+"""The one canonical API error, its constructors, and how each dialect renders it.
+
+Every failure a client can see is an ``ApiError`` (status, kind, message, param,
+retry_after, code). Routes and adapters raise it; the exception handlers
+installed by ``install_error_handlers`` render it in the shape the request path
+calls for: ``/v1/messages*`` gets Anthropic's ``{"type": "error", "error": {...}}``,
+everything else OpenAI's ``{"error": {"message", "type", "param", "code"}}``.
+Malformed JSON, pydantic validation errors, unknown routes and unexpected
+exceptions all end up here, so nothing is ever a bare 500 with a traceback.
+
+Mid-stream failures are not exceptions: they arrive as a canonical ``finish``
+event with reason ERROR, and each dialect's stream encoder renders its own error
+event with ``openai_error_body`` / ``anthropic_error_body``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from fleetgate.v1 import replica_pb2 as pb
+
+log = logging.getLogger("fleetgate.router.errors")
+
+
+class ErrorKind(enum.StrEnum):
+    INVALID_REQUEST = "invalid_request"
+    AUTHENTICATION = "authentication"
+    PERMISSION = "permission"
+    NOT_FOUND = "not_found"
+    REQUEST_TOO_LARGE = "request_too_large"
+    RATE_LIMIT = "rate_limit"
+    API_ERROR = "api_error"
+    OVERLOADED = "overloaded"
+
+
+# kind -> (OpenAI error type, Anthropic error type)
+_WIRE_TYPES: dict[ErrorKind, tuple[str, str]] = {
+    ErrorKind.INVALID_REQUEST: ("invalid_request_error", "invalid_request_error"),
+    ErrorKind.AUTHENTICATION: ("authentication_error", "authentication_error"),
+    ErrorKind.PERMISSION: ("permission_error", "permission_error"),
+    ErrorKind.NOT_FOUND: ("not_found_error", "not_found_error"),
+    ErrorKind.REQUEST_TOO_LARGE: ("invalid_request_error", "request_too_large"),
+    ErrorKind.RATE_LIMIT: ("rate_limit_error", "rate_limit_error"),
+    ErrorKind.API_ERROR: ("server_error", "api_error"),
+    ErrorKind.OVERLOADED: ("server_error", "overloaded_error"),
+}
+
+
+class ApiError(Exception):
+    """An error returned to the client in its dialect's shape."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: ErrorKind,
+        message: str,
+        param: str | None = None,
+        retry_after: int | None = None,
+        *,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = ErrorKind(kind)
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+        self.code = code
+
+    def __repr__(self) -> str:
+        return f"ApiError({self.status}, {self.kind.value}, {self.message!r}, param={self.param!r})"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
+# ------------------------------------------------------------------ constructors
+
+
+def invalid_request(message: str, param: str | None = None, *, code: str | None = None) -> ApiError:
+    return ApiError(400, ErrorKind.INVALID_REQUEST, message, param, code=code)
+
+
+def authentication_failed(message: str) -> ApiError:
+    return ApiError(401, ErrorKind.AUTHENTICATION, message, code="invalid_api_key")
+
+
+def not_found(message: str, param: str | None = None, *, code: str | None = None) -> ApiError:
+    return ApiError(404, ErrorKind.NOT_FOUND, message, param, code=code)
+
+
+def model_not_found(model: str) -> ApiError:
+    return not_found(f"The model {model!r} does not exist or is not served here", "model", code="model_not_found")
+
+
+def request_too_large(limit_bytes: int) -> ApiError:
+    return ApiError(413, ErrorKind.REQUEST_TOO_LARGE, f"Request body is larger than the limit of {limit_bytes} bytes")
+
+
+def overloaded(message: str, retry_after: int | None) -> ApiError:
+    return ApiError(503, ErrorKind.OVERLOADED, message, retry_after=retry_after)
+
+
+def internal_error(message: str = "The server had an error while processing the request") -> ApiError:
+    return ApiError(500, ErrorKind.API_ERROR, message)
+
+
+_FROM_CODE: dict[int, tuple[int, ErrorKind, str | None]] = {
+    pb.ERROR_CODE_INVALID_REQUEST: (400, ErrorKind.INVALID_REQUEST, None),
+    pb.ERROR_CODE_CONTEXT_LENGTH_EXCEEDED: (400, ErrorKind.INVALID_REQUEST, "context_length_exceeded"),
+    pb.ERROR_CODE_UNKNOWN_MODEL: (404, ErrorKind.NOT_FOUND, "model_not_found"),
+    pb.ERROR_CODE_UNSUPPORTED: (400, ErrorKind.INVALID_REQUEST, "unsupported"),
+    pb.ERROR_CODE_OVERLOADED: (503, ErrorKind.OVERLOADED, None),
+    pb.ERROR_CODE_INTERNAL: (500, ErrorKind.API_ERROR, None),
+}
+
+
+def from_error_code(code: int, message: str) -> ApiError:
+    """The ApiError for a replica's ``finish(ERROR, code, message)``."""
+    status, kind, wire_code = _FROM_CODE.get(code, (500, ErrorKind.API_ERROR, None))
+    return ApiError(status, kind, message or "The replica failed the request", code=wire_code)
+
+
+def from_validation_error(exc: ValidationError | RequestValidationError, *, prefix: Sequence[str | int] = ()) -> ApiError:
+    """A 400 whose message names the offending field(s), e.g. ``messages[0].role: Input should be ...``."""
+    described: list[str] = []
+    first_param: str | None = None
+    for err in exc.errors():
+        param = field_path([*prefix, *_field_locations(err.get("loc", ()))])
+        if first_param is None:
+            first_param = param or None
+        line = f"{param}: {err.get('msg', 'invalid value')}" if param else str(err.get("msg", "invalid value"))
+        if line not in described:
+            described.append(line)
+    message = "; ".join(described[:3]) + (f" (and {len(described) - 3} more)" if len(described) > 3 else "")
+    return invalid_request(message or "Invalid request", first_param)
+
+
+# pydantic puts the union member it tried into `loc` ("str", "list[...]", "function-after[...]"):
+# those are not fields the client wrote.
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "bytes", "tuple", "set", "literal"}
+
+
+def _field_locations(loc: Iterable[Any]) -> list[str | int]:
+    kept: list[str | int] = []
+    for part in loc:
+        if isinstance(part, int):
+            kept.append(part)
+        elif part in ("body",) and not kept:
+            continue
+        elif "[" in part or part in _TYPE_TAGS:
+            continue
+        else:
+            kept.append(part)
+    return kept
+
+
+def field_path(parts: Sequence[str | int]) -> str:
+    """``["messages", 0, "content"]`` -> ``messages[0].content``."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+# ------------------------------------------------------------------ rendering
+
+
+class ErrorFormat(enum.Enum):
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+ANTHROPIC_PATH_PREFIX = "/v1/messages"
+
+
+def error_format_for_path(path: str) -> ErrorFormat:
+    return ErrorFormat.ANTHROPIC if path.startswith(ANTHROPIC_PATH_PREFIX) else ErrorFormat.OPENAI
+
+
+def openai_error_body(err: ApiError) -> dict[str, Any]:
+    return {"error": {"message": err.message, "type": _WIRE_TYPES[err.kind][0], "param": err.param, "code": err.code}}
+
+
+def anthropic_error_body(err: ApiError) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": _WIRE_TYPES[err.kind][1], "message": err.message}}
+
+
+def error_body(err: ApiError, fmt: ErrorFormat) -> dict[str, Any]:
+    return anthropic_error_body(err) if fmt is ErrorFormat.ANTHROPIC else openai_error_body(err)
+
+
+def error_response(err: ApiError, fmt: ErrorFormat) -> Response:
+    return Response(
+        orjson.dumps(error_body(err, fmt)), status_code=err.status, headers=err.headers, media_type="application/json"
+    )
+
+
+# ------------------------------------------------------------------ handlers
+
+_HTTP_KINDS = {
+    400: ErrorKind.INVALID_REQUEST,
+    401: ErrorKind.AUTHENTICATION,
+    403: ErrorKind.PERMISSION,
+    404: ErrorKind.NOT_FOUND,
+    405: ErrorKind.INVALID_REQUEST,
+    413: ErrorKind.REQUEST_TOO_LARGE,
+    429: ErrorKind.RATE_LIMIT,
+    503: ErrorKind.OVERLOADED,
+}
+
+
+def _http_exception_error(exc: StarletteHTTPException, path: str) -> ApiError:
+    kind = _HTTP_KINDS.get(exc.status_code, ErrorKind.API_ERROR if exc.status_code >= 500 else ErrorKind.INVALID_REQUEST)
+    message = str(exc.detail) if exc.detail else "Error"
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"No route {path}"
+    return ApiError(exc.status_code, kind, message)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every exception as an ApiError in the request path's dialect shape."""
+
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(exc, error_format_for_path(request.url.path))
+
+    async def on_http_exception(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return error_response(_http_exception_error(exc, request.url.path), error_format_for_path(request.url.path))
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, (RequestValidationError, ValidationError))
+        return error_response(from_validation_error(exc), error_format_for_path(request.url.path))
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(internal_error(), error_format_for_path(request.url.path))
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(ValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected)
