@@ -44,6 +44,10 @@ class ReplicaServicer(replica_pb2_grpc.ReplicaServicer):
         self.in_flight = 0
         self.draining = False
         self._labels = {"model": model_name, "replica": replica_id}
+        # Series exist (at zero) from the start, not only after the first request.
+        metrics.IN_FLIGHT.labels(**self._labels).set(0)
+        for counter in (metrics.PROMPT_TOKENS, metrics.GENERATED_TOKENS, metrics.ABORTS):
+            counter.labels(**self._labels)
 
     def current_load(self) -> Load:
         """The engine's load, also written to the replica's load gauges."""
