@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from typing import Any
 
 from fleetgate.v1 import replica_pb2 as pb
 
@@ -24,6 +25,8 @@ class RenderedPrompt:
     text: str | None = None
     # Extra token ids that end generation (e.g. harmony's <|return|> and <|call|>).
     stop_token_ids: list[int] = field(default_factory=list)
+    # Images etc. for a vision model, keyed by modality as vLLM takes them.
+    multi_modal_data: dict[str, Any] | None = None
 
 
 class OutputParser(abc.ABC):
@@ -46,6 +49,14 @@ class OutputParser(abc.ABC):
     def reasoning_tokens(self) -> int:
         """Completion tokens that were reasoning, where the format can tell (0 otherwise)."""
         return 0
+
+    @property
+    def skip_special_tokens(self) -> bool:
+        """Whether the engine may drop special tokens from the text it feeds (some tool parsers need them)."""
+        return True
+
+    def bind_prompt(self, prompt_token_ids: list[int]) -> None:
+        """Called once with the final prompt token ids before the first ``feed`` (optional hook)."""
 
 
 class PromptFormat(abc.ABC):
