@@ -1,0 +1,264 @@
+"""Wire models of the OpenAI Responses API request (``POST /v1/responses``).
+
+Pydantic v2 models that accept what the OpenAI SDK and coding agents send and
+tolerate what fleetgate does not serve: unknown top-level fields are kept and
+ignored, unknown input item types and content part types parse into
+``UnknownItem`` / ``UnknownPart`` (dropped later), and tools other than flat
+function tools parse into ``OtherTool`` (ignored). The same item models parse
+stored conversation items (which carry ids and statuses), so a request's input
+and a stored response's history go through one translation path.
+
+Only the request side lives here: response objects and stream events are the
+``openai.types.responses`` models themselves (see ``output.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+
+class _Wire(BaseModel):
+    """Base of every wire model: unknown fields are accepted and kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def _type_of(value: Any) -> Any:
+    return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+
+
+def tolerant_union(
+    known: dict[str, type[BaseModel]], fallback: type[BaseModel], type_of: Callable[[Any], Any] = _type_of
+) -> Any:
+    """A union discriminated by ``type``: known types parse into their model, any other into ``fallback``."""
+
+    def discriminate(value: Any) -> str:
+        kind = type_of(value)
+        return kind if kind in known else "*"
+
+    members = tuple(Annotated[model, Tag(kind)] for kind, model in known.items())
+    return Annotated[Union[(*members, Annotated[fallback, Tag("*")])], Discriminator(discriminate)]
+
+
+# ---------------------------------------------------------------- content parts
+
+
+class InputText(_Wire):
+    type: Literal["input_text"]
+    text: str
+
+
+class InputImage(_Wire):
+    type: Literal["input_image"]
+    image_url: str | None = None
+    file_id: str | None = None
+    detail: str = "auto"
+
+
+class InputFile(_Wire):
+    type: Literal["input_file"]
+
+
+class OutputText(_Wire):
+    type: Literal["output_text"]
+    text: str
+    annotations: list[Any] = Field(default_factory=list)
+
+
+class Refusal(_Wire):
+    type: Literal["refusal"]
+    refusal: str
+
+
+class UnknownPart(_Wire):
+    """A content part type fleetgate does not know; tolerated and dropped."""
+
+    type: str = ""
+
+
+ContentPart = tolerant_union(
+    {"input_text": InputText, "input_image": InputImage, "input_file": InputFile, "output_text": OutputText,
+     "refusal": Refusal},
+    UnknownPart,
+)
+
+
+# ---------------------------------------------------------------- input items
+
+
+class MessageItem(_Wire):
+    """A message; ``type`` may be omitted (the SDK's EasyInputMessage)."""
+
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[ContentPart]
+    id: str | None = None
+    status: str | None = None
+
+
+class FunctionCallItem(_Wire):
+    type: Literal["function_call"]
+    call_id: str
+    name: str
+    arguments: str = ""
+    id: str | None = None
+    status: str | None = None
+
+
+class FunctionCallOutputItem(_Wire):
+    type: Literal["function_call_output"]
+    call_id: str
+    output: str | list[ContentPart]
+    id: str | None = None
+    status: str | None = None
+
+
+class ReasoningText(_Wire):
+    type: str = "reasoning_text"
+    text: str
+
+
+class ReasoningItem(_Wire):
+    type: Literal["reasoning"]
+    id: str | None = None
+    summary: list[ReasoningText] = Field(default_factory=list)
+    content: list[ReasoningText] | None = None
+    encrypted_content: str | None = None
+    status: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The reasoning text, or its summary when only a summary was kept."""
+        parts = self.content if self.content else self.summary
+        return "".join(part.text for part in parts)
+
+
+class UnknownItem(_Wire):
+    """An input item type fleetgate does not serve (hosted tools, references...); dropped."""
+
+    type: str = ""
+
+
+def _item_type(value: Any) -> Any:
+    """An item's ``type``; a message may omit it (it has a ``role``)."""
+    return _type_of(value) or ("message" if isinstance(value, dict) and "role" in value else None)
+
+
+InputItem = tolerant_union(
+    {"message": MessageItem, "function_call": FunctionCallItem, "function_call_output": FunctionCallOutputItem,
+     "reasoning": ReasoningItem},
+    UnknownItem,
+    type_of=_item_type,
+)
+
+
+# ---------------------------------------------------------------- tools
+
+
+class FunctionTool(_Wire):
+    """A flat function tool: ``{"type": "function", "name": ..., "parameters": {...}}``."""
+
+    type: Literal["function"]
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class OtherTool(_Wire):
+    """A hosted tool (web_search, file_search, mcp...): accepted and ignored."""
+
+    type: str = ""
+
+
+ToolSpec = tolerant_union({"function": FunctionTool}, OtherTool)
+
+
+class FunctionToolChoice(_Wire):
+    type: Literal["function"]
+    name: str
+
+
+class OtherToolChoice(_Wire):
+    """allowed_tools, hosted tool types...: treated as ``auto``."""
+
+    type: str = ""
+
+
+def _tool_choice_tag(value: Any) -> str:
+    if isinstance(value, str):
+        return "mode"
+    return "function" if _type_of(value) == "function" else "other"
+
+
+ToolChoice = Annotated[
+    Union[
+        Annotated[Literal["auto", "none", "required"], Tag("mode")],
+        Annotated[FunctionToolChoice, Tag("function")],
+        Annotated[OtherToolChoice, Tag("other")],
+    ],
+    Discriminator(_tool_choice_tag),
+]
+
+
+# ---------------------------------------------------------------- text format and reasoning
+
+
+class TextFormat(_Wire):
+    """``text.format``: ``text``, ``json_object`` or ``json_schema`` (with name and schema)."""
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    name: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class TextConfig(_Wire):
+    format: TextFormat | None = None
+    verbosity: str | None = None
+
+
+class ReasoningConfig(_Wire):
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    summary: str | None = None
+
+
+# ---------------------------------------------------------------- the request
+
+
+class ResponsesRequest(_Wire):
+    """The body of ``POST /v1/responses``."""
+
+    model: str
+    input: str | list[InputItem] = Field(default_factory=list)
+    instructions: str | None = None
+    tools: list[ToolSpec] = Field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
+    text: TextConfig | None = None
+    reasoning: ReasoningConfig | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    store: bool = True
+    previous_response_id: str | None = None
+    metadata: dict[str, str] | None = None
+    stream: bool = False
+    include: list[str] | None = None
+    user: str | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+
+    @property
+    def function_tools(self) -> list[FunctionTool]:
+        return [tool for tool in self.tools if isinstance(tool, FunctionTool)]
+
+    @property
+    def items(self) -> list[InputItem]:
+        """``input`` as a list of items (a string is one user message)."""
+        if isinstance(self.input, str):
+            return [MessageItem(role="user", content=self.input)]
+        return list(self.input)

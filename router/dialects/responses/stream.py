@@ -1,0 +1,303 @@
+"""Canonical events -> Responses stream events and the response they add up to (pure).
+
+One ``ResponseBuilder`` per request. ``open()`` gives ``response.created`` and
+``response.in_progress``; each canonical event fed in gives the stream events to
+send for it; the ``finish`` event (or ``fail``) gives the closing events and the
+terminal ``response.completed`` / ``response.incomplete`` / ``response.failed``.
+Every event carries a ``sequence_number`` one higher than the last.
+
+Per output item, in order and never interleaved:
+
+- reasoning: ``output_item.added`` -> ``content_part.added`` (reasoning_text) ->
+  ``reasoning_text.delta``... -> ``reasoning_text.done`` -> ``content_part.done`` ->
+  ``output_item.done``;
+- message: ``output_item.added`` -> ``content_part.added`` (output_text) ->
+  ``output_text.delta``... -> ``output_text.done`` -> ``content_part.done`` ->
+  ``output_item.done``;
+- function call: ``output_item.added`` -> ``function_call_arguments.delta``... ->
+  ``function_call_arguments.done`` -> ``output_item.done``.
+
+A non-streaming request runs the same builder and returns ``builder.response``,
+so a streamed response and a non-streamed one are the same object. Events and
+items are the ``openai`` SDK's types; ids are generated once, so they are equal
+in the stream, the final object and the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseContentPartAddedEvent,
+    ResponseContentPartDoneEvent,
+    ResponseCreatedEvent,
+    ResponseErrorEvent,
+    ResponseFailedEvent,
+    ResponseFunctionCallArgumentsDeltaEvent,
+    ResponseFunctionCallArgumentsDoneEvent,
+    ResponseFunctionToolCall,
+    ResponseIncompleteEvent,
+    ResponseInProgressEvent,
+    ResponseOutputItemAddedEvent,
+    ResponseOutputItemDoneEvent,
+    ResponseOutputMessage,
+    ResponseOutputText,
+    ResponseReasoningItem,
+    ResponseReasoningTextDeltaEvent,
+    ResponseReasoningTextDoneEvent,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+)
+from openai.types.responses.response import IncompleteDetails
+from openai.types.responses.response_error import ResponseError
+from openai.types.responses.response_reasoning_item import Content as ReasoningContent
+from pydantic import BaseModel
+
+from fleetgate.v1 import replica_pb2 as pb
+from router.canonical.contiguous import ContiguousEvents
+from router.canonical.ids import new_item_id, new_tool_call_id
+from router.dialects.responses.response import usage_of
+from router.errors import ApiError, ErrorKind, from_error_code
+
+StreamEvent = BaseModel
+"""An ``openai.types.responses`` stream event; its ``type`` is the SSE event name."""
+
+ItemKind = Literal["reasoning", "message", "function_call"]
+ItemStatus = Literal["completed", "incomplete"]
+
+# Response.error codes the SDK accepts, by the kind of the canonical error.
+_ERROR_CODES = {ErrorKind.INVALID_REQUEST: "invalid_prompt", ErrorKind.RATE_LIMIT: "rate_limit_exceeded"}
+
+
+@dataclass
+class _OpenItem:
+    kind: ItemKind
+    output_index: int
+    item_id: str
+    call_id: str = ""
+    name: str = ""
+    tool_index: int = -1
+    chunks: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+class ResponseBuilder:
+    """Feed canonical events in order; get the Responses events to send for each."""
+
+    def __init__(self, shell: Response) -> None:
+        self._response = shell
+        self._order = ContiguousEvents()
+        self._open: _OpenItem | None = None
+        self._sequence = 0
+        self._usage = pb.Usage()
+        self.replica_id = ""
+        self.done = False
+
+    @property
+    def response(self) -> Response:
+        """The response object so far (final once ``done``)."""
+        return self._response
+
+    # ------------------------------------------------------------ lifecycle
+
+    def open(self) -> list[StreamEvent]:
+        """``response.created`` then ``response.in_progress``."""
+        return [
+            self._emit(ResponseCreatedEvent, type="response.created", response=self._snapshot()),
+            self._emit(ResponseInProgressEvent, type="response.in_progress", response=self._snapshot()),
+        ]
+
+    def feed(self, event: pb.GenerateEvent) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for ordered in self._order.feed(event):
+            out.extend(self._apply(ordered))
+        return out
+
+    def fail(self, error: ApiError) -> list[StreamEvent]:
+        """A failure after the stream began: an ``error`` event, then ``response.failed``."""
+        out = self._close("incomplete")
+        code = _ERROR_CODES.get(error.kind, "server_error")
+        out.append(self._emit(ResponseErrorEvent, type="error", code=code, message=error.message, param=error.param))
+        self._response.status = "failed"
+        self._response.error = ResponseError(code=code, message=error.message)
+        self._finalize()
+        out.append(self._emit(ResponseFailedEvent, type="response.failed", response=self._snapshot()))
+        return out
+
+    # ------------------------------------------------------------ canonical events
+
+    def _apply(self, event: pb.GenerateEvent) -> list[StreamEvent]:
+        kind = event.WhichOneof("event")
+        if kind == "started":
+            self.replica_id = event.started.replica_id
+        elif kind == "usage":
+            self._usage.CopyFrom(event.usage)
+        elif kind == "reasoning":
+            return self._delta("reasoning", event.reasoning.text)
+        elif kind == "text":
+            return self._delta("message", event.text.text)
+        elif kind == "tool_call_start":
+            return [*self._close("completed"), *self._open_call(event.tool_call_start)]
+        elif kind == "tool_call_delta":
+            return self._call_delta(event.tool_call_delta)
+        elif kind == "tool_call_end":
+            if self._open is not None and self._open.kind == "function_call":
+                return self._close("completed")
+        elif kind == "finish":
+            return self._finish(event.finish)
+        return []
+
+    def _finish(self, finish: pb.Finish) -> list[StreamEvent]:
+        if finish.reason == pb.Finish.REASON_ERROR:
+            return self.fail(from_error_code(finish.error_code, finish.error_message))
+        if finish.reason == pb.Finish.REASON_ABORT:
+            return self.fail(ApiError(500, ErrorKind.API_ERROR, "The generation was aborted"))
+        truncated = finish.reason == pb.Finish.REASON_LENGTH
+        out = self._close("incomplete" if truncated else "completed")
+        if truncated:
+            self._response.status = "incomplete"
+            self._response.incomplete_details = IncompleteDetails(reason="max_output_tokens")
+            terminal: Any = ResponseIncompleteEvent
+            name = "response.incomplete"
+        else:
+            self._response.status = "completed"
+            terminal, name = ResponseCompletedEvent, "response.completed"
+        self._finalize()
+        out.append(self._emit(terminal, type=name, response=self._snapshot()))
+        return out
+
+    def _finalize(self) -> None:
+        self._response.usage = usage_of(self._usage)
+        self.done = True
+
+    # ------------------------------------------------------------ items
+
+    def _delta(self, kind: Literal["reasoning", "message"], text: str) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        if self._open is None or self._open.kind != kind:
+            out.extend(self._close("completed"))
+            out.extend(self._open_content_item(kind))
+        item = self._open
+        assert item is not None
+        item.chunks.append(text)
+        common = {"item_id": item.item_id, "output_index": item.output_index, "content_index": 0, "delta": text}
+        if kind == "reasoning":
+            out.append(self._emit(ResponseReasoningTextDeltaEvent, type="response.reasoning_text.delta", **common))
+        else:
+            out.append(self._emit(ResponseTextDeltaEvent, type="response.output_text.delta", logprobs=[], **common))
+        return out
+
+    def _open_content_item(self, kind: Literal["reasoning", "message"]) -> list[StreamEvent]:
+        item = self._start_item(kind, new_item_id("rs_" if kind == "reasoning" else "msg_"))
+        added = self._emit(
+            ResponseOutputItemAddedEvent,
+            type="response.output_item.added",
+            output_index=item.output_index,
+            item=self._item(item, "in_progress", with_content=False),
+        )
+        part = {"type": "reasoning_text", "text": ""} if kind == "reasoning" else _output_text("")
+        part_added = self._emit(
+            ResponseContentPartAddedEvent,
+            type="response.content_part.added",
+            item_id=item.item_id,
+            output_index=item.output_index,
+            content_index=0,
+            part=part,
+        )
+        return [added, part_added]
+
+    def _open_call(self, start: pb.ToolCallStart) -> list[StreamEvent]:
+        item = self._start_item("function_call", new_item_id("fc_"))
+        item.call_id = start.id or new_tool_call_id()
+        item.name = start.name
+        item.tool_index = start.index
+        return [
+            self._emit(
+                ResponseOutputItemAddedEvent,
+                type="response.output_item.added",
+                output_index=item.output_index,
+                item=self._item(item, "in_progress"),
+            )
+        ]
+
+    def _call_delta(self, delta: pb.ToolCallArgumentsDelta) -> list[StreamEvent]:
+        item = self._open
+        if item is None or item.kind != "function_call" or item.tool_index != delta.index:
+            return []  # no started call to attach it to
+        item.chunks.append(delta.delta)
+        return [
+            self._emit(
+                ResponseFunctionCallArgumentsDeltaEvent,
+                type="response.function_call_arguments.delta",
+                item_id=item.item_id,
+                output_index=item.output_index,
+                delta=delta.delta,
+            )
+        ]
+
+    def _start_item(self, kind: ItemKind, item_id: str) -> _OpenItem:
+        self._open = _OpenItem(kind=kind, output_index=len(self._response.output), item_id=item_id)
+        return self._open
+
+    def _close(self, status: ItemStatus) -> list[StreamEvent]:
+        """The done events of the open item, which joins the response's output."""
+        item, self._open = self._open, None
+        if item is None:
+            return []
+        where = {"item_id": item.item_id, "output_index": item.output_index}
+        out: list[StreamEvent] = []
+        if item.kind == "reasoning":
+            part: Any = {"type": "reasoning_text", "text": item.text}
+            out.append(self._emit(ResponseReasoningTextDoneEvent, type="response.reasoning_text.done",
+                                  content_index=0, text=item.text, **where))
+            out.append(self._emit(ResponseContentPartDoneEvent, type="response.content_part.done",
+                                  content_index=0, part=part, **where))
+        elif item.kind == "message":
+            out.append(self._emit(ResponseTextDoneEvent, type="response.output_text.done",
+                                  content_index=0, text=item.text, logprobs=[], **where))
+            out.append(self._emit(ResponseContentPartDoneEvent, type="response.content_part.done",
+                                  content_index=0, part=_output_text(item.text), **where))
+        else:
+            out.append(self._emit(ResponseFunctionCallArgumentsDoneEvent, type="response.function_call_arguments.done",
+                                  arguments=item.text, **where))
+        final = self._item(item, status)
+        self._response.output.append(final)
+        out.append(self._emit(ResponseOutputItemDoneEvent, type="response.output_item.done",
+                              output_index=item.output_index, item=final))
+        return out
+
+    @staticmethod
+    def _item(item: _OpenItem, status: Literal["in_progress", "completed", "incomplete"], with_content: bool = True) -> Any:
+        """The SDK output item for ``item`` (empty content while it is being added)."""
+        if item.kind == "reasoning":
+            content = [ReasoningContent(type="reasoning_text", text=item.text)] if with_content else []
+            return ResponseReasoningItem(type="reasoning", id=item.item_id, summary=[], content=content, status=status)
+        if item.kind == "message":
+            return ResponseOutputMessage(
+                type="message", id=item.item_id, role="assistant", status=status,
+                content=[_output_text(item.text)] if with_content else [],
+            )
+        return ResponseFunctionToolCall(
+            type="function_call", id=item.item_id, call_id=item.call_id, name=item.name, arguments=item.text,
+            status=status,
+        )
+
+    # ------------------------------------------------------------ plumbing
+
+    def _snapshot(self) -> Response:
+        return self._response.model_copy(deep=True)
+
+    def _emit(self, event_type: Any, **fields: Any) -> StreamEvent:
+        event = event_type(sequence_number=self._sequence, **fields)
+        self._sequence += 1
+        return event
+
+
+def _output_text(text: str) -> ResponseOutputText:
+    return ResponseOutputText(type="output_text", text=text, annotations=[])
