@@ -1,0 +1,80 @@
+"""Ray placement specs generated from the config: 1×H100, TP=4 on H100, CPU replicas."""
+
+from __future__ import annotations
+
+import ray
+from ray._common.utils import RESOURCE_CONSTRAINT_PREFIX
+from ray.util.accelerators import NVIDIA_H100
+from ray.util.placement_group import PlacementGroup
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from fleetgate.config import ModelConfig
+from replicas.placement import accelerator_resource, actor_options, placed_model, replica_placement
+
+H100 = f"{RESOURCE_CONSTRAINT_PREFIX}{NVIDIA_H100}"
+
+
+def gpu_model(gpus: int, **extra) -> ModelConfig:
+    return ModelConfig(
+        name="big", engine="vllm", model="/models/big", gpus_per_replica=gpus, accelerator_type=NVIDIA_H100,
+        engine_args={"max_model_len": 8192}, env={"HF_HOME": "/cache"}, **extra,
+    )
+
+
+def some_placement_group() -> PlacementGroup:
+    return PlacementGroup(ray.PlacementGroupID.from_random())
+
+
+def test_accelerator_resource_uses_rays_name():
+    assert accelerator_resource("H100") == H100 == "accelerator_type:H100"
+
+
+def test_one_h100_replica():
+    placement = replica_placement(gpu_model(1))
+    assert placement.bundles == [{"GPU": 1, "CPU": 1, H100: 0.001}]
+    assert placement.strategy == "STRICT_PACK"
+    assert placement.actor_resources == {"num_cpus": 1, "num_gpus": 1, "resources": {H100: 0.001}}
+    assert placement.engine_args == {"tensor_parallel_size": 1}
+
+
+def test_tensor_parallel_4_on_h100():
+    placement = replica_placement(gpu_model(4))
+    assert placement.bundles == [{"GPU": 1, "CPU": 1, H100: 0.001}] * 4
+    assert placement.strategy == "STRICT_PACK"
+    # the actor only coordinates; vLLM's Ray workers take the four GPUs
+    assert placement.actor_resources == {"num_cpus": 1, "num_gpus": 0}
+    assert placement.engine_args == {"tensor_parallel_size": 4, "distributed_executor_backend": "ray"}
+    assert placed_model(gpu_model(4)).engine_args == {
+        "max_model_len": 8192, "tensor_parallel_size": 4, "distributed_executor_backend": "ray",
+    }
+
+
+def test_gpu_actor_is_scheduled_in_bundle_0_capturing_child_tasks():
+    group = some_placement_group()
+    options = actor_options(gpu_model(4), group)
+    strategy = options["scheduling_strategy"]
+    assert isinstance(strategy, PlacementGroupSchedulingStrategy)
+    assert strategy.placement_group == group
+    assert strategy.placement_group_bundle_index == 0
+    assert strategy.placement_group_capture_child_tasks is True
+    assert options["runtime_env"] == {"env_vars": {"HF_HOME": "/cache"}}
+
+
+def test_cpu_replica_asks_for_no_gpu_and_no_placement_group():
+    model = ModelConfig(name="small", engine="vllm", model="bundled:smollm2-135m", env={"VLLM_CPU_KVCACHE_SPACE": "2"})
+    placement = replica_placement(model)
+    assert (placement.bundles, placement.strategy, placement.uses_placement_group) == ([], None, False)
+    assert placement.actor_resources == {"num_cpus": 1, "num_gpus": 0}
+    assert placed_model(model) is model
+    options = actor_options(model)
+    assert "scheduling_strategy" not in options
+    assert options["runtime_env"] == {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "2"}}
+
+
+def test_ray_accepts_the_actor_options():
+    @ray.remote
+    class Probe:
+        pass
+
+    Probe.options(**actor_options(gpu_model(1), some_placement_group()))
+    Probe.options(**actor_options(ModelConfig(name="s", engine="sim")))
