@@ -1,0 +1,196 @@
+"""``fleetgate up``: the whole cluster on one machine, in the foreground.
+
+In order: prepare bundled models (once), start ``redis-server`` with AOF
+persistence in ``redis.data_dir`` (unless ``redis.url`` points at a Redis
+already), start a local Ray (limited CPUs, no dashboard) or join
+``ray.address``, start the configured replicas as Ray actors
+(``ReplicaController``), start the router (``fleetgate router``) as a
+subprocess, and with ``--with-prometheus`` a local Prometheus
+(``fleetgate.local_prometheus``). Ctrl-C or SIGTERM stops everything in the
+reverse order: the router, the replicas (drained), Ray, then Redis, leaving no
+process behind.
+
+Redis and the router run in their own sessions so that Ctrl-C in the terminal
+reaches only this process, which then stops them in the right order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from fleetgate.config import DEFAULT_CONFIG, FleetgateConfig, load_config
+
+log = logging.getLogger(__name__)
+
+PROMETHEUS_PORT = 9090
+PROMETHEUS_WORK_DIR = "~/.cache/fleetgate/prometheus"
+# Ray's object store is barely used (requests go over gRPC): keep it small.
+RAY_OBJECT_STORE_BYTES = 256 * 1024**2
+STOP_TIMEOUT_SECONDS = 15.0
+REPLICA_START_TIMEOUT_SECONDS = 900.0
+
+
+def port_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def wait_for_port(process: subprocess.Popen[bytes], host: str, port: int, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not port_open(host, port):
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not listening on {host}:{port} after {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def terminate(process: subprocess.Popen[bytes], what: str) -> None:
+    """SIGTERM, then SIGKILL when it does not exit in time."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop in %.0fs; killing it", what, STOP_TIMEOUT_SECONDS)
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def running_redis(config: FleetgateConfig) -> Iterator[str]:
+    """The Redis URL to use: ``redis.url`` as is, or a redis-server started here with AOF persistence."""
+    if config.redis.url:
+        yield config.redis.url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (run `make setup`) and redis.url is not set")
+    port = config.redis.port
+    if port_open("127.0.0.1", port):
+        raise RuntimeError(f"port {port} is taken (another redis-server?); stop it or set redis.url / redis.port")
+    data_dir = Path(config.redis.data_dir).expanduser()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--appendonly", "yes",
+         "--protected-mode", "yes", "--logfile", str(data_dir / "redis.log")],
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        wait_for_port(process, "127.0.0.1", port, "redis-server", timeout=30)
+        log.info("redis-server on port %d, data in %s", port, data_dir)
+        yield config.redis_url
+    finally:
+        terminate(process, "redis-server")
+
+
+@contextlib.contextmanager
+def running_ray(config: FleetgateConfig) -> Iterator[None]:
+    """A local Ray sized to the replicas (one CPU each, plus one), or the cluster at ``ray.address``."""
+    import ray
+
+    if config.ray.address:
+        ray.init(address=config.ray.address, namespace=config.ray.namespace)
+    else:
+        replicas = sum(model.replicas for model in config.models)
+        ray.init(
+            num_cpus=replicas + 1, include_dashboard=False, namespace=config.ray.namespace,
+            object_store_memory=RAY_OBJECT_STORE_BYTES,
+        )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def running_replicas(config: FleetgateConfig, cancel: threading.Event) -> Iterator[None]:
+    from replicas.controller import ReplicaController
+
+    controller = ReplicaController(config)
+    try:
+        if not controller.start(timeout=REPLICA_START_TIMEOUT_SECONDS, cancel=cancel) and not cancel.is_set():
+            log.warning("not every replica is up yet; the controller keeps trying")
+        yield
+    finally:
+        controller.stop()
+
+
+@contextlib.contextmanager
+def running_router(config_path: Path, host: str, port: int, redis_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "FLEETGATE_REDIS__URL": redis_url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fleetgate.cli", "router", "--config", str(config_path), "--host", host, "--port", str(port)],
+        env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        wait_for_port(process, host, port, "router", timeout=60)
+        yield process
+    finally:
+        terminate(process, "router")
+
+
+@contextlib.contextmanager
+def running_prometheus(config: FleetgateConfig, router_address: str) -> Iterator[None]:
+    """Prometheus through ``fleetgate.local_prometheus`` (owned by observability)."""
+    from fleetgate.local_prometheus import start_prometheus
+
+    handle = start_prometheus(config, work_dir=PROMETHEUS_WORK_DIR, port=PROMETHEUS_PORT, extra_router_targets=[router_address])
+    print(f"prometheus: {handle.url}", flush=True)
+    try:
+        yield
+    finally:
+        handle.stop()
+
+
+def prepare_bundled_models(config: FleetgateConfig) -> None:
+    if any(model.model and model.model.startswith("bundled:") for model in config.models):
+        from fleetgate.bundled_model import ensure_prepared
+
+        ensure_prepared(config)
+
+
+def run_local_cluster(args: argparse.Namespace) -> int:
+    """Run the local cluster until Ctrl-C / SIGTERM; exit 1 if the router dies on its own."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config_path = Path(args.config) if args.config else DEFAULT_CONFIG
+    config = load_config(config_path)
+    host = config.router.host
+    port = args.port or config.router.port
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    prepare_bundled_models(config)
+    with contextlib.ExitStack() as stack:
+        redis_url = stack.enter_context(running_redis(config))
+        config = config.model_copy(update={"redis": config.redis.model_copy(update={"url": redis_url})})
+        stack.enter_context(running_ray(config))
+        stack.enter_context(running_replicas(config, cancel=stop))
+        if stop.is_set():
+            return 0
+        router = stack.enter_context(running_router(config_path, host, port, redis_url))
+        if args.with_prometheus:
+            stack.enter_context(running_prometheus(config, f"{host}:{port}"))
+        served = ", ".join(f"{m.name} ({m.replicas} × {m.engine})" for m in config.models)
+        print(f"fleetgate is up: http://{host}:{port}/v1  models: {served}", flush=True)
+        while not stop.wait(1.0):
+            if router.poll() is not None:
+                log.error("the router exited with code %s; stopping the cluster", router.returncode)
+                return 1
+        print("fleetgate: stopping", flush=True)
+    return 0
