@@ -132,6 +132,20 @@ def from_error_code(code: int, message: str) -> ApiError:
     return ApiError(status, kind, message or "The replica failed the request", code=wire_code)
 
 
+_TO_CODE: dict[ErrorKind, int] = {
+    ErrorKind.INVALID_REQUEST: pb.ERROR_CODE_INVALID_REQUEST,
+    ErrorKind.NOT_FOUND: pb.ERROR_CODE_UNKNOWN_MODEL,
+    ErrorKind.OVERLOADED: pb.ERROR_CODE_OVERLOADED,
+}
+
+
+def to_error_code(err: ApiError) -> int:
+    """The canonical error code closest to ``err``, for an error ``finish`` event the router makes itself."""
+    if err.code == "context_length_exceeded":
+        return pb.ERROR_CODE_CONTEXT_LENGTH_EXCEEDED
+    return _TO_CODE.get(err.kind, pb.ERROR_CODE_INTERNAL)
+
+
 def from_validation_error(exc: ValidationError | RequestValidationError, *, prefix: Sequence[str | int] = ()) -> ApiError:
     """A 400 whose message names the offending field(s), e.g. ``messages[0].role: Input should be ...``."""
     described: list[str] = []

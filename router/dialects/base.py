@@ -8,7 +8,8 @@ metrics and disconnects, and calls the adapter at four points:
 1. ``parse(body)``: the decoded JSON body -> the dialect's pydantic wire model
    (``protocol.py`` of the dialect, extra fields allowed). The default validates
    ``wire_model`` and turns a ``ValidationError`` into a 400 naming the field.
-   ``model_name`` and ``wants_stream`` read two facts the runner needs from it.
+   ``model_name`` and ``wants_stream`` read two facts the runner needs from it
+   (by default the ``model`` and ``stream`` fields).
 2. ``to_canonical(request, call)``: wire model -> ``pb.GenerateRequest``. Raise
    ``router.errors.invalid_request(...)`` for anything the schema could not catch.
    The runner fills ``request_id`` and ``caller.key_id`` itself and checks images
@@ -22,9 +23,9 @@ metrics and disconnects, and calls the adapter at four points:
    ``finish`` with reason ERROR: render the dialect's own error event for it,
    with ``router.errors.openai_error_body`` / ``anthropic_error_body`` of
    ``router.errors.from_error_code(...)``), then calls ``close()`` once. Frames are
-   bytes, built with ``router.canonical.sse``. ``keepalive()`` is asked for a frame
-   whenever no event arrived for ``router.ping_interval_seconds`` (Anthropic's
-   ``ping``); return None for none.
+   bytes, built with ``router.canonical.sse``. An encoder with ``wants_keepalive``
+   is asked for ``keepalive()`` whenever no event arrived for
+   ``router.ping_interval_seconds`` (Anthropic's ``ping``).
 
 Errors found before a stream starts are raised as ``ApiError`` and rendered by
 the router in the dialect's error shape, chosen by the request path.
@@ -74,6 +75,9 @@ class CallContext:
 class StreamEncoder(abc.ABC):
     """Canonical events of one streamed response -> the dialect's SSE frames."""
 
+    # True: the runner calls keepalive() while no event arrives for router.ping_interval_seconds.
+    wants_keepalive: ClassVar[bool] = False
+
     @abc.abstractmethod
     def encode(self, event: pb.GenerateEvent) -> list[bytes]:
         """Frames for one event (``started`` first, ``finish`` last); may be empty."""
@@ -82,9 +86,9 @@ class StreamEncoder(abc.ABC):
         """Frames after the last event (OpenAI's ``data: [DONE]``)."""
         return []
 
-    def keepalive(self) -> bytes | None:
-        """A frame to send while no event arrives (Anthropic ``ping``), or None."""
-        return None
+    def keepalive(self) -> bytes:
+        """A frame to send while no event arrives (Anthropic ``ping``); used when ``wants_keepalive``."""
+        raise NotImplementedError
 
 
 class Dialect(abc.ABC, Generic[RequestT]):
@@ -103,11 +107,13 @@ class Dialect(abc.ABC, Generic[RequestT]):
         except ValidationError as exc:
             raise from_validation_error(exc) from None
 
-    @abc.abstractmethod
-    def model_name(self, request: RequestT) -> str: ...
+    def model_name(self, request: RequestT) -> str:
+        """The requested model (default: the wire model's ``model`` field)."""
+        return str(getattr(request, "model"))
 
-    @abc.abstractmethod
-    def wants_stream(self, request: RequestT) -> bool: ...
+    def wants_stream(self, request: RequestT) -> bool:
+        """Whether to answer with SSE (default: the wire model's ``stream`` field)."""
+        return bool(getattr(request, "stream", False))
 
     @abc.abstractmethod
     def to_canonical(self, request: RequestT, call: CallContext) -> pb.GenerateRequest: ...

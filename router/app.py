@@ -1,0 +1,85 @@
+"""The router's FastAPI application: lifespan wiring (Redis pool, registry watcher, gRPC channels, keys) and routes.
+
+Each dialect contributes an ``APIRouter`` (``routes`` in its ``routes.py``);
+add it to ``ROUTES`` below. If ``FLEETGATE_BOOTSTRAP_KEY`` is set, that
+key is registered at startup under the name ``bootstrap`` (idempotently: every
+router of a deployment does it, the Helm chart passes it from a Secret).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import APIRouter, FastAPI
+
+from fleetgate.config import FleetgateConfig
+from router.auth import BOOTSTRAP_KEY_NAME, KeyStore
+from router.balancer import Balancer
+from router.dialects.chat.routes import routes as chat_routes
+from router.dialects.completions.routes import routes as completions_routes
+from router.dialects.responses.routes import routes as responses_routes
+from router.dispatch import Dispatcher
+from router.errors import install_error_handlers
+from router.meta_routes import routes as meta_routes
+from router.registry_view import RegistryView
+from router.replica_client import ChannelPool
+from router.state import RouterState
+
+log = logging.getLogger("fleetgate.router")
+
+BOOTSTRAP_KEY_ENV = "FLEETGATE_BOOTSTRAP_KEY"
+
+ROUTES: list[APIRouter] = [meta_routes, chat_routes, completions_routes, responses_routes]
+
+
+async def register_bootstrap_key(keys: KeyStore, environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    secret = environ.get(BOOTSTRAP_KEY_ENV, "").strip()
+    if not secret:
+        return
+    info = await keys.register(secret, BOOTSTRAP_KEY_NAME)
+    log.info("bootstrap API key %s", f"registered as {info.id}" if info else "already registered")
+
+
+def create_app(config: FleetgateConfig) -> FastAPI:
+    settings = config.router
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = aioredis.from_url(config.redis_url)
+        channels = ChannelPool()
+        registry = RegistryView(
+            redis,
+            configured_models=config.models,
+            refresh_seconds=settings.registry_refresh_seconds,
+            quarantine_seconds=config.replica.registry_ttl_seconds + settings.registry_refresh_seconds,
+            on_addresses=channels.retain,
+        )
+        balancer = Balancer(settings.affinity_max_extra_load)
+        keys = KeyStore(redis)
+        app.state.fleetgate = RouterState(
+            config=config,
+            redis=redis,
+            registry=registry,
+            channels=channels,
+            balancer=balancer,
+            dispatcher=Dispatcher(registry, balancer, channels, retry_after_seconds=settings.retry_after_seconds),
+            keys=keys,
+        )
+        try:
+            await register_bootstrap_key(keys)
+            await registry.start()
+            yield
+        finally:
+            await registry.stop()
+            await channels.close()
+            await redis.aclose()
+
+    app = FastAPI(title="fleetgate router", lifespan=lifespan)
+    install_error_handlers(app)
+    for routes in ROUTES:
+        app.include_router(routes)
+    return app

@@ -1,0 +1,189 @@
+"""API keys: creation, listing, revocation, and per-request authentication.
+
+Keys look like ``sk-fg-<43 random url-safe chars>``. Only their SHA-256 is
+stored; the secret is printed once by ``fleetgate keys create`` and never again.
+
+Redis keys (no TTL: a key lives until it is revoked, and a revoked key stays
+listed so its id keeps meaning something):
+
+- ``fleetgate:apikey:<sha256 hex>``: hash ``{id, name, created_at, revoked,
+  revoked_at}``. One ``HGETALL`` authenticates a request, so revocation takes
+  effect at once on every router.
+- ``fleetgate:apikey-id:<key id>``: the sha256 hex of that key, to revoke and list by id.
+
+Clients send the key as ``Authorization: Bearer <key>`` or ``x-api-key: <key>``
+on every ``/v1`` route unless ``router.auth`` is false. The caller's key id (never
+the key or its hash) travels to the replica in ``GenerateRequest.caller.key_id``
+and owns stored Responses objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from starlette.requests import Request
+
+from router.errors import authentication_failed
+
+KEY_SECRET_PREFIX = "sk-fg-"
+KEY_RECORD_PREFIX = "fleetgate:apikey:"
+KEY_ID_PREFIX = "fleetgate:apikey-id:"
+BOOTSTRAP_KEY_NAME = "bootstrap"
+
+# Atomically create the record and its id index unless the key hash is already registered.
+_REGISTER_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'name', ARGV[2], 'created_at', ARGV[3], 'revoked', '0', 'revoked_at', '')
+redis.call('SET', KEYS[2], ARGV[4])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: str
+    name: str
+    created_at: float
+    revoked: bool
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the authenticated key, or anonymous when auth is off."""
+
+    key_id: str = ""
+    key_name: str = ""
+
+
+ANONYMOUS = Caller()
+
+
+class KeyLookupError(LookupError):
+    """No key matches, or a name matches more than one active key."""
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    return KEY_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_key_id() -> str:
+    return "key_" + secrets.token_hex(8)
+
+
+def _decode(record: dict[bytes, bytes]) -> KeyInfo:
+    fields = {k.decode(): v.decode() for k, v in record.items()}
+    revoked_at = fields.get("revoked_at") or ""
+    return KeyInfo(
+        id=fields["id"],
+        name=fields.get("name", ""),
+        created_at=float(fields.get("created_at") or 0),
+        revoked=fields.get("revoked") == "1",
+        revoked_at=float(revoked_at) if revoked_at else None,
+    )
+
+
+class KeyStore:
+    """API keys in Redis (see the module docstring for the schema)."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._register = redis.register_script(_REGISTER_SCRIPT)
+
+    async def register(self, secret: str, name: str) -> KeyInfo | None:
+        """Store ``secret`` under ``name``; None when that secret is already registered (idempotent)."""
+        digest = hash_secret(secret)
+        key_id = new_key_id()
+        created = await self._register(
+            keys=[KEY_RECORD_PREFIX + digest, KEY_ID_PREFIX + key_id], args=[key_id, name, repr(time.time()), digest]
+        )
+        if not created:
+            return None
+        return await self.lookup(secret)
+
+    async def create(self, name: str) -> tuple[str, KeyInfo]:
+        """A new key named ``name`` (unique among active keys): ``(secret, info)``; the secret is not stored."""
+        if not name:
+            raise ValueError("a key needs a name")
+        if any(k.name == name and not k.revoked for k in await self.list()):
+            raise ValueError(f"an active key named {name!r} already exists")
+        secret = new_secret()
+        info = await self.register(secret, name)
+        assert info is not None, "a fresh random key cannot already exist"
+        return secret, info
+
+    async def lookup(self, secret: str) -> KeyInfo | None:
+        """The key's record (revoked or not), or None for an unknown key."""
+        record = await self.redis.hgetall(KEY_RECORD_PREFIX + hash_secret(secret))
+        return _decode(record) if record else None
+
+    async def list(self) -> list[KeyInfo]:
+        """Every key, oldest first."""
+        digests = [v async for v in self._digests()]
+        if not digests:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for digest in digests:
+                pipe.hgetall(KEY_RECORD_PREFIX + digest)
+            records = await pipe.execute()
+        return sorted((_decode(r) for r in records if r), key=lambda k: k.created_at)
+
+    async def _digests(self):  # type: ignore[no-untyped-def]
+        async for key in self.redis.scan_iter(match=KEY_ID_PREFIX + "*", count=500):
+            digest = await self.redis.get(key)
+            if digest:
+                yield digest.decode()
+
+    async def revoke(self, id_or_name: str) -> KeyInfo:
+        """Revoke a key by id, or by the name of exactly one active key. Idempotent for ids."""
+        keys = await self.list()
+        matches = [k for k in keys if k.id == id_or_name]
+        if not matches:
+            matches = [k for k in keys if k.name == id_or_name and not k.revoked]
+        if not matches:
+            raise KeyLookupError(f"no key with id or active name {id_or_name!r}")
+        if len(matches) > 1:
+            raise KeyLookupError(f"{len(matches)} active keys are named {id_or_name!r}: revoke by id")
+        key = matches[0]
+        digest = await self.redis.get(KEY_ID_PREFIX + key.id)
+        if digest is None:
+            raise KeyLookupError(f"key {key.id} vanished while revoking")
+        revoked_at = time.time()
+        if not key.revoked:
+            await self.redis.hset(KEY_RECORD_PREFIX + digest.decode(), mapping={"revoked": "1", "revoked_at": repr(revoked_at)})
+            key = KeyInfo(key.id, key.name, key.created_at, True, revoked_at)
+        return key
+
+
+def presented_key(request: Request) -> str | None:
+    """The key from ``Authorization: Bearer`` or ``x-api-key``, if any."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    api_key = request.headers.get("x-api-key")
+    return api_key.strip() if api_key and api_key.strip() else None
+
+
+async def authenticate(request: Request, keys: KeyStore, *, required: bool) -> Caller:
+    """The caller of ``request``; a 401 ApiError for a missing, unknown or revoked key when auth is required."""
+    if not required:
+        return ANONYMOUS
+    secret = presented_key(request)
+    if secret is None:
+        raise authentication_failed("Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
+    info = await keys.lookup(secret)
+    if info is None:
+        raise authentication_failed("Invalid API key")
+    if info.revoked:
+        raise authentication_failed("This API key has been revoked")
+    return Caller(key_id=info.id, key_name=info.name)

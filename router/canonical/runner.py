@@ -1,0 +1,265 @@
+"""The request runner every dialect route uses: the I/O around a pure dialect adapter.
+
+``serve(request, dialect)`` does, in order: authenticate (401) → read the body
+(413 over ``router.max_body_bytes``, 400 malformed JSON) → ``dialect.parse`` (400
+naming the field) → ``dialect.to_canonical`` (or the route's ``prepare``) →
+unknown model (404) and images the model cannot take (400) → dispatch (503 with
+Retry-After, the replica's 400 / 404 refusals, one retry before the first token)
+→ either fold the events and answer ``dialect.render_json`` or stream
+``dialect.stream_encoder`` frames as server-sent events. It records the request's
+metrics and, when the client goes away, cancels the gRPC call so the replica
+aborts the engine request.
+
+``prepare(parsed, call) -> Prepared`` is for dialects that need I/O around the
+pure translation (the Responses store): it returns the canonical request, an
+optional affinity replica, and an optional ``before_finish(completion, call)``
+coroutine that runs after the last event is folded and before the last frame
+(streaming) or the JSON body is sent. An ``ApiError`` raised there becomes the
+call's error (the stream's error finish); any other exception a 500.
+
+``count_prompt_tokens(request, dialect)`` runs the same auth / parse / translate
+steps and asks a replica to count the prompt (Anthropic's ``count_tokens``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from fleetgate import events
+from fleetgate.v1 import replica_pb2 as pb
+from router.auth import authenticate
+from router.canonical import ids, sse
+from router.canonical.content import check_images
+from router.canonical.fold import Completion, CompletionFolder, is_content
+from router.dialects.base import CallContext, Dialect, StreamEncoder
+from router.dispatch import EventStream
+from router.errors import ApiError, internal_error, model_not_found, to_error_code
+from router.http_io import json_response, read_json_body
+from router.request_metrics import CLIENT_CLOSED, RequestMetrics
+from router.state import RouterState, get_state
+
+log = logging.getLogger("fleetgate.router.runner")
+
+RequestT = TypeVar("RequestT")
+BeforeFinish = Callable[[Completion, CallContext], Awaitable[None]]
+
+
+@dataclass
+class Prepared:
+    """What a route hands the runner: the canonical request and optional routing / completion hooks."""
+
+    request: pb.GenerateRequest
+    affinity_replica: str | None = None
+    before_finish: BeforeFinish | None = None
+
+
+Prepare = Callable[[Any, CallContext], Awaitable[Prepared]]
+
+
+async def serve(http: Request, dialect: Dialect[Any], *, prepare: Prepare | None = None) -> Response:
+    """Serve one API call of ``dialect``; see the module docstring."""
+    state = get_state(http)
+    call = CallContext(dialect=dialect.name, request_id=ids.new_request_id())
+    observer = RequestMetrics(dialect.name)
+    try:
+        parsed, prepared = await _accept(http, state, dialect, call, observer, prepare)
+        stream = await state.dispatcher.open_stream(prepared.request, affinity_replica=prepared.affinity_replica)
+    except ApiError as err:
+        observer.failed(err)
+        raise
+    call.replica_id = stream.replica_id
+    if call.stream:
+        frames = _stream_frames(state, dialect.stream_encoder(parsed, call), stream, call, prepared, observer)
+        return StreamingResponse(frames, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+    return await _respond_json(http, dialect, parsed, call, stream, prepared, observer)
+
+
+async def count_prompt_tokens(http: Request, dialect: Dialect[Any]) -> int:
+    """Prompt tokens of the request ``dialect`` parses from ``http``, counted by a replica (same rendering as generation)."""
+    state = get_state(http)
+    call = CallContext(dialect=dialect.name, request_id=ids.new_request_id())
+    _, prepared = await _accept(http, state, dialect, call, None, None)
+    return await state.dispatcher.count_tokens(prepared.request)
+
+
+async def _accept(
+    http: Request,
+    state: RouterState,
+    dialect: Dialect[Any],
+    call: CallContext,
+    observer: RequestMetrics | None,
+    prepare: Prepare | None,
+) -> tuple[Any, Prepared]:
+    """Authenticate, parse and translate; the canonical request checked against the model."""
+    settings = state.config.router
+    caller = await authenticate(http, state.keys, required=settings.auth)
+    call.key_id, call.key_name = caller.key_id, caller.key_name
+    parsed = dialect.parse(await read_json_body(http, settings.max_body_bytes))
+    call.model = dialect.model_name(parsed)
+    call.stream = dialect.wants_stream(parsed)
+    if observer is not None:
+        observer.bind(state.model_label(call.model), call.stream, caller.key_name if settings.metrics_key_names else None)
+    prepared = await prepare(parsed, call) if prepare is not None else Prepared(dialect.to_canonical(parsed, call))
+    canonical = prepared.request
+    canonical.request_id = call.request_id
+    canonical.caller.key_id = call.key_id
+    if not canonical.model:
+        canonical.model = call.model
+    view = state.registry.model(canonical.model)
+    if view is None:
+        raise model_not_found(canonical.model)
+    check_images(canonical, accepts_images=view.capabilities.vision)
+    return parsed, prepared
+
+
+# ---------------------------------------------------------------- non-streaming
+
+
+async def _respond_json(
+    http: Request,
+    dialect: Dialect[Any],
+    parsed: Any,
+    call: CallContext,
+    stream: EventStream,
+    prepared: Prepared,
+    observer: RequestMetrics,
+) -> Response:
+    folding = asyncio.ensure_future(_fold(stream))
+    disconnected = asyncio.ensure_future(_wait_for_disconnect(http))
+    try:
+        await asyncio.wait({folding, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        disconnected.cancel()
+        if not folding.done():
+            folding.cancel()
+        await stream.aclose()
+    if not folding.done() or folding.cancelled():
+        observer.finish(CLIENT_CLOSED)
+        return Response(status_code=CLIENT_CLOSED)
+    completion = folding.result()
+    call.replica_id = stream.replica_id
+    await _run_before_finish(completion, call, prepared)
+    if completion.error is not None:
+        observer.finish(completion.error.status, completion)
+        raise completion.error
+    body = dialect.render_json(parsed, completion, call)
+    observer.finish(200, completion)
+    return json_response(body)
+
+
+async def _fold(stream: EventStream) -> Completion:
+    folder = CompletionFolder()
+    folder.add(pb.GenerateEvent(started=stream.started))
+    async for event in stream:
+        folder.add(event)
+    return folder.completion
+
+
+async def _wait_for_disconnect(http: Request) -> None:
+    """Returns when the client closes the connection (the body has been read already)."""
+    while (await http.receive())["type"] != "http.disconnect":
+        pass
+
+
+# ---------------------------------------------------------------- streaming
+
+
+async def _stream_frames(
+    state: RouterState,
+    encoder: StreamEncoder,
+    stream: EventStream,
+    call: CallContext,
+    prepared: Prepared,
+    observer: RequestMetrics,
+) -> AsyncIterator[bytes]:
+    folder = CompletionFolder()
+    status = CLIENT_CLOSED
+    finished = False
+    try:
+        started = pb.GenerateEvent(started=stream.started)
+        folder.add(started)
+        for frame in encoder.encode(started):
+            yield frame
+        keepalive = state.config.router.ping_interval_seconds if encoder.wants_keepalive else None
+        async for event in _events(stream, keepalive):
+            if event is None:
+                yield encoder.keepalive()
+                continue
+            if event.HasField("finish"):
+                call.replica_id = stream.replica_id
+                folder.add(event)
+                completion = folder.completion
+                if completion.error is None:
+                    await _run_before_finish(completion, call, prepared)
+                    if completion.error is not None:
+                        event = events.error(to_error_code(completion.error), completion.error.message)
+                finished = True
+            else:
+                if is_content(event):
+                    observer.content_event()
+                folder.add(event)
+            for frame in encoder.encode(event):
+                yield frame
+        for frame in encoder.close():
+            yield frame
+        error = folder.completion.error
+        status = error.status if error is not None else 200
+    except Exception:
+        log.exception("stream of request %s failed", call.request_id)
+        status = 500
+        if not finished:
+            failure = events.error(pb.ERROR_CODE_INTERNAL, "The router failed while streaming the response")
+            folder.add(failure)
+            for frame in [*encoder.encode(failure), *encoder.close()]:
+                yield frame
+    finally:
+        await stream.aclose()
+        observer.finish(status, folder.completion)
+
+
+async def _run_before_finish(completion: Completion, call: CallContext, prepared: Prepared) -> None:
+    """Run ``before_finish`` on a folded, successful ``completion``; a failure there turns it into an error."""
+    if prepared.before_finish is None or completion.error is not None:
+        return
+    try:
+        await prepared.before_finish(completion, call)
+    except ApiError as err:
+        completion.error = err
+    except Exception:
+        log.exception("before_finish failed for request %s", call.request_id)
+        completion.error = internal_error("The router failed to finish the response")
+    if completion.error is not None:
+        completion.finish_reason = pb.Finish.REASON_ERROR
+
+
+async def _events(stream: EventStream, keepalive_seconds: float | None) -> AsyncIterator[pb.GenerateEvent | None]:
+    """The stream's events; with ``keepalive_seconds``, a None whenever none arrived for that long."""
+    if keepalive_seconds is None:
+        async for event in stream:
+            yield event
+        return
+    pending: asyncio.Future[pb.GenerateEvent] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(stream.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=keepalive_seconds)
+            if not done:
+                yield None
+                continue
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield event
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()

@@ -1,0 +1,29 @@
+"""The Chat Completions dialect adapter (pure): wire model, canonical request, JSON and SSE rendering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleetgate.v1 import replica_pb2 as pb
+from router.canonical.fold import Completion
+from router.dialects.base import CallContext, Dialect, StreamEncoder
+from router.dialects.chat.protocol import ChatCompletionRequest
+from router.dialects.chat.request import to_generate_request
+from router.dialects.chat.response import ChatStreamEncoder, render_completion
+
+
+class ChatDialect(Dialect[ChatCompletionRequest]):
+    name = "chat"
+    wire_model = ChatCompletionRequest
+
+    def to_canonical(self, request: ChatCompletionRequest, call: CallContext) -> pb.GenerateRequest:
+        return to_generate_request(request)
+
+    def render_json(self, request: ChatCompletionRequest, completion: Completion, call: CallContext) -> dict[str, Any]:
+        return render_completion(completion, call)
+
+    def stream_encoder(self, request: ChatCompletionRequest, call: CallContext) -> StreamEncoder:
+        return ChatStreamEncoder(call, include_usage=request.include_usage)
+
+
+CHAT = ChatDialect()

@@ -1,0 +1,16 @@
+"""HTTP route of the Chat Completions dialect."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from router.canonical import runner
+from router.dialects.chat.dialect import CHAT
+
+routes = APIRouter()
+
+
+@routes.post("/v1/chat/completions")
+async def create_chat_completion(request: Request) -> Response:
+    return await runner.serve(request, CHAT)

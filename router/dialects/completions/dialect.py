@@ -1,0 +1,108 @@
+"""The Completions dialect adapter (pure): a raw prompt in (``raw_prompt``, no template), text out.
+
+Responses are ``text_completion`` objects built with the ``openai`` SDK's types;
+streamed chunks share one ``cmpl-…`` id, the last one carries the
+``finish_reason``, then an optional usage chunk (``choices: []``) and
+``data: [DONE]``. Only text events are rendered (a raw prompt has no tool or
+reasoning parsing).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openai.types.completion import Completion as TextCompletion
+from openai.types.completion_choice import CompletionChoice
+from openai.types.completion_usage import CompletionUsage
+
+from fleetgate.v1 import replica_pb2 as pb
+from router.canonical import ids, sse
+from router.canonical.fold import Completion
+from router.dialects.base import CallContext, Dialect, StreamEncoder
+from router.dialects.completions.protocol import CompletionRequest
+from router.dialects.openai_common import (
+    FinishReason,
+    OpenAIStreamEncoder,
+    canonical_sampling,
+    check_single_choice,
+    dump,
+    finish_reason,
+    usage_model,
+)
+from router.errors import invalid_request
+
+
+def to_generate_request(request: CompletionRequest) -> pb.GenerateRequest:
+    check_single_choice(request.n)
+    if request.best_of not in (None, 1):
+        raise invalid_request("best_of is not supported", "best_of")
+    if request.echo:
+        raise invalid_request("echo is not supported", "echo")
+    if request.suffix:
+        raise invalid_request("suffix is not supported", "suffix")
+    if request.logprobs is not None:
+        raise invalid_request("logprobs are not supported", "logprobs")
+    if isinstance(request.prompt, list):
+        if len(request.prompt) != 1:
+            raise invalid_request("prompt must be one string (a list of prompts is not supported)", "prompt")
+        prompt = request.prompt[0]
+    else:
+        prompt = request.prompt
+    return pb.GenerateRequest(
+        model=request.model, raw_prompt=prompt, sampling=canonical_sampling(request, request.max_tokens)
+    )
+
+
+def _text_completion(call: CallContext, choices: list[CompletionChoice], usage: CompletionUsage | None) -> TextCompletion:
+    body = TextCompletion(
+        id=ids.text_completion_id(call.request_id), object="text_completion", created=call.created, model=call.model,
+        choices=choices,
+    )
+    if usage is not None:
+        body.usage = usage
+    return body
+
+
+def render_completion(completion: Completion, call: CallContext) -> dict[str, Any]:
+    choice = CompletionChoice(
+        index=0, text=completion.text, logprobs=None, finish_reason=finish_reason(completion.finish_reason, False)
+    )
+    return dump(_text_completion(call, [choice], usage_model(completion.usage)))
+
+
+class CompletionStreamEncoder(OpenAIStreamEncoder):
+    def __init__(self, call: CallContext, *, include_usage: bool) -> None:
+        super().__init__(include_usage=include_usage)
+        self._call = call
+
+    def _choice(self, text: str, reason: FinishReason | None) -> dict[str, Any]:
+        choice = CompletionChoice.model_construct(index=0, text=text, logprobs=None, finish_reason=reason)
+        return dump(_text_completion(self._call, [choice], None))
+
+    def content_frames(self, event: pb.GenerateEvent) -> list[bytes]:
+        if event.WhichOneof("event") != "text":
+            return []
+        return [sse.data_frame(self._choice(event.text.text, None))]
+
+    def finish_chunk(self, reason: FinishReason) -> dict[str, Any]:
+        return self._choice("", reason)
+
+    def usage_chunk(self, usage: CompletionUsage) -> dict[str, Any]:
+        return dump(_text_completion(self._call, [], usage))
+
+
+class CompletionsDialect(Dialect[CompletionRequest]):
+    name = "completions"
+    wire_model = CompletionRequest
+
+    def to_canonical(self, request: CompletionRequest, call: CallContext) -> pb.GenerateRequest:
+        return to_generate_request(request)
+
+    def render_json(self, request: CompletionRequest, completion: Completion, call: CallContext) -> dict[str, Any]:
+        return render_completion(completion, call)
+
+    def stream_encoder(self, request: CompletionRequest, call: CallContext) -> StreamEncoder:
+        return CompletionStreamEncoder(call, include_usage=request.include_usage)
+
+
+COMPLETIONS = CompletionsDialect()

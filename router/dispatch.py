@@ -1,0 +1,244 @@
+"""Dispatching one canonical request to a replica, with one transparent retry before the first token.
+
+``Dispatcher.open_stream`` picks a replica (``Balancer`` over the ``RegistryView``),
+opens the gRPC ``Generate`` call and waits for its first event:
+
+- ``started``: returns an ``EventStream``, an async iterator of the remaining
+  events (``.started``, ``.replica_id``, ``.model``), always ending with exactly
+  one ``finish``;
+- ``finish`` with an error: raises the mapped ``ApiError`` (400 context length,
+  404 unknown model, ...);
+- no healthy replica: raises 503 with ``Retry-After``.
+
+A call that fails before any content event (connection refused, UNAVAILABLE,
+a replica that died or refused as overloaded before its first token) is retried
+once on another replica, transparently: the stream simply continues with the
+new replica's events (its ``started`` is not repeated). After the first content
+event, a failure becomes ``finish(ERROR, ERROR_CODE_INTERNAL, "replica … failed
+mid-stream")`` so each dialect renders its own error event. ``aclose()`` (a client
+that went away) cancels the gRPC call, and the replica aborts the engine request.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from fleetgate import events
+from fleetgate.registry import ReplicaRecord
+from fleetgate.v1 import replica_pb2 as pb
+from router import metrics
+from router.balancer import Balancer
+from router.canonical.fold import is_content
+from router.errors import from_error_code, invalid_request, model_not_found, overloaded
+from router.registry_view import RegistryView
+from router.replica_client import ChannelPool
+
+log = logging.getLogger("fleetgate.router.dispatch")
+
+MAX_ATTEMPTS = 2
+COUNT_TOKENS_TIMEOUT_SECONDS = 30.0
+ErrorCode = pb.ErrorCode
+# A replica that refuses this way may be fine a moment later, and another one may take the request.
+RETRYABLE_REFUSALS = frozenset({pb.ERROR_CODE_OVERLOADED})
+
+
+class Dispatcher:
+    def __init__(self, registry: RegistryView, balancer: Balancer, channels: ChannelPool, *, retry_after_seconds: int) -> None:
+        self.registry = registry
+        self.balancer = balancer
+        self.channels = channels
+        self.retry_after_seconds = retry_after_seconds
+
+    async def open_stream(self, request: pb.GenerateRequest, *, affinity_replica: str | None = None) -> EventStream:
+        """Start ``request`` on a replica; see the module docstring."""
+        if not self.registry.serves(request.model):
+            raise model_not_found(request.model)
+        stream = EventStream(self, request, affinity_replica)
+        first = await stream.connect()
+        if first.HasField("finish"):
+            await stream.aclose()
+            err = from_error_code(first.finish.error_code, first.finish.error_message)
+            if first.finish.error_code == pb.ERROR_CODE_OVERLOADED:
+                err.retry_after = self.retry_after_seconds
+            raise err
+        return stream
+
+    async def count_tokens(self, request: pb.GenerateRequest) -> int:
+        """Prompt tokens of ``request`` as a replica of its model renders it (retried once on another replica)."""
+        if not self.registry.serves(request.model):
+            raise model_not_found(request.model)
+        tried: list[str] = []
+        failure = ""
+        while len(tried) < MAX_ATTEMPTS:
+            candidates = self.registry.healthy(request.model, exclude=tried)
+            if not candidates:
+                break
+            record = self.balancer.choose(candidates)
+            tried.append(record.replica_id)
+            try:
+                reply = await self.channels.stub(record.address).CountTokens(request, timeout=COUNT_TOKENS_TIMEOUT_SECONDS)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                    raise invalid_request(exc.details() or "invalid request") from None
+                self.registry.mark_failed(record)
+                failure = f"replica {record.replica_id} failed to count tokens ({exc.code().name}: {exc.details()})"
+                log.warning(failure)
+                continue
+            return reply.prompt_tokens
+        raise overloaded(
+            failure or f"No healthy replica serves model {request.model!r} right now; retry later", self.retry_after_seconds
+        )
+
+
+class EventStream:
+    """The events of one request after ``started``; iterate it, and ``aclose()`` it when done."""
+
+    def __init__(self, dispatcher: Dispatcher, request: pb.GenerateRequest, affinity_replica: str | None) -> None:
+        self._dispatcher = dispatcher
+        self._request = request
+        self._affinity = affinity_replica
+        self.model = request.model
+        self.started = pb.Started()
+        self.record: ReplicaRecord | None = None
+        self._call: grpc.aio.UnaryStreamCall | None = None
+        self._tried: list[str] = []
+        self._content_seen = False
+        self._finished = False
+        self._last_failure = ""
+
+    @property
+    def replica_id(self) -> str:
+        return self.record.replica_id if self.record else ""
+
+    @property
+    def attempts(self) -> int:
+        return len(self._tried)
+
+    # -- connecting --------------------------------------------------------------
+
+    def _pick(self) -> ReplicaRecord | None:
+        d = self._dispatcher
+        candidates = d.registry.healthy(self.model, exclude=self._tried)
+        if not candidates:
+            return None
+        affinity = self._affinity if not self._tried else None
+        return d.balancer.choose(candidates, affinity=affinity)
+
+    async def connect(self, failure: str = "") -> pb.GenerateEvent:
+        """The first event of a call on a replica not tried yet: ``started``, or a ``finish`` with an error.
+
+        ``failure`` says why the previous replica was left (a retry).
+        """
+        while True:
+            record = self._pick()
+            if record is None:
+                reason = (
+                    f"{failure}, and no other healthy replica serves it"
+                    if failure
+                    else f"No healthy replica serves model {self.model!r} right now; retry later"
+                )
+                return events.error(ErrorCode.ERROR_CODE_OVERLOADED, reason)
+            self._tried.append(record.replica_id)
+            first, failure = await self._start_call(record)
+            if first is not None and first.HasField("started"):
+                self.started = first.started
+                return first
+            self._end_call()
+            if first is not None and first.finish.error_code not in RETRYABLE_REFUSALS:
+                return first
+            if not self._may_retry(failure):
+                return first if first is not None else events.error(ErrorCode.ERROR_CODE_OVERLOADED, failure)
+
+    def _may_retry(self, failure: str) -> bool:
+        """Whether the retry budget allows another replica after ``failure`` (counted in fleetgate_retries)."""
+        if len(self._tried) >= MAX_ATTEMPTS:
+            return False
+        metrics.RETRIES.labels(model=self.model).inc()
+        log.warning("%s; retrying request %s on another replica", failure, self._request.request_id)
+        return True
+
+    async def _start_call(self, record: ReplicaRecord) -> tuple[pb.GenerateEvent | None, str]:
+        """Open the call on ``record``: ``(first event, "")``, ``(refusal, why)`` or ``(None, why)`` on failure."""
+        d = self._dispatcher
+        self.record = record
+        d.balancer.acquire(record)
+        self._call = d.channels.stub(record.address).Generate(self._request)
+        first = await self._read()
+        if first is None:
+            d.registry.mark_failed(record)
+            return None, f"replica {record.replica_id} failed before its first token ({self._last_failure})"
+        if first.HasField("finish") and first.finish.reason == pb.Finish.REASON_ERROR:
+            return first, f"replica {record.replica_id} refused the request: {first.finish.error_message}"
+        if not first.HasField("started"):
+            return None, f"replica {record.replica_id} sent {first.WhichOneof('event')} before started"
+        return first, ""
+
+    async def _read(self) -> pb.GenerateEvent | None:
+        """The next event of the open call, or None when the call failed or ended without a finish."""
+        assert self._call is not None
+        try:
+            event = await self._call.read()
+        except grpc.aio.AioRpcError as exc:
+            self._last_failure = f"{exc.code().name}: {exc.details()}"
+            return None
+        if event is grpc.aio.EOF:
+            self._last_failure = "the stream ended without a finish"
+            return None
+        return event  # type: ignore[return-value]
+
+    def _end_call(self) -> None:
+        """Cancel the open call if it still runs and release its in-flight slot."""
+        if self._call is not None:
+            if not self._call.done():
+                self._call.cancel()
+            self._call = None
+            assert self.record is not None
+            self._dispatcher.balancer.release(self.record)
+
+    # -- iterating ---------------------------------------------------------------
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> pb.GenerateEvent:
+        if self._finished or self._call is None:
+            raise StopAsyncIteration
+        while True:
+            event = await self._read()
+            if event is None:
+                event = await self._recover()
+                if event is None:
+                    continue
+            kind = event.WhichOneof("event")
+            if kind == "started":
+                continue
+            if is_content(event):
+                self._content_seen = True
+            if kind == "finish":
+                self._finished = True
+                self._end_call()
+            return event
+
+    async def _recover(self) -> pb.GenerateEvent | None:
+        """After a failed read: None when the request moved to another replica, else the finish error to yield."""
+        assert self.record is not None
+        failed = self.record
+        self._dispatcher.registry.mark_failed(failed)
+        self._end_call()
+        if self._content_seen:
+            return events.error(
+                ErrorCode.ERROR_CODE_INTERNAL, f"replica {failed.replica_id} failed mid-stream ({self._last_failure})"
+            )
+        failure = f"replica {failed.replica_id} failed before its first token ({self._last_failure})"
+        first = await self.connect(failure) if self._may_retry(failure) else events.error(ErrorCode.ERROR_CODE_OVERLOADED, failure)
+        if first.HasField("started"):
+            return None
+        self._finished = True
+        return first
+
+    async def aclose(self) -> None:
+        """Stop: cancels the gRPC call (the replica aborts the engine request). Idempotent."""
+        self._finished = True
+        self._end_call()

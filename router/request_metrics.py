@@ -1,0 +1,70 @@
+"""Metrics of one API request (names in ``router/metrics.py``).
+
+The runner creates one ``RequestMetrics`` per request and reports to it: when
+the model is known (``bind``: in-flight up), each content event of a stream
+(time to first token, inter-token latency), and the end (``finish``: requests
+by status, end-to-end latency, token counters from the usage, errors by type,
+in-flight down). Status labels are HTTP statuses, plus ``499`` for a client that
+went away. A model label is a served model's name or ``unknown``, never free text.
+"""
+
+from __future__ import annotations
+
+import time
+
+from router import metrics
+from router.canonical.fold import Completion
+from router.errors import ApiError
+
+UNKNOWN_MODEL_LABEL = "unknown"
+CLIENT_CLOSED = 499
+
+
+class RequestMetrics:
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self.model = UNKNOWN_MODEL_LABEL
+        self.stream = False
+        self._t0 = time.perf_counter()
+        self._last_content: float | None = None
+        self._bound = False
+        self._done = False
+
+    def bind(self, model_label: str, stream: bool, key_name: str | None = None) -> None:
+        """The request is valid and being served."""
+        self.model, self.stream, self._bound = model_label, stream, True
+        metrics.IN_FLIGHT.labels(model=self.model, dialect=self.dialect).inc()
+        if key_name is not None:
+            metrics.KEY_REQUESTS.labels(key_name=key_name).inc()
+
+    def content_event(self) -> None:
+        """A content event was sent to a streaming client."""
+        now = time.perf_counter()
+        if self._last_content is None:
+            metrics.TTFT.labels(model=self.model, dialect=self.dialect).observe(now - self._t0)
+        else:
+            metrics.ITL.labels(model=self.model, dialect=self.dialect).observe(now - self._last_content)
+        self._last_content = now
+
+    def failed(self, err: ApiError) -> None:
+        """The request ended with ``err`` before any response was sent."""
+        self.finish(err.status, error=err)
+
+    def finish(self, status: int, completion: Completion | None = None, error: ApiError | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        labels = {"model": self.model, "dialect": self.dialect}
+        stream = "true" if self.stream else "false"
+        metrics.REQUESTS.labels(stream=stream, status=str(status), **labels).inc()
+        metrics.E2E.labels(stream=stream, **labels).observe(time.perf_counter() - self._t0)
+        error = error or (completion.error if completion else None)
+        if error is not None:
+            metrics.ERRORS.labels(type=error.kind.value, **labels).inc()
+        if completion is not None:
+            usage = completion.usage
+            metrics.PROMPT_TOKENS.labels(**labels).inc(usage.prompt_tokens)
+            metrics.COMPLETION_TOKENS.labels(**labels).inc(usage.completion_tokens)
+            metrics.CACHED_TOKENS.labels(**labels).inc(usage.cached_tokens)
+        if self._bound:
+            metrics.IN_FLIGHT.labels(**labels).dec()

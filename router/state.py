@@ -1,0 +1,40 @@
+"""What one router process holds while it runs: config, Redis pool, registry view, channels, balancer, dispatcher, keys.
+
+Nothing here is state another router would need: the registry and the keys are
+read from Redis; in-flight counts and quarantined replicas are this router's own
+view. ``get_state`` finds it from a request (``app.state.fleetgate``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from starlette.requests import Request
+
+from fleetgate.config import FleetgateConfig
+from router.auth import KeyStore
+from router.balancer import Balancer
+from router.dispatch import Dispatcher
+from router.registry_view import RegistryView
+from router.replica_client import ChannelPool
+from router.request_metrics import UNKNOWN_MODEL_LABEL
+
+
+@dataclass
+class RouterState:
+    config: FleetgateConfig
+    redis: aioredis.Redis
+    registry: RegistryView
+    channels: ChannelPool
+    balancer: Balancer
+    dispatcher: Dispatcher
+    keys: KeyStore
+
+    def model_label(self, model: str) -> str:
+        """A bounded metrics label for a requested model name."""
+        return model if self.registry.serves(model) else UNKNOWN_MODEL_LABEL
+
+
+def get_state(request: Request) -> RouterState:
+    return request.app.state.fleetgate
