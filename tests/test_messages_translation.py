@@ -18,7 +18,9 @@ from fleetgate.v1 import replica_pb2 as pb
 from router.dialects.messages import protocol as wire
 from router.dialects.messages.request import effort_from_budget, generate_request, prompt_request
 from router.dialects.messages.signature import thinking_signature
-from router.dialects.messages.stream import MessageStreamTranslator
+from router.canonical.fold import CompletionFolder
+from router.dialects.messages.response import message_body
+from router.dialects.messages.stream import MessageStreamBuilder
 
 
 def _request(**body) -> wire.MessagesRequest:
@@ -111,17 +113,22 @@ def test_thinking_and_sampling_mapping():
 
 
 def _play(events: list[pb.GenerateEvent]) -> tuple[list[str], Message]:
-    translator = MessageStreamTranslator("msg_test", "sim", lambda call_id: f"toolu_{call_id}")
+    """Stream the events through the builder and the SDK's accumulator; check the folded JSON agrees."""
+    builder = MessageStreamBuilder("msg_test", "sim")
+    folder = CompletionFolder()
     names: list[str] = []
     snapshot = None
     json_bufs: dict[int, bytes] = {}
     for event in events:
-        for name, payload in translator.feed(event):
+        folder.add(event)
+        for name, payload in builder.feed(event):
             assert name == payload["type"]
             names.append(name)
             parsed = construct_type(type_=RawMessageStreamEvent, value=payload)
             snapshot = accumulate_event(event=parsed, current_snapshot=snapshot, json_bufs=json_bufs)
-    return names, Message.model_validate(snapshot.model_dump())
+    streamed = Message.model_validate(snapshot.model_dump())
+    assert streamed == Message.model_validate(message_body("msg_test", "sim", folder.completion))
+    return names, streamed
 
 
 def test_stream_sequence_thinking_then_text():
@@ -147,8 +154,8 @@ def test_stream_sequence_thinking_then_text():
 def test_stream_keeps_blocks_contiguous_when_tool_calls_interleave():
     names, message = _play([
         ev.started(5, "r1", 64),
-        ev.tool_call_start(0, "a", "f"), ev.tool_call_delta(0, '{"x"'),
-        ev.tool_call_start(1, "b", "g"), ev.tool_call_delta(1, '{"y": 2}'), ev.tool_call_delta(0, ": 1}"),
+        ev.tool_call_start(0, "call_a", "f"), ev.tool_call_delta(0, '{"x"'),
+        ev.tool_call_start(1, "call_b", "g"), ev.tool_call_delta(1, '{"y": 2}'), ev.tool_call_delta(0, ": 1}"),
         ev.tool_call_end(0), ev.tool_call_end(1), ev.usage(5, 9), ev.finish(ev.Reason.REASON_TOOL_CALLS),
     ])
     assert [(b.type, b.id, b.name, b.input) for b in message.content] == [
@@ -163,3 +170,11 @@ def test_stream_stop_sequence_and_max_tokens():
     assert (stopped.stop_reason, stopped.stop_sequence) == ("stop_sequence", "END")
     _, cut = _play([ev.started(3, "r1", 1), ev.text("a"), ev.usage(3, 1), ev.finish(ev.Reason.REASON_LENGTH)])
     assert (cut.stop_reason, cut.stop_sequence) == ("max_tokens", None)
+
+
+def test_stream_error_after_start_is_an_anthropic_error_event():
+    builder = MessageStreamBuilder("msg_test", "sim")
+    frames = [*builder.feed(ev.started(3, "r1", 8)), *builder.feed(ev.text("a")),
+              *builder.feed(ev.error(pb.ERROR_CODE_INTERNAL, "replica r1 failed mid-stream"))]
+    assert [name for name, _ in frames] == ["message_start", "content_block_start", "content_block_delta", "error"]
+    assert frames[-1][1] == {"type": "error", "error": {"type": "api_error", "message": "replica r1 failed mid-stream"}}

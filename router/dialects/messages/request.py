@@ -21,11 +21,13 @@ the API key id, set by the router core, never a client-chosen identity.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import orjson
 
 from fleetgate.v1 import replica_pb2 as pb
+from router.canonical import tools as canonical_tools
+from router.canonical.content import data_url, image_part, text_part
 from router.dialects.messages import protocol as wire
 
 # Thinking budget (tokens) → reasoning effort. Anthropic clients pick budgets, the
@@ -38,11 +40,10 @@ MEDIUM_BUDGET_MAX = 16384
 # Anthropic's output_config.effort levels above "high" map to the highest canonical effort.
 _EFFORT = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
-_TOOL_CHOICE_MODE = {
-    "auto": pb.ToolChoice.MODE_AUTO,
-    "any": pb.ToolChoice.MODE_REQUIRED,
-    "tool": pb.ToolChoice.MODE_NAMED,
-    "none": pb.ToolChoice.MODE_NONE,
+_TOOL_CHOICE = {
+    "auto": canonical_tools.TOOL_CHOICE_AUTO,
+    "any": canonical_tools.TOOL_CHOICE_REQUIRED,
+    "none": canonical_tools.TOOL_CHOICE_NONE,
 }
 
 
@@ -81,32 +82,33 @@ def reasoning_from_thinking(
 def image_url(block: wire.ImageBlock) -> str:
     source = block.source
     if isinstance(source, wire.Base64ImageSource):
-        return f"data:{source.media_type};base64,{source.data}"
+        return data_url(source.media_type, source.data)
     return source.url
 
 
-def content_parts(blocks: str | Iterable[wire.TextBlock | wire.ImageBlock]) -> list[pb.ContentPart]:
+def content_parts(blocks: str | Sequence[wire.TextBlock | wire.ImageBlock], param: str) -> list[pb.ContentPart]:
+    """Canonical parts of a string or of text / image blocks (``param``: where they are, for a 400)."""
     if isinstance(blocks, str):
-        return [pb.ContentPart(text=blocks)]
+        return [text_part(blocks)]
     return [
-        pb.ContentPart(text=b.text) if isinstance(b, wire.TextBlock) else pb.ContentPart(image_url=image_url(b))
-        for b in blocks
+        text_part(b.text) if isinstance(b, wire.TextBlock) else image_part(image_url(b), f"{param}[{i}].source")
+        for i, b in enumerate(blocks)
     ]
 
 
 def system_message(system: str | list[wire.TextBlock]) -> pb.Message:
-    return pb.Message(role=pb.ROLE_SYSTEM, content=content_parts(system))
+    return pb.Message(role=pb.ROLE_SYSTEM, content=content_parts(system, "system"))
 
 
 def _assistant_message(message: wire.AssistantMessage) -> pb.Message:
     out = pb.Message(role=pb.ROLE_ASSISTANT)
     if isinstance(message.content, str):
-        out.content.append(pb.ContentPart(text=message.content))
+        out.content.append(text_part(message.content))
         return out
     reasoning: list[str] = []
     for block in message.content:
         if isinstance(block, wire.TextBlock):
-            out.content.append(pb.ContentPart(text=block.text))
+            out.content.append(text_part(block.text))
         elif isinstance(block, wire.ThinkingBlock):
             reasoning.append(block.thinking)
         elif isinstance(block, wire.ToolUseBlock):
@@ -115,33 +117,33 @@ def _assistant_message(message: wire.AssistantMessage) -> pb.Message:
     return out
 
 
-def _user_messages(message: wire.UserMessage, tool_names: dict[str, str]) -> list[pb.Message]:
+def _user_messages(message: wire.UserMessage, tool_names: dict[str, str], param: str) -> list[pb.Message]:
     """A user turn → TOOL messages (one per tool_result) and USER messages, in order."""
     if isinstance(message.content, str):
-        return [pb.Message(role=pb.ROLE_USER, content=content_parts(message.content))]
+        return [pb.Message(role=pb.ROLE_USER, content=[text_part(message.content)])]
     out: list[pb.Message] = []
-    pending: list[wire.TextBlock | wire.ImageBlock] = []
-
-    def flush() -> None:
-        if pending:
-            out.append(pb.Message(role=pb.ROLE_USER, content=content_parts(pending)))
-            pending.clear()
-
-    for block in message.content:
+    user = pb.Message(role=pb.ROLE_USER)
+    for i, block in enumerate(message.content):
+        where = f"{param}.content[{i}]"
         if isinstance(block, wire.ToolResultBlock):
-            flush()
+            if user.content:
+                out.append(user)
+                user = pb.Message(role=pb.ROLE_USER)
             out.append(
                 pb.Message(
                     role=pb.ROLE_TOOL,
                     tool_call_id=block.tool_use_id,
                     name=tool_names.get(block.tool_use_id, ""),
-                    content=content_parts(block.content),
+                    content=content_parts(block.content, f"{where}.content"),
                     is_error=block.is_error,
                 )
             )
+        elif isinstance(block, wire.TextBlock):
+            user.content.append(text_part(block.text))
         else:
-            pending.append(block)
-    flush()
+            user.content.append(image_part(image_url(block), f"{where}.source"))
+    if user.content:
+        out.append(user)
     return out
 
 
@@ -151,38 +153,39 @@ def canonical_messages(request: wire.CountTokensRequest) -> list[pb.Message]:
     if request.system:
         out.append(system_message(request.system))
     tool_names: dict[str, str] = {}
-    for message in request.messages:
+    for i, message in enumerate(request.messages):
         if isinstance(message, wire.AssistantMessage):
             converted = _assistant_message(message)
             tool_names.update((call.id, call.name) for call in converted.tool_calls)
             out.append(converted)
         else:
-            out.extend(_user_messages(message, tool_names))
+            out.extend(_user_messages(message, tool_names, f"messages[{i}]"))
     return out
 
 
-def canonical_tools(tools: list[wire.Tool] | None) -> list[pb.Tool]:
-    return [
-        pb.Tool(name=t.name, description=t.description, parameters_json=orjson.dumps(t.input_schema).decode())
-        for t in tools or []
+def tools_and_choice(request: wire.CountTokensRequest) -> tuple[list[pb.Tool], pb.ToolChoice, bool]:
+    """Validated canonical tools, tool choice, and ``parallel_tool_calls`` (true unless disabled)."""
+    tools = [
+        canonical_tools.canonical_tool(t.name, t.description, t.input_schema, f"tools[{i}]")
+        for i, t in enumerate(request.tools or [])
     ]
-
-
-def canonical_tool_choice(choice: wire.ToolChoice | None) -> tuple[pb.ToolChoice, bool]:
-    """``(tool choice, parallel_tool_calls)``; parallel calls are allowed unless disabled."""
+    canonical_tools.check_unique_names(tools, "tools")
+    choice = request.tool_choice
     if choice is None:
-        return pb.ToolChoice(mode=pb.ToolChoice.MODE_AUTO), True
-    name = choice.name if isinstance(choice, wire.ToolChoiceTool) else ""
+        canonical = canonical_tools.TOOL_CHOICE_AUTO
+    elif isinstance(choice, wire.ToolChoiceTool):
+        canonical = canonical_tools.named_tool_choice(choice.name)
+    else:
+        canonical = _TOOL_CHOICE[choice.type]
+    canonical_tools.check_tool_choice(canonical, tools, "tool_choice")
     parallel = not getattr(choice, "disable_parallel_tool_use", False)
-    return pb.ToolChoice(mode=_TOOL_CHOICE_MODE[choice.type], name=name), parallel
+    return tools, canonical, parallel
 
 
 def response_format(output_config: wire.OutputConfig | None) -> pb.ResponseFormat:
     if output_config is None or output_config.format is None:
-        return pb.ResponseFormat(kind=pb.ResponseFormat.KIND_TEXT)
-    return pb.ResponseFormat(
-        kind=pb.ResponseFormat.KIND_JSON_SCHEMA, schema_json=orjson.dumps(output_config.format.schema_).decode()
-    )
+        return canonical_tools.TEXT_FORMAT
+    return canonical_tools.canonical_json_schema_format(None, output_config.format.schema_, "output_config.format.schema")
 
 
 def prompt_request(request: wire.CountTokensRequest) -> pb.GenerateRequest:
@@ -190,12 +193,12 @@ def prompt_request(request: wire.CountTokensRequest) -> pb.GenerateRequest:
 
     ``request_id`` and ``caller`` are left for the router core to fill in.
     """
-    tool_choice, parallel = canonical_tool_choice(request.tool_choice)
+    tools, tool_choice, parallel = tools_and_choice(request)
     enable_reasoning, effort = reasoning_from_thinking(request.thinking, request.output_config)
     out = pb.GenerateRequest(
         model=request.model,
         messages=canonical_messages(request),
-        tools=canonical_tools(request.tools),
+        tools=tools,
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
         response_format=response_format(request.output_config),

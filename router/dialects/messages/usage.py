@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleetgate.v1 import replica_pb2 as pb
+from router.canonical.fold import UsageCounts
 
 Reason = pb.Finish.Reason
 
@@ -33,8 +34,9 @@ def stop_reason(reason: int, has_tool_use: bool) -> str:
     return mapped
 
 
-def stop_sequence(finish: pb.Finish) -> str | None:
-    return finish.stop_sequence if finish.reason == Reason.REASON_STOP_SEQUENCE else None
+def stop_sequence(reason: int, matched: str) -> str | None:
+    """The matched stop string when the stop reason is ``stop_sequence``, else None."""
+    return matched if reason == Reason.REASON_STOP_SEQUENCE else None
 
 
 def start_usage(prompt_tokens: int) -> dict[str, Any]:
@@ -47,7 +49,7 @@ def start_usage(prompt_tokens: int) -> dict[str, Any]:
     }
 
 
-def final_usage(usage: pb.Usage) -> dict[str, Any]:
+def final_usage(usage: UsageCounts) -> dict[str, Any]:
     """Usage of a finished message (non-streaming ``usage`` and the final ``message_delta``)."""
     cached = min(usage.cached_tokens, usage.prompt_tokens)
     return {

@@ -1,0 +1,88 @@
+"""The Anthropic Messages dialect adapter: the pure pieces the shared runner calls.
+
+``MessagesDialect`` serves ``POST /v1/messages``; ``CountTokensDialect`` parses and
+translates ``POST /v1/messages/count_tokens`` with the same prompt translation, so
+the count is of exactly the prompt a real request renders. The public message id
+is ``msg_<request id>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleetgate.v1 import replica_pb2 as pb
+from router.canonical import ids, sse
+from router.canonical.fold import Completion
+from router.dialects.base import CallContext, Dialect, StreamEncoder
+from router.dialects.messages import protocol as wire
+from router.dialects.messages.request import generate_request, prompt_request
+from router.dialects.messages.response import message_body
+from router.dialects.messages.stream import PING, MessageStreamBuilder
+
+DIALECT_NAME = "messages"
+
+
+class MessagesStreamEncoder(StreamEncoder):
+    """SSE frames (``event: <type>``) of one streamed message, with ``ping`` while the model is quiet."""
+
+    wants_keepalive = True
+
+    def __init__(self, message_id: str, model: str) -> None:
+        self._builder = MessageStreamBuilder(message_id, model)
+
+    def encode(self, event: pb.GenerateEvent) -> list[bytes]:
+        return [sse.event_frame(name, payload) for name, payload in self._builder.feed(event)]
+
+    def keepalive(self) -> bytes:
+        return sse.event_frame(*PING)
+
+
+class MessagesDialect(Dialect[wire.MessagesRequest]):
+    name = DIALECT_NAME
+    wire_model = wire.MessagesRequest
+
+    def model_name(self, request: wire.MessagesRequest) -> str:
+        return request.model
+
+    def wants_stream(self, request: wire.MessagesRequest) -> bool:
+        return request.stream
+
+    def to_canonical(self, request: wire.MessagesRequest, call: CallContext) -> pb.GenerateRequest:
+        return generate_request(request)
+
+    def render_json(self, request: wire.MessagesRequest, completion: Completion, call: CallContext) -> dict[str, Any]:
+        return message_body(ids.message_id(call.request_id), request.model, completion)
+
+    def stream_encoder(self, request: wire.MessagesRequest, call: CallContext) -> StreamEncoder:
+        return MessagesStreamEncoder(ids.message_id(call.request_id), request.model)
+
+
+class CountTokensDialect(Dialect[wire.CountTokensRequest]):
+    """``/v1/messages/count_tokens``: parsed and translated like a message, never generated."""
+
+    name = DIALECT_NAME
+    wire_model = wire.CountTokensRequest
+
+    def model_name(self, request: wire.CountTokensRequest) -> str:
+        return request.model
+
+    def wants_stream(self, request: wire.CountTokensRequest) -> bool:
+        return False
+
+    def to_canonical(self, request: wire.CountTokensRequest, call: CallContext) -> pb.GenerateRequest:
+        return prompt_request(request)
+
+    def render_json(self, request: wire.CountTokensRequest, completion: Completion, call: CallContext) -> dict[str, Any]:
+        raise NotImplementedError("count_tokens generates nothing; see count_tokens_body")
+
+    def stream_encoder(self, request: wire.CountTokensRequest, call: CallContext) -> StreamEncoder:
+        raise NotImplementedError("count_tokens is never streamed")
+
+
+def count_tokens_body(input_tokens: int) -> dict[str, Any]:
+    """The ``MessageTokensCount`` body."""
+    return {"input_tokens": input_tokens}
+
+
+MESSAGES = MessagesDialect()
+COUNT_TOKENS = CountTokensDialect()
