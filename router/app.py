@@ -21,6 +21,7 @@ from router.auth import BOOTSTRAP_KEY_NAME, KeyStore
 from router.balancer import Balancer
 from router.dialects.chat.routes import routes as chat_routes
 from router.dialects.completions.routes import routes as completions_routes
+from router.dialects.messages.routes import routes as messages_routes
 from router.dialects.responses.routes import routes as responses_routes
 from router.dispatch import Dispatcher
 from router.errors import install_error_handlers
@@ -33,7 +34,7 @@ log = logging.getLogger("fleetgate.router")
 
 BOOTSTRAP_KEY_ENV = "FLEETGATE_BOOTSTRAP_KEY"
 
-ROUTES: list[APIRouter] = [meta_routes, chat_routes, completions_routes, responses_routes]
+ROUTES: list[APIRouter] = [meta_routes, chat_routes, completions_routes, messages_routes, responses_routes]
 
 
 async def register_bootstrap_key(keys: KeyStore, environ: dict[str, str] | os._Environ[str] = os.environ) -> None:

@@ -57,15 +57,34 @@ def content_blocks(completion: Completion) -> list[dict[str, Any]]:
     return blocks
 
 
-def message_body(message_id: str, model: str, completion: Completion) -> dict[str, Any]:
-    """The ``Message`` object of a finished, successful completion."""
+def message_object(
+    message_id: str,
+    model: str,
+    content: list[dict[str, Any]],
+    stop_reason: str | None,
+    stop_sequence: str | None,
+    usage: dict[str, Any],
+) -> dict[str, Any]:
+    """An Anthropic ``Message`` (``type: message``, ``role: assistant``)."""
     return {
         "id": message_id,
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": content_blocks(completion),
-        "stop_reason": stop_reason(completion.finish_reason, bool(completion.tool_calls)),
-        "stop_sequence": stop_sequence(completion.finish_reason, completion.stop_sequence),
-        "usage": final_usage(completion.usage),
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": stop_sequence,
+        "usage": usage,
     }
+
+
+def message_body(message_id: str, model: str, completion: Completion) -> dict[str, Any]:
+    """The ``Message`` object of a finished, successful completion."""
+    return message_object(
+        message_id,
+        model,
+        content_blocks(completion),
+        stop_reason(completion.finish_reason, bool(completion.tool_calls)),
+        stop_sequence(completion.finish_reason, completion.stop_sequence),
+        final_usage(completion.usage),
+    )

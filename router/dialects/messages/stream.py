@@ -21,7 +21,7 @@ from typing import Any, Literal
 from fleetgate.v1 import replica_pb2 as pb
 from router.canonical.contiguous import ContiguousEvents
 from router.canonical.fold import UsageCounts
-from router.dialects.messages.response import tool_use_id
+from router.dialects.messages.response import message_object, tool_use_id
 from router.dialects.messages.signature import thinking_signature
 from router.dialects.messages.usage import final_usage, start_usage, stop_reason, stop_sequence
 from router.errors import ApiError, ErrorKind, anthropic_error_body, from_error_code
@@ -46,16 +46,7 @@ def error_event(err: ApiError) -> StreamEvent:
 
 def message_shell(message_id: str, model: str, prompt_tokens: int) -> dict[str, Any]:
     """The message as ``message_start`` carries it: no content yet, a null stop reason."""
-    return {
-        "id": message_id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": start_usage(prompt_tokens),
-    }
+    return message_object(message_id, model, [], None, None, start_usage(prompt_tokens))
 
 
 @dataclass

@@ -1,0 +1,28 @@
+"""HTTP routes of the Anthropic Messages dialect.
+
+``POST /v1/messages`` and ``POST /v1/messages/count_tokens``, both through the
+shared runner (auth by ``x-api-key`` or Bearer, body limit, errors in Anthropic's
+shape because of the path). The ``anthropic-version`` and ``anthropic-beta``
+headers and the SDK's ``?beta=true`` query are accepted and need nothing.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from router.canonical import runner
+from router.dialects.messages.dialect import COUNT_TOKENS, MESSAGES, count_tokens_body
+from router.http_io import json_response
+
+routes = APIRouter()
+
+
+@routes.post("/v1/messages")
+async def create_message(request: Request) -> Response:
+    return await runner.serve(request, MESSAGES)
+
+
+@routes.post("/v1/messages/count_tokens")
+async def count_message_tokens(request: Request) -> Response:
+    return json_response(count_tokens_body(await runner.count_prompt_tokens(request, COUNT_TOKENS)))
