@@ -27,14 +27,21 @@ from fleetgate.v1 import replica_pb2 as pb
 from router.dialects.responses.protocol import FunctionToolChoice, ResponsesRequest, TextFormat
 
 
+class WireResponse(Response):
+    """The SDK's ``Response`` with ``created_at`` in integer seconds, as OpenAI sends it
+    (the SDK types it as a float; clients with integer fields reject ``1700000000.0``)."""
+
+    created_at: int  # type: ignore[assignment]
+
+
 def to_json(model: BaseModel) -> dict[str, Any]:
     """Wire form of an SDK object: fields that were set (explicit nulls included), by alias."""
-    return model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return model.model_dump(mode="json", by_alias=True, exclude_unset=True, serialize_as_any=True)
 
 
 def response_shell(request: ResponsesRequest, response_id: str, created_at: int) -> Response:
     """The response as it starts: ``in_progress``, empty output, the request echoed."""
-    return Response(
+    return WireResponse(
         id=response_id,
         object="response",
         created_at=created_at,

@@ -96,12 +96,15 @@ class ResponseBuilder:
         self._open: _OpenItem | None = None
         self._sequence = 0
         self._usage = pb.Usage()
+        self._failure: ApiError | None = None
         self.replica_id = ""
+        # settled: the response object is final; done: the terminal event was given too.
+        self.settled = False
         self.done = False
 
     @property
     def response(self) -> Response:
-        """The response object so far (final once ``done``)."""
+        """The response object so far (final once ``settled``)."""
         return self._response
 
     # ------------------------------------------------------------ lifecycle
@@ -114,20 +117,60 @@ class ResponseBuilder:
         ]
 
     def feed(self, event: pb.GenerateEvent) -> list[StreamEvent]:
+        """The events for one canonical event; a ``finish`` settles the response and ends the stream."""
+        if event.HasField("finish"):
+            return [*self.settle(event.finish), *self.terminal()]
         out: list[StreamEvent] = []
         for ordered in self._order.feed(event):
             out.extend(self._apply(ordered))
         return out
 
+    def settle(self, finish: pb.Finish) -> list[StreamEvent]:
+        """Everything before the terminal event: held output, the open item's done events, the final
+        status and usage. After it, ``response`` is final; ``terminal()`` (or ``fail``) ends the stream."""
+        out: list[StreamEvent] = []
+        for ordered in self._order.feed(pb.GenerateEvent(finish=finish)):
+            if not ordered.HasField("finish"):
+                out.extend(self._apply(ordered))
+        if finish.reason == pb.Finish.REASON_ERROR:
+            return [*out, *self._settle_failed(from_error_code(finish.error_code, finish.error_message))]
+        if finish.reason == pb.Finish.REASON_ABORT:
+            return [*out, *self._settle_failed(ApiError(500, ErrorKind.API_ERROR, "The generation was aborted"))]
+        truncated = finish.reason == pb.Finish.REASON_LENGTH
+        out.extend(self._close("incomplete" if truncated else "completed"))
+        self._response.status = "incomplete" if truncated else "completed"
+        if truncated:
+            self._response.incomplete_details = IncompleteDetails(reason="max_output_tokens")
+        self._response.usage = usage_of(self._usage)
+        self.settled = True
+        return out
+
+    def terminal(self) -> list[StreamEvent]:
+        """The last events: ``response.completed`` / ``response.incomplete``, or ``error`` + ``response.failed``."""
+        self.done = True
+        response = self._snapshot()
+        if self._failure is not None:
+            code = _error_code(self._failure)
+            return [
+                self._emit(ResponseErrorEvent, type="error", code=code, message=self._failure.message,
+                           param=self._failure.param),
+                self._emit(ResponseFailedEvent, type="response.failed", response=response),
+            ]
+        if self._response.status == "incomplete":
+            return [self._emit(ResponseIncompleteEvent, type="response.incomplete", response=response)]
+        return [self._emit(ResponseCompletedEvent, type="response.completed", response=response)]
+
     def fail(self, error: ApiError) -> list[StreamEvent]:
-        """A failure after the stream began: an ``error`` event, then ``response.failed``."""
+        """A failure after the stream began (also after ``settle``): ``error``, then ``response.failed``."""
+        return [*self._settle_failed(error), *self.terminal()]
+
+    def _settle_failed(self, error: ApiError) -> list[StreamEvent]:
         out = self._close("incomplete")
-        code = _ERROR_CODES.get(error.kind, "server_error")
-        out.append(self._emit(ResponseErrorEvent, type="error", code=code, message=error.message, param=error.param))
+        self._failure = error
         self._response.status = "failed"
-        self._response.error = ResponseError(code=code, message=error.message)
-        self._finalize()
-        out.append(self._emit(ResponseFailedEvent, type="response.failed", response=self._snapshot()))
+        self._response.error = ResponseError(code=_error_code(error), message=error.message)
+        self._response.usage = usage_of(self._usage)
+        self.settled = True
         return out
 
     # ------------------------------------------------------------ canonical events
@@ -149,32 +192,7 @@ class ResponseBuilder:
         elif kind == "tool_call_end":
             if self._open is not None and self._open.kind == "function_call":
                 return self._close("completed")
-        elif kind == "finish":
-            return self._finish(event.finish)
         return []
-
-    def _finish(self, finish: pb.Finish) -> list[StreamEvent]:
-        if finish.reason == pb.Finish.REASON_ERROR:
-            return self.fail(from_error_code(finish.error_code, finish.error_message))
-        if finish.reason == pb.Finish.REASON_ABORT:
-            return self.fail(ApiError(500, ErrorKind.API_ERROR, "The generation was aborted"))
-        truncated = finish.reason == pb.Finish.REASON_LENGTH
-        out = self._close("incomplete" if truncated else "completed")
-        if truncated:
-            self._response.status = "incomplete"
-            self._response.incomplete_details = IncompleteDetails(reason="max_output_tokens")
-            terminal: Any = ResponseIncompleteEvent
-            name = "response.incomplete"
-        else:
-            self._response.status = "completed"
-            terminal, name = ResponseCompletedEvent, "response.completed"
-        self._finalize()
-        out.append(self._emit(terminal, type=name, response=self._snapshot()))
-        return out
-
-    def _finalize(self) -> None:
-        self._response.usage = usage_of(self._usage)
-        self.done = True
 
     # ------------------------------------------------------------ items
 
@@ -297,6 +315,10 @@ class ResponseBuilder:
         event = event_type(sequence_number=self._sequence, **fields)
         self._sequence += 1
         return event
+
+
+def _error_code(error: ApiError) -> Any:
+    return _ERROR_CODES.get(error.kind, "server_error")
 
 
 def _output_text(text: str) -> ResponseOutputText:

@@ -1,0 +1,125 @@
+"""The Responses dialect adapter (pure): plugs the Responses translation into the shared runner.
+
+One ``ResponsesDialect`` per API call (it carries the call's conversation and its
+stream builder). ``history`` is what a ``previous_response_id`` inherited (set
+by the route, which does the store I/O); ``to_canonical`` appends the request's
+own input to it, and ``conversation`` is then exactly what the model sees and
+what the store keeps.
+
+The finished response is built once, by ``final_response``: for a stream it is
+the stream builder's own object (settled early, so it can be stored before
+``response.completed`` is sent), otherwise the folded ``Completion`` replayed
+through a fresh builder. Either way items are made by the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from openai.types.responses import Response
+
+from fleetgate import events
+from fleetgate.v1 import replica_pb2 as pb
+from router.canonical import sse
+from router.canonical.fold import Completion
+from router.canonical.ids import response_id
+from router.dialects.base import CallContext, Dialect, StreamEncoder
+from router.dialects.responses.conversation import ConversationItem, normalize_items
+from router.dialects.responses.protocol import ResponsesRequest
+from router.dialects.responses.request import to_generate_request
+from router.dialects.responses.response import response_shell, to_json
+from router.dialects.responses.stream import ResponseBuilder, StreamEvent
+from router.errors import from_error_code
+
+
+class ResponsesDialect(Dialect[ResponsesRequest]):
+    name = "responses"
+    wire_model = ResponsesRequest
+
+    def __init__(self, history: Sequence[ConversationItem] = ()) -> None:
+        self.history: list[ConversationItem] = list(history)
+        self.conversation: list[ConversationItem] = []
+        self._encoder: ResponsesStreamEncoder | None = None
+        self._final: Response | None = None
+
+    def model_name(self, request: ResponsesRequest) -> str:
+        return request.model
+
+    def wants_stream(self, request: ResponsesRequest) -> bool:
+        return request.stream
+
+    def to_canonical(self, request: ResponsesRequest, call: CallContext) -> pb.GenerateRequest:
+        self.conversation = [*self.history, *normalize_items(request.items)]
+        return to_generate_request(request, self.conversation, call.request_id)
+
+    def render_json(self, request: ResponsesRequest, completion: Completion, call: CallContext) -> dict:
+        return to_json(self.final_response(request, completion, call))
+
+    def stream_encoder(self, request: ResponsesRequest, call: CallContext) -> StreamEncoder:
+        self._encoder = ResponsesStreamEncoder(_builder(request, call))
+        return self._encoder
+
+    def final_response(self, request: ResponsesRequest, completion: Completion, call: CallContext) -> Response:
+        """The finished response object (built once; see the module docstring)."""
+        if self._final is None:
+            if self._encoder is not None:
+                self._final = self._encoder.settle(completion)
+            else:
+                builder = _builder(request, call)
+                builder.open()
+                for event in replay(completion):
+                    builder.feed(event)
+                self._final = builder.response
+        return self._final
+
+
+def _builder(request: ResponsesRequest, call: CallContext) -> ResponseBuilder:
+    return ResponseBuilder(response_shell(request, response_id(call.request_id), call.created))
+
+
+class ResponsesStreamEncoder(StreamEncoder):
+    """Canonical events -> ``event: <type>`` / ``data: {...}`` frames of the Responses stream."""
+
+    def __init__(self, builder: ResponseBuilder) -> None:
+        self._builder = builder
+        # The settled (not yet sent) closing events, when the response was finished before its finish event.
+        self._settled: list[StreamEvent] | None = None
+
+    def settle(self, completion: Completion) -> Response:
+        """Finish the response object now (to store it); its closing events wait for the finish event."""
+        if self._settled is None:
+            finish = pb.Finish(reason=completion.finish_reason, stop_sequence=completion.stop_sequence)
+            self._settled = self._builder.settle(finish)
+        return self._builder.response
+
+    def encode(self, event: pb.GenerateEvent) -> list[bytes]:
+        if event.HasField("started"):
+            out = [*self._builder.open(), *self._builder.feed(event)]
+        elif event.HasField("finish") and self._settled is not None:
+            finish = event.finish
+            if finish.reason == pb.Finish.REASON_ERROR:
+                ending = self._builder.fail(from_error_code(finish.error_code, finish.error_message))
+            else:
+                ending = self._builder.terminal()
+            out = [*self._settled, *ending]
+        else:
+            out = self._builder.feed(event)
+        return [sse.event_frame(e.type, to_json(e)) for e in out]  # type: ignore[attr-defined]
+
+
+def replay(completion: Completion) -> list[pb.GenerateEvent]:
+    """The canonical events a folded completion stands for, in the order Responses items are listed."""
+    out = [events.started(completion.usage.prompt_tokens, completion.replica_id, completion.max_tokens)]
+    if completion.reasoning:
+        out.append(events.reasoning(completion.reasoning))
+    if completion.text:
+        out.append(events.text(completion.text))
+    for call in completion.tool_calls:
+        out.append(events.tool_call_start(call.index, call.id, call.name))
+        if call.arguments:
+            out.append(events.tool_call_delta(call.index, call.arguments))
+        out.append(events.tool_call_end(call.index))
+    usage = completion.usage
+    out.append(events.usage(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens))
+    out.append(events.finish(completion.finish_reason, completion.stop_sequence))
+    return out

@@ -1,0 +1,128 @@
+"""HTTP routes of the Responses API, the only Responses module that does I/O (the response store).
+
+- ``POST /v1/responses``: through the shared runner. ``previous_response_id`` is
+  loaded first (404 when unknown, expired or another key's, before any stream
+  starts); its conversation becomes the history and its replica the affinity
+  hint. With ``store`` (the default) the finished response is written to Redis
+  before the last frame / the JSON body is sent.
+- ``GET /v1/responses/{id}``, ``DELETE /v1/responses/{id}``,
+  ``GET /v1/responses/{id}/input_items`` (``limit``, ``order``, ``after``).
+
+Every response names the replica that served it in ``x-fleetgate-replica``.
+A Redis failure is a 503 in OpenAI's error shape.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from router.auth import authenticate
+from router.canonical import runner
+from router.canonical.fold import Completion
+from router.dialects.base import CallContext
+from router.dialects.responses.adapter import ResponsesDialect
+from router.dialects.responses.listing import DEFAULT_LIMIT, MAX_LIMIT, item_page
+from router.dialects.responses.protocol import ResponsesRequest
+from router.dialects.responses.response import to_json
+from router.errors import ApiError, ErrorKind, not_found
+from router.http_io import json_response
+from router.response_store import ResponseStore, StoredResponse, StoreUnavailable
+from router.state import RouterState, get_state
+
+REPLICA_HEADER = "x-fleetgate-replica"
+
+routes = APIRouter()
+
+
+def _store(state: RouterState) -> ResponseStore:
+    return ResponseStore(state.redis, state.config.router.responses_ttl_seconds)
+
+
+def store_unavailable(state: RouterState) -> ApiError:
+    return ApiError(
+        503, ErrorKind.OVERLOADED, "The response store (Redis) is unavailable; retry later",
+        retry_after=state.config.router.retry_after_seconds,
+    )
+
+
+async def _load(state: RouterState, response_id: str, key_id: str, param: str | None = None) -> StoredResponse:
+    """The stored response of this key; 404 when there is none (or it is another key's), 503 when Redis fails."""
+    try:
+        stored = await _store(state).get(response_id, key_id)
+    except StoreUnavailable:
+        raise store_unavailable(state) from None
+    if stored is None:
+        raise not_found(f"No response with id {response_id!r} found (unknown, expired, deleted or not stored)", param)
+    return stored
+
+
+@routes.post("/v1/responses")
+async def create_response(http: Request) -> Response:
+    state = get_state(http)
+    dialect = ResponsesDialect()
+    calls: list[CallContext] = []
+
+    async def prepare(request: ResponsesRequest, call: CallContext) -> runner.Prepared:
+        calls.append(call)
+        affinity = None
+        if request.previous_response_id:
+            previous = await _load(state, request.previous_response_id, call.key_id, "previous_response_id")
+            dialect.history = previous.conversation
+            affinity = previous.replica_id or None
+        canonical = dialect.to_canonical(request, call)
+
+        async def store_response(completion: Completion, finished: CallContext) -> None:
+            response = dialect.final_response(request, completion, finished)
+            stored = StoredResponse(
+                id=response.id, key_id=finished.key_id, replica_id=finished.replica_id,
+                input=dialect.conversation, response=to_json(response),
+            )
+            try:
+                await _store(state).put(stored)
+            except StoreUnavailable:
+                raise store_unavailable(state) from None
+
+        return runner.Prepared(canonical, affinity_replica=affinity, before_finish=store_response if request.store else None)
+
+    response = await runner.serve(http, dialect, prepare=prepare)
+    if calls and calls[0].replica_id:
+        response.headers[REPLICA_HEADER] = calls[0].replica_id
+    return response
+
+
+@routes.get("/v1/responses/{response_id}")
+async def retrieve_response(http: Request, response_id: str) -> Response:
+    state = get_state(http)
+    caller = await authenticate(http, state.keys, required=state.config.router.auth)
+    stored = await _load(state, response_id, caller.key_id)
+    return json_response(stored.response, headers={REPLICA_HEADER: stored.replica_id} if stored.replica_id else None)
+
+
+@routes.delete("/v1/responses/{response_id}")
+async def delete_response(http: Request, response_id: str) -> Response:
+    state = get_state(http)
+    caller = await authenticate(http, state.keys, required=state.config.router.auth)
+    try:
+        deleted = await _store(state).delete(response_id, caller.key_id)
+    except StoreUnavailable:
+        raise store_unavailable(state) from None
+    if not deleted:
+        raise not_found(f"No response with id {response_id!r} found")
+    return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+@routes.get("/v1/responses/{response_id}/input_items")
+async def list_input_items(
+    http: Request,
+    response_id: str,
+    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+    order: Literal["asc", "desc"] = "desc",
+    after: str | None = None,
+) -> Response:
+    state = get_state(http)
+    caller = await authenticate(http, state.keys, required=state.config.router.auth)
+    stored = await _load(state, response_id, caller.key_id)
+    return json_response(item_page(stored.input, limit=limit, order=order, after=after))
