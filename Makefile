@@ -3,6 +3,7 @@
 #   make serve   setup, then the local cluster (deploy/local.yaml) in the foreground
 #   make test    setup, then the whole test suite
 #   make proto   regenerate the committed gRPC stubs from proto/
+#   make chart   copy deploy/'s Prometheus rules and Grafana dashboards into the Helm chart
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -17,7 +18,7 @@ APT_PACKAGES := redis-server prometheus
 CONFIG ?= deploy/local.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup serve test proto apt models clean
+.PHONY: setup serve test proto apt models clean chart
 
 setup: apt $(STAMP)/project models
 
@@ -61,6 +62,16 @@ test: setup
 
 proto: $(STAMP)/project
 	$(PY) -m fleetgate.protogen
+
+# The Helm chart ships deploy/prometheus/rules/*.yml and deploy/grafana/*.json as
+# they are: copied into $(CHART_DIR)/files/ (gitignored there), never edited in the chart.
+CHART_DIR ?= helm/fleetgate
+chart:
+	rm -rf $(CHART_DIR)/files/rules $(CHART_DIR)/files/dashboards
+	mkdir -p $(CHART_DIR)/files/rules $(CHART_DIR)/files/dashboards
+	shopt -s nullglob; \
+	for f in deploy/prometheus/rules/*.yml; do cp "$$f" $(CHART_DIR)/files/rules/; done; \
+	for f in deploy/grafana/*.json; do cp "$$f" $(CHART_DIR)/files/dashboards/; done
 
 clean:
 	rm -rf $(VENV)
