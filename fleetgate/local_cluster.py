@@ -21,7 +21,6 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -166,20 +165,22 @@ def prepare_bundled_models(config: FleetgateConfig) -> None:
 
 def run_local_cluster(args: argparse.Namespace) -> int:
     """Run the local cluster until Ctrl-C / SIGTERM; exit 1 if the router dies on its own."""
+    from replicas.controller import install_stop_signals  # imports Ray: only when the cluster runs
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config_path = Path(args.config) if args.config else DEFAULT_CONFIG
     config = load_config(config_path)
     host = config.router.host
     port = args.port or config.router.port
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    install_stop_signals(stop)
 
     prepare_bundled_models(config)
     with contextlib.ExitStack() as stack:
         redis_url = stack.enter_context(running_redis(config))
         config = config.model_copy(update={"redis": config.redis.model_copy(update={"url": redis_url})})
         stack.enter_context(running_ray(config))
+        install_stop_signals(stop)  # again: ray.init replaced the SIGTERM handler
         stack.enter_context(running_replicas(config, cancel=stop))
         if stop.is_set():
             return 0

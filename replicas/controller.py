@@ -111,15 +111,19 @@ class ReplicaController:
         passes or ``cancel`` is set (False). Supervision (finishing starts, replacing dead
         replicas) runs in a background thread from here on.
         """
-        if not ray.is_initialized():
-            ray.init(address=self.ray_address, namespace=self.config.ray.namespace, include_dashboard=False)
-            self._owns_ray = True
+        self.connect()
         with self._lock:
             for slot in self.slots:
                 self._launch(slot)
         self._supervisor = threading.Thread(target=self._supervise_forever, name="replica-supervisor", daemon=True)
         self._supervisor.start()
         return self._wait_started(timeout, cancel or threading.Event())
+
+    def connect(self) -> None:
+        """Join Ray (``ray_address``; None starts a local Ray) unless this process already has."""
+        if not ray.is_initialized():
+            ray.init(address=self.ray_address, namespace=self.config.ray.namespace, include_dashboard=False)
+            self._owns_ray = True
 
     def stop(self, grace: float = DRAIN_GRACE_SECONDS) -> None:
         """Drain every replica (withdraw, finish in-flight for ``grace`` s), then release actors and groups."""
@@ -262,14 +266,20 @@ def _log_failure(ref: Any, what: str) -> None:
         log.warning("%s failed: %s", what, exc)
 
 
+def install_stop_signals(stop: threading.Event) -> None:
+    """SIGTERM / SIGINT set ``stop``. Call it after ``ray.init``, which installs its own SIGTERM handler."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+
 def run_controller(args: argparse.Namespace) -> int:
     """``fleetgate controller``: join a Ray cluster and keep the configured replicas running until SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(args.config)
     controller = ReplicaController(config, ray_address=args.ray_address)
+    controller.connect()
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    install_stop_signals(stop)
     controller.start(cancel=stop)
     for record in controller.records():
         log.info("serving %s: %s at %s", record["model"], record["replica_id"], record["address"])

@@ -1,0 +1,69 @@
+"""``fleetgate up`` with sim replicas: it serves the models, and SIGTERM leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import redis
+import yaml
+from conftest import REPO, free_port, wait_for_port
+
+from fleetgate.registry import REPLICA_KEY_PREFIX
+
+
+@pytest.fixture()
+def cluster_config(tmp_path: Path) -> tuple[Path, int, int]:
+    redis_port, router_port = free_port(), free_port()
+    config = {
+        "redis": {"url": None, "port": redis_port, "data_dir": str(tmp_path / "redis")},
+        "router": {"host": "127.0.0.1", "port": router_port, "auth": False},
+        "replica": {"heartbeat_seconds": 0.5, "registry_ttl_seconds": 2.0},
+        "models": [{"name": "sim", "engine": "sim", "replicas": 2, "sim": {"ttft_ms": 5, "itl_ms": 2, "output_tokens": 4}}],
+    }
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, redis_port, router_port
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children(recursive=True)
+
+
+def test_up_serves_the_configured_models_and_stops_cleanly(cluster_config, tmp_path):
+    config_path, redis_port, router_port = cluster_config
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETGATE_")}
+    with open(tmp_path / "up.log", "wb") as log:
+        up = subprocess.Popen([sys.executable, "-m", "fleetgate.cli", "up", "--config", str(config_path)],
+                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    children: list[psutil.Process] = []
+    try:
+        wait_for_port(router_port, timeout=120)
+        client = redis.Redis(port=redis_port)
+        deadline = time.monotonic() + 30
+        while len(client.keys(REPLICA_KEY_PREFIX + "*")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(client.keys(REPLICA_KEY_PREFIX + "*")) == 2
+        assert (tmp_path / "redis" / "appendonlydir").is_dir()  # AOF persistence on
+        models = httpx.get(f"http://127.0.0.1:{router_port}/v1/models", timeout=10).json()
+        assert [m["id"] for m in models["data"]] == ["sim"]
+        children = descendants(up.pid)
+        assert children
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=90) == 0
+        gone, alive = psutil.wait_procs(children, timeout=20)
+        assert not alive, f"left behind: {[p.info if hasattr(p, 'info') else p for p in alive]}"
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+        for child in children:
+            if child.is_running():
+                child.kill()
+        print((tmp_path / "up.log").read_text()[-3000:])
