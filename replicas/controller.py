@@ -52,11 +52,12 @@ class ReplicaActor:
         self.replica_id = replica_id
         self.replica: RunningReplica | None = None
 
-    async def start(self) -> dict[str, Any]:
-        """Start the replica and register it; returns its registry record."""
+    async def start(self, port: int = 0, metrics_port: int = 0) -> dict[str, Any]:
+        """Start the replica on the node's IP and register it; returns its registry record."""
         node_ip = ray.util.get_node_ip_address()
         self.replica = await start_replica(
-            self.config, self.model_name, replica_id=self.replica_id, host=node_ip, advertise_host=node_ip
+            self.config, self.model_name, replica_id=self.replica_id, host=node_ip,
+            port=port, metrics_port=metrics_port, advertise_host=node_ip,
         )
         return self.replica.record.model_dump()
 
@@ -78,6 +79,9 @@ class ReplicaSlot:
 
     model: ModelConfig
     index: int
+    # gRPC and metrics ports (0: any free port).
+    port: int = 0
+    metrics_port: int = 0
     placement_group: Any | None = None
     actor: Any | None = None
     replica_id: str = ""
@@ -92,13 +96,28 @@ class ReplicaSlot:
         return f"{self.model.name}[{self.index}]"
 
 
+def replica_slots(config: FleetgateConfig) -> list[ReplicaSlot]:
+    """Every configured replica, numbered across models; ports are consecutive from
+    ``replica.base_port`` / ``replica.metrics_base_port`` (a base of 0 picks free ports)."""
+    positions = [(model, index) for model in config.models for index in range(model.replicas)]
+    base, metrics_base = config.replica.base_port, config.replica.metrics_base_port
+    return [
+        ReplicaSlot(
+            model, index,
+            port=base + number if base else 0,
+            metrics_port=metrics_base + number if metrics_base else 0,
+        )
+        for number, (model, index) in enumerate(positions)
+    ]
+
+
 class ReplicaController:
     """Starts, supervises and drains the configured replicas as Ray actors."""
 
     def __init__(self, config: FleetgateConfig, ray_address: str | None = None) -> None:
         self.config = config
         self.ray_address = ray_address if ray_address is not None else config.ray.address
-        self.slots = [ReplicaSlot(model, index) for model in config.models for index in range(model.replicas)]
+        self.slots = replica_slots(config)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._supervisor: threading.Thread | None = None
@@ -159,7 +178,7 @@ class ReplicaController:
         slot.actor = ReplicaActor.options(
             name=f"replica-{slot.replica_id}", **actor_options(slot.model, slot.placement_group)
         ).remote(self.config, slot.model.name, slot.replica_id)
-        slot.start_ref = slot.actor.start.remote()
+        slot.start_ref = slot.actor.start.remote(slot.port, slot.metrics_port)
         slot.record = None
         slot.missed_pings = 0
         log.info("starting replica %s as %s", slot.name, slot.replica_id)

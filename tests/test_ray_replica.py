@@ -10,7 +10,7 @@ from replica_process import SIM_CONFIG
 
 from fleetgate.config import FleetgateConfig, load_config
 from fleetgate.registry import REPLICA_KEY_PREFIX, ReplicaRecord
-from replicas.controller import ReplicaActor, ReplicaController
+from replicas.controller import ReplicaActor, ReplicaController, replica_slots
 from replicas.placement import actor_options
 
 
@@ -67,3 +67,16 @@ def test_controller_replaces_a_dead_replica_and_drains_on_stop(local_ray, sim_co
         controller.stop(grace=5)
     assert registered(redis_server, slot.replica_id) is None
     assert ray.is_initialized()  # the controller leaves a Ray it did not start running
+
+
+def test_replicas_take_consecutive_ports_across_models():
+    config = FleetgateConfig.model_validate({
+        "replica": {"base_port": 50100, "metrics_base_port": 9100},
+        "models": [{"name": "a", "engine": "sim", "replicas": 2}, {"name": "b", "engine": "sim", "replicas": 1}],
+    })
+    slots = replica_slots(config)
+    assert [(s.model.name, s.index, s.port, s.metrics_port) for s in slots] == [
+        ("a", 0, 50100, 9100), ("a", 1, 50101, 9101), ("b", 0, 50102, 9102),
+    ]
+    free = config.model_copy(update={"replica": config.replica.model_copy(update={"base_port": 0, "metrics_base_port": 0})})
+    assert {(s.port, s.metrics_port) for s in replica_slots(free)} == {(0, 0)}
