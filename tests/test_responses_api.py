@@ -350,6 +350,9 @@ def test_redis_restart_keeps_stored_responses_and_an_outage_is_503(tmp_path: Pat
             with pytest.raises(openai.APIStatusError) as caught:
                 call()
             assert caught.value.status_code == 503 and "unavailable" in caught.value.body["message"]
+        events, _ = _stream(client, model="rs-affine", input="Stream and store me")
+        assert [e.type for e in events[-3:]] == ["response.output_item.done", "error", "response.failed"]
+        assert "unavailable" in events[-2].message
 
         server.start()
         router.wait_for_replicas("rs-affine", 1)
