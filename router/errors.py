@@ -147,18 +147,29 @@ def to_error_code(err: ApiError) -> int:
 
 
 def from_validation_error(exc: ValidationError | RequestValidationError, *, prefix: Sequence[str | int] = ()) -> ApiError:
-    """A 400 whose message names the offending field(s), e.g. ``messages[0].role: Input should be ...``."""
+    """A 400 whose message names the offending field(s), e.g. ``messages[0].role: Input should be ...``.
+
+    When a union's members fail at different depths (``content`` is neither a
+    string nor a valid list of parts), only the deepest failures are reported.
+    """
+    found = [(field_path([*prefix, *_field_locations(e.get("loc", ()))]), str(e.get("msg", "invalid value"))) for e in exc.errors()]
+    paths = [path for path, _ in found]
     described: list[str] = []
-    first_param: str | None = None
-    for err in exc.errors():
-        param = field_path([*prefix, *_field_locations(err.get("loc", ()))])
-        if first_param is None:
-            first_param = param or None
-        line = f"{param}: {err.get('msg', 'invalid value')}" if param else str(err.get("msg", "invalid value"))
+    params: list[str] = []
+    for path, msg in found:
+        if any(_is_inside(other, path) for other in paths):
+            continue
+        line = f"{path}: {msg}" if path else msg
         if line not in described:
             described.append(line)
+            params.append(path)
     message = "; ".join(described[:3]) + (f" (and {len(described) - 3} more)" if len(described) > 3 else "")
-    return invalid_request(message or "Invalid request", first_param)
+    return invalid_request(message or "Invalid request", params[0] if params and params[0] else None)
+
+
+def _is_inside(path: str, parent: str) -> bool:
+    """``messages[0].content[1]`` is inside ``messages[0].content``."""
+    return len(path) > len(parent) and path.startswith(parent) and path[len(parent)] in "[." and bool(parent)
 
 
 # pydantic puts the union member it tried into `loc` ("str", "list[...]", "function-after[...]"):

@@ -1,0 +1,106 @@
+"""API keys: the ``fleetgate keys`` CLI, and two router processes (auth on) that honour the same keys in one Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+import openai
+import pytest
+import redis
+
+from router_process import REPO, ROUTER_CONFIG, RouterProcess, router_cluster, router_factory  # noqa: F401
+
+HELLO = [{"role": "user", "content": "hi"}]
+AUTH_ON = {"FLEETGATE_ROUTER__AUTH": "true"}
+
+
+def keys_cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FLEETGATE_REDIS__URL": redis_url}
+    return subprocess.run(
+        [sys.executable, "-m", "fleetgate.cli", "keys", "--config", str(ROUTER_CONFIG), *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )
+
+
+def create_key(redis_url: str, name: str) -> str:
+    result = keys_cli(redis_url, "create", "--name", name)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def listed(redis_url: str) -> dict[str, list[str]]:
+    """name -> [id, created, revoked] rows of ``fleetgate keys list``."""
+    result = keys_cli(redis_url, "list")
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["ID", "NAME", "CREATED", "REVOKED"]
+    return {row.split()[1]: [row.split()[0], *row.split()[2:]] for row in rows}
+
+
+def chat_ok(router: RouterProcess, key: str) -> bool:
+    try:
+        router.openai(api_key=key).chat.completions.create(model="rt-sim", messages=HELLO)
+        return True
+    except openai.AuthenticationError:
+        return False
+
+
+def test_keys_cli_create_list_revoke(redis_server) -> None:
+    secret = create_key(redis_server.url, "cli-alice")
+    assert secret.startswith("sk-fg-") and len(secret) > 40
+    rows = listed(redis_server.url)
+    key_id, created, revoked = rows["cli-alice"]
+    assert key_id.startswith("key_") and created.endswith("Z") and revoked == "no"
+    listing = keys_cli(redis_server.url, "list").stdout
+    assert secret not in listing and secret.removeprefix("sk-fg-") not in listing
+
+    # Stored hashed: the secret is nowhere in Redis.
+    client = redis.Redis.from_url(redis_server.url)
+    for key in client.scan_iter(match="fleetgate:apikey*"):
+        values = client.hgetall(key) if client.type(key) == b"hash" else {b"": client.get(key)}
+        assert all(secret.encode() not in v for v in values.values())
+    client.close()
+
+    duplicate = keys_cli(redis_server.url, "create", "--name", "cli-alice")
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+
+    revoked_run = keys_cli(redis_server.url, "revoke", "cli-alice")
+    assert revoked_run.returncode == 0 and key_id in revoked_run.stdout
+    assert listed(redis_server.url)["cli-alice"][2] != "no"
+    # By id, again: idempotent. An unknown key is an error.
+    assert keys_cli(redis_server.url, "revoke", key_id).returncode == 0
+    unknown = keys_cli(redis_server.url, "revoke", "nobody")
+    assert unknown.returncode == 1 and "no key" in unknown.stderr
+
+
+def test_two_auth_routers_honour_the_same_keys(router_factory, router_cluster, redis_server) -> None:  # noqa: F811
+    routers = [router_factory(env=AUTH_ON), router_factory(env=AUTH_ON)]
+    for router in routers:
+        router.wait_for_replicas("rt-sim", 1)
+    secret = create_key(redis_server.url, "shared-bob")
+    assert [chat_ok(r, secret) for r in routers] == [True, True]
+    # x-api-key works as well as Bearer.
+    response = httpx.post(
+        f"{routers[1].base_url}/v1/chat/completions", json={"model": "rt-sim", "messages": HELLO}, headers={"x-api-key": secret}
+    )
+    assert response.status_code == 200
+    assert routers[0].openai(api_key=secret).models.list().data
+
+    assert keys_cli(redis_server.url, "revoke", "shared-bob").returncode == 0
+    for router in routers:
+        with pytest.raises(openai.AuthenticationError) as caught:
+            router.openai(api_key=secret).chat.completions.create(model="rt-sim", messages=HELLO)
+        assert caught.value.response.json()["error"]["message"] == "This API key has been revoked"
+
+
+def test_bootstrap_key_is_registered_once(router_factory, router_cluster, redis_server) -> None:  # noqa: F811
+    bootstrap = "sk-fg-bootstrap-test-secret-0123456789abcdef"
+    env = {**AUTH_ON, "FLEETGATE_BOOTSTRAP_KEY": bootstrap}
+    routers = [router_factory(env=env), router_factory(env=env)]
+    routers[0].wait_for_replicas("rt-sim", 1)
+    assert all(chat_ok(r, bootstrap) for r in routers)
+    result = keys_cli(redis_server.url, "list")
+    assert [line.split()[1] for line in result.stdout.splitlines()[1:]].count("bootstrap") == 1
