@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import helm_python
+import httpx
 import kubernetes_validate
+import openai
 import pytest
 import yaml
 
@@ -50,6 +53,7 @@ from helm_chart import (  # tests/ is on sys.path
     values_from_files,
     volume_by_name,
 )
+from router_process import RouterProcess  # tests/ is on sys.path
 
 DEPLOY = REPO / "deploy"
 RULE_FILES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
@@ -333,6 +337,40 @@ def test_notes_tell_how_to_get_a_key_and_call_the_endpoint(rendered: dict[str, R
     assert f"get secret {FULLNAME}-bootstrap-key" in notes
     assert "/v1/chat/completions" in notes and '"model": "sim"' in notes
     assert "WARNING: router.auth is false" in rendered["local-sim"].notes
+
+
+def wait_until_ready(base_url: str, timeout: float = 15.0) -> httpx.Response:
+    """GET /ready until it answers 200 (the router has seen a healthy replica of every model) or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = httpx.get(f"{base_url}/ready", timeout=5.0)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.1)
+
+
+def test_the_rendered_config_and_key_serve_a_chat_completion(
+    rendered: dict[str, Rendered], tmp_path: Path, redis_server: Any, replica_factory: Any
+) -> None:
+    """The chart's config file and bootstrap key run a real router and sim replica; only the
+    addresses a cluster would give them change (the test's Redis, loopback instead of pod IPs)."""
+    r = rendered["default"]
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(r.named("ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"])
+    key = base64.b64decode(r.named("Secret", f"{FULLNAME}-bootstrap-key")["data"]["api-key"]).decode()
+    loopback = {"FLEETGATE_REPLICA__HOST": "127.0.0.1", "FLEETGATE_ROUTER__HOST": "127.0.0.1"}
+    replica_factory(model="sim", config=config_path, env=loopback)
+    router_env = {**loopback, "FLEETGATE_BOOTSTRAP_KEY": key}
+    with RouterProcess(config_path, redis_server.url, env=router_env, log_path=tmp_path / "router.log") as router:
+        ready = wait_until_ready(router.base_url)
+        assert ready.status_code == 200, ready.text
+        with pytest.raises(openai.AuthenticationError):
+            router.openai(api_key="sk-fg-not-a-key").models.list()
+        client = router.openai(api_key=key)
+        assert "sim" in [m.id for m in client.models.list()]
+        reply = client.chat.completions.create(model="sim", messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
+        assert reply.choices[0].message.content
+        assert reply.usage is not None and reply.usage.completion_tokens > 0
 
 
 # --- monitoring: deploy/'s files, unchanged ------------------------------------------
