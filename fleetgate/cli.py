@@ -58,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("list", help="list keys (never the secret)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id or name")
     revoke.add_argument("key")
+
+    bench = sub.add_parser("bench", help="side-by-side benchmarks into loadtest/results (router overhead, vLLM, "
+                                         "scale-out, LiteLLM)")
+    bench.add_argument("--quick", action="store_true", help="small durations and concurrency (smoke test)")
+    bench.add_argument("--parts", default="a,b,c,d",
+                       help="comma-separated: a router overhead, b end to end on vLLM, c scale-out, "
+                            "d LiteLLM (measured within a and b); default all")
+    bench.add_argument("--out", default=None, help="directory for latest.md, latest.json, PNGs (default loadtest/results)")
+    bench.add_argument("--work-dir", default=None, help="process logs and generated configs (default a temp dir)")
     return parser
 
 
@@ -87,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         from router.keys_cli import keys_cli
 
         return keys_cli(args)
+    if args.command == "bench":
+        from loadtest.bench.run import run_bench
+
+        return run_bench(args)
     return 2
 
 
