@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from conftest import RedisServer
 from openai.types.responses import Response
 from replica_process import ReplicaProcess
-from router_process import ROUTER_CONFIG, RouterProcess, router_cluster, router_factory, sim_router  # noqa: F401
+from router_process import RouterProcess, router_cluster, router_factory, sim_router  # noqa: F401
 
 from router.auth import KeyStore
 
