@@ -1,7 +1,8 @@
 """Metrics move with real traffic, and a real Prometheus scraping a local cluster computes the rules.
 
-A sim replica runs as a real ``fleetgate replica`` process registered in a real Redis;
-Prometheus (started by ``fleetgate.local_prometheus``) finds it through the registry.
+Sim replicas run as real ``fleetgate replica`` processes registered in a real Redis, a
+real router serves the official OpenAI and Anthropic SDKs, and Prometheus (started by
+``fleetgate.local_prometheus``) finds the replicas through the registry.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import anthropic
 import grpc
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from router_process import ROUTER_CONFIG, RouterProcess, router_factory  # noqa: F401
 
 from fleetgate.config import FleetgateConfig
 from fleetgate.local_prometheus import LocalPrometheus, start_prometheus
@@ -59,11 +62,19 @@ def value(result: list[dict]) -> float:
 
 
 @pytest.fixture()
-def prometheus(redis_url: str, tmp_path: Path) -> Iterator[LocalPrometheus]:
-    config = FleetgateConfig.model_validate({"redis": {"url": redis_url}})
-    handle = start_prometheus(config, work_dir=tmp_path / "prometheus", port=0, scrape_interval="1s")
-    yield handle
-    handle.stop()
+def prometheus_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., LocalPrometheus]]:
+    """``start(router_port=None)``: a Prometheus on the session's registry (and that router), stopped afterwards."""
+    started: list[LocalPrometheus] = []
+
+    def start(router_port: int = 8080) -> LocalPrometheus:
+        config = FleetgateConfig.model_validate({"redis": {"url": redis_url}, "router": {"port": router_port}})
+        handle = start_prometheus(config, work_dir=tmp_path / f"prometheus-{len(started)}", port=0, scrape_interval="1s")
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
 
 
 async def generate(address: str, model: str) -> pb.Usage:
@@ -80,8 +91,9 @@ async def generate(address: str, model: str) -> pb.Usage:
 
 
 async def test_replica_metrics_follow_usage_and_prometheus_records_tokens_per_second(
-    replica_factory, prometheus: LocalPrometheus
+    replica_factory, prometheus_factory
 ) -> None:
+    prometheus = prometheus_factory()
     replica = replica_factory("sim")
     rid = replica.replica_id
     metrics_url = replica.record.metrics_url
@@ -114,3 +126,103 @@ async def test_replica_metrics_follow_usage_and_prometheus_records_tokens_per_se
                           lambda r: bool(r) and value(r) > 0)
     assert rate[0]["metric"] == {"__name__": "model_replica:fleetgate_replica_generated_tokens:rate1m",
                                  "model": "sim", "replica": rid}
+
+
+# --- through the router -----------------------------------------------------------------
+
+MODEL = "rt-sim"  # tests/configs/router-sim.yaml: 8 lorem words
+PROMPT = "Say hello"
+
+
+def chat(router: RouterProcess, stream: bool) -> tuple[int, int]:
+    client = router.openai()
+    messages = [{"role": "user", "content": PROMPT}]
+    if not stream:
+        usage = client.chat.completions.create(model=MODEL, messages=messages).usage
+    else:
+        chunks = list(client.chat.completions.create(model=MODEL, messages=messages, stream=True,
+                                                     stream_options={"include_usage": True}))
+        usage = chunks[-1].usage
+    return usage.prompt_tokens, usage.completion_tokens
+
+
+def messages(router: RouterProcess, stream: bool) -> tuple[int, int]:
+    client = anthropic.Anthropic(base_url=router.base_url, api_key="unused", max_retries=0, timeout=60.0)
+    params = {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": PROMPT}]}
+    if not stream:
+        usage = client.messages.create(**params).usage
+    else:
+        with client.messages.stream(**params) as events:
+            usage = events.get_final_message().usage
+    return usage.input_tokens, usage.output_tokens
+
+
+def responses(router: RouterProcess, stream: bool) -> tuple[int, int]:
+    client = router.openai()
+    if not stream:
+        usage = client.responses.create(model=MODEL, input=PROMPT).usage
+    else:
+        with client.responses.stream(model=MODEL, input=PROMPT) as events:
+            usage = events.get_final_response().usage
+    return usage.input_tokens, usage.output_tokens
+
+
+CALLS = {"chat": chat, "messages": messages, "responses": responses}
+
+
+def wait_for_healthy(router: RouterProcess, model: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while router.metric("fleetgate_healthy_replicas", model=model) < 1:
+        assert time.monotonic() < deadline, f"router never saw a healthy {model} replica"
+        time.sleep(0.1)
+
+
+def test_router_metrics_follow_client_usage_and_prometheus_records_tokens_per_second(
+    replica_factory, router_factory, prometheus_factory
+) -> None:
+    replica_factory(MODEL, config=ROUTER_CONFIG)
+    router = router_factory()
+    wait_for_healthy(router, MODEL)
+    prometheus = prometheus_factory(router_port=router.port)
+    instance = f"127.0.0.1:{router.port}"
+    wait_for_query(prometheus, f'fleetgate_healthy_replicas{{model="{MODEL}", instance="{instance}"}}',
+                   lambda r: bool(r) and value(r) >= 1)
+
+    # Two rounds of every dialect, streaming and not; the first round creates the counters,
+    # so that Prometheus has seen them before the second round makes them move.
+    seen: dict[tuple[str, bool], list[tuple[int, int]]] = {(d, s): [] for d in CALLS for s in (False, True)}
+    for round_number in range(2):
+        for (dialect, stream), usages in seen.items():
+            usages.append(CALLS[dialect](router, stream))
+        if round_number == 0:
+            wait_for_query(prometheus, f'fleetgate_completion_tokens_total{{model="{MODEL}", dialect="responses"}}', bool)
+
+    for dialect in CALLS:
+        for stream in (False, True):
+            requests = router.metric("fleetgate_requests_total", model=MODEL, dialect=dialect,
+                                     stream=str(stream).lower(), status="200")
+            assert requests == 2, (dialect, stream)
+        usages = seen[(dialect, False)] + seen[(dialect, True)]
+        assert all(completion == 8 for _, completion in usages), usages
+        labels = {"model": MODEL, "dialect": dialect}
+        assert router.metric("fleetgate_prompt_tokens_total", **labels) == sum(p for p, _ in usages)
+        assert router.metric("fleetgate_completion_tokens_total", **labels) == sum(c for _, c in usages)
+        # One time-to-first-token observation per streamed request, none for the others.
+        assert router.metric("fleetgate_time_to_first_token_seconds_count", **labels) == 2
+        assert router.metric("fleetgate_inter_token_latency_seconds_count", **labels) > 0
+        assert router.metric("fleetgate_request_duration_seconds_count", **labels, stream="false") == 2
+        assert router.metric("fleetgate_request_duration_seconds_count", **labels, stream="true") == 2
+        assert router.metric("fleetgate_requests_in_flight", **labels) == 0
+        assert router.metric("fleetgate_errors_total", **labels) == 0
+
+    # Prometheus scraped the same totals, and the recording rules have values for the model.
+    total = sum(c for usages in seen.values() for _, c in usages)
+    wait_for_query(prometheus, f'sum(fleetgate_completion_tokens_total{{model="{MODEL}", instance="{instance}"}})',
+                   lambda r: bool(r) and value(r) == total)
+    tokens_per_second = wait_for_query(prometheus, f'model:fleetgate_completion_tokens:rate1m{{model="{MODEL}"}}',
+                                       lambda r: bool(r) and value(r) > 0)
+    assert tokens_per_second[0]["metric"] == {"__name__": "model:fleetgate_completion_tokens:rate1m", "model": MODEL}
+    ttft = wait_for_query(prometheus, f'model:fleetgate_time_to_first_token_seconds:quantile_rate1m{{model="{MODEL}"}}',
+                          lambda r: len(r) == 3)
+    assert sorted(series["metric"]["quantile"] for series in ttft) == ["0.5", "0.95", "0.99"]
+    assert all(float(series["value"][1]) > 0 for series in ttft)

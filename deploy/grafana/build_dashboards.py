@@ -27,6 +27,8 @@ QUANTILES = (0.5, 0.95, 0.99)
 FULL_WIDTH = 24
 STAT_HEIGHT = 4
 GRAPH_HEIGHT = 8
+# router/errors.py ErrorKind values that are the cluster's fault, not the client's.
+SERVER_ERROR_TYPES = "api_error|overloaded"
 
 Panel = dict[str, Any]
 Query = tuple[str, str]  # (PromQL, legend format)
@@ -146,8 +148,9 @@ def overview() -> dict[str, Any]:
                      (f"sum(rate(fleetgate_requests_total{{{m}}}{RATE}))", ""), "reqps", [(None, "green")]),
                 stat("Completion tokens/s", "Generated tokens per second",
                      (f"sum(rate(fleetgate_completion_tokens_total{{{m}}}{RATE}))", ""), "none", [(None, "green")]),
-                stat("Error ratio", "Errors returned to clients / finished requests",
-                     (f"sum(rate(fleetgate_errors_total{{{m}}}{RATE})) / sum(rate(fleetgate_requests_total{{{m}}}{RATE}))", ""),
+                stat("Server error ratio", "Server-side errors (api_error, overloaded) / finished requests",
+                     (f'sum(rate(fleetgate_errors_total{{{m}, type=~"{SERVER_ERROR_TYPES}"}}{RATE}))'
+                      f" / sum(rate(fleetgate_requests_total{{{m}}}{RATE}))", ""),
                      "percentunit", [(None, "green"), (0.01, "orange"), (0.05, "red")]),
             ],
             [
