@@ -87,7 +87,7 @@ class RegistryView:
         """Read the registry once (best effort), then keep it fresh in the background."""
         try:
             await self.refresh()
-        except (aioredis.RedisError, OSError) as exc:
+        except Exception as exc:  # the loop keeps trying; the router serves once replicas are visible
             log.warning("registry not readable at startup: %s", exc)
         self._task = asyncio.create_task(self._loop(), name="registry-refresh")
 

@@ -1,13 +1,16 @@
 """gRPC channels to replicas: one ``grpc.aio`` channel per replica address, created on first use and reused.
 
-Channels whose address left the registry are closed (``retain``). Messages may be
-large (base64 images in a request), so the size limits are raised to match
-the replicas' receive limit.
+A channel whose address has been missing from the registry for
+``ABSENT_CLOSE_SECONDS`` is closed (``retain``), with a grace period for calls
+still open on it; a brief gap (a Redis restart, a late heartbeat) closes nothing.
+Messages may be large (base64 images in a request), so the size limits are raised
+to match the replicas' receive limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 
 import grpc
@@ -15,7 +18,8 @@ import grpc
 from fleetgate.v1 import replica_pb2_grpc
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-CLOSE_GRACE_SECONDS = 30.0
+ABSENT_CLOSE_SECONDS = 60.0
+CLOSE_GRACE_SECONDS = 60.0
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -30,6 +34,8 @@ class ChannelPool:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, replica_pb2_grpc.ReplicaStub] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        # address -> monotonic time it was first seen missing from the registry
+        self._absent_since: dict[str, float] = {}
 
     def stub(self, address: str) -> replica_pb2_grpc.ReplicaStub:
         stub = self._stubs.get(address)
@@ -40,9 +46,15 @@ class ChannelPool:
         return stub
 
     async def retain(self, addresses: Iterable[str]) -> None:
-        """Close, in the background, the channels to addresses not in ``addresses``."""
+        """Note which addresses the registry lists; close, in the background, channels missing for long."""
         keep = set(addresses)
+        now = time.monotonic()
+        for address in keep:
+            self._absent_since.pop(address, None)
         for address in [a for a in self._channels if a not in keep]:
+            if now - self._absent_since.setdefault(address, now) < ABSENT_CLOSE_SECONDS:
+                continue
+            del self._absent_since[address]
             del self._stubs[address]
             # Calls still open on the channel get a grace period to end.
             task = asyncio.create_task(self._channels.pop(address).close(grace=CLOSE_GRACE_SECONDS))

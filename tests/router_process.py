@@ -147,9 +147,18 @@ def router_factory(redis_server, tmp_path: Path) -> Iterator:
         router.stop()
 
 
+# Test modules import the fixtures below, so pytest may instantiate the session
+# fixture once per importing module: they all share the first cluster started.
+_CLUSTERS: dict[str, RouterProcess] = {}
+
+
 @pytest.fixture(scope="session")
 def router_cluster(redis_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
     """One replica of each ALWAYS_ON_MODELS model and one router (auth off), for the whole session."""
+    shared = _CLUSTERS.get(redis_server.url)
+    if shared is not None:
+        yield shared
+        return
     logs = tmp_path_factory.mktemp("router-cluster")
     replicas = [
         ReplicaProcess(ROUTER_CONFIG, model, redis_server.url, log_path=logs / f"{model}.log") for model in ALWAYS_ON_MODELS
@@ -161,8 +170,10 @@ def router_cluster(redis_server, tmp_path_factory: pytest.TempPathFactory) -> It
         router.start()
         for model in ALWAYS_ON_MODELS:
             router.wait_for_replicas(model, 1)
+        _CLUSTERS[redis_server.url] = router
         yield router
     finally:
+        _CLUSTERS.pop(redis_server.url, None)
         router.stop()
         for replica in replicas:
             replica.stop()

@@ -2,6 +2,8 @@
 
 - A replica killed (SIGKILL) after accepting a request but before its first
   token: the request still succeeds, on the other replica (one retry counted).
+- A replica that dies after its first tokens: no retry; the stream ends with an
+  OpenAI error chunk and ``[DONE]``, a non-streaming call with a 500.
 - A client that leaves mid-stream (or gives up on a non-streaming call): the gRPC
   call is cancelled and the replica's in-flight count returns to zero.
 - Two router processes on one Redis serve the same replicas.
@@ -16,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import httpx
+import openai
 import pytest
 
 from fleetgate.v1 import replica_pb2 as pb
@@ -76,6 +79,35 @@ def test_replica_killed_before_first_token_request_succeeds_on_another(
     assert router.metric("fleetgate_retries_total", model="rt-late") == retries_before + 1
     survivor = next(r for r in replicas if r is not victim)
     assert router.metric("fleetgate_replica_in_flight", model="rt-late", replica=survivor.replica_id) == 0
+
+
+def test_replica_dying_mid_stream_is_an_error_chunk_then_done(router_factory, replica_factory) -> None:  # noqa: F811
+    for _ in range(3):
+        replica_factory("rt-dies", config=ROUTER_CONFIG)
+    router = router_factory()
+    router.wait_for_replicas("rt-dies", 3)
+    body = {"model": "rt-dies", "messages": HELLO, "stream": True}
+    with httpx.stream("POST", f"{router.base_url}/v1/chat/completions", json=body, timeout=30) as response:
+        assert response.status_code == 200
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    error = json.loads(lines[-2].removeprefix("data: "))
+    assert set(error) == {"error"} and error["error"]["type"] == "server_error"
+    assert "failed mid-stream" in error["error"]["message"]
+    chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-2]]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "Lorem ipsum dolor"
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks)
+    assert router.metric("fleetgate_retries_total", model="rt-dies") == 0
+
+    router.wait_for_replicas("rt-dies", 2)
+    with pytest.raises(openai.APIError, match="failed mid-stream"):
+        list(router.openai().chat.completions.create(model="rt-dies", messages=HELLO, stream=True))
+
+    router.wait_for_replicas("rt-dies", 1)
+    with pytest.raises(openai.InternalServerError) as caught:
+        router.openai().chat.completions.create(model="rt-dies", messages=HELLO)
+    assert caught.value.response.json()["error"]["type"] == "server_error"
+    assert router.metric("fleetgate_errors_total", model="rt-dies", dialect="chat", type="api_error") == 3
 
 
 def test_client_leaving_mid_stream_aborts_the_replica_request(router_factory, replica_factory) -> None:  # noqa: F811
