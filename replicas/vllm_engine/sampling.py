@@ -1,0 +1,60 @@
+"""Canonical request → vLLM ``SamplingParams``: sampling knobs, stops and structured outputs (pure translation)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
+
+from fleetgate.events import ErrorCode
+from fleetgate.v1 import replica_pb2 as pb
+from replicas.completion_budget import Refusal
+
+Kind = pb.ResponseFormat.Kind
+
+
+def requested_max_tokens(request: pb.GenerateRequest) -> int | None:
+    return request.sampling.max_tokens if request.sampling.HasField("max_tokens") else None
+
+
+def response_format_constraint(response_format: pb.ResponseFormat) -> StructuredOutputsParams | None:
+    """vLLM structured outputs for ``json_schema`` / ``json_object``; None for plain text."""
+    if response_format.kind == Kind.KIND_JSON_OBJECT:
+        return StructuredOutputsParams(json_object=True)
+    if response_format.kind != Kind.KIND_JSON_SCHEMA:
+        return None
+    try:
+        schema = json.loads(response_format.schema_json)
+    except json.JSONDecodeError as exc:
+        raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, f"response_format schema is not valid JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, "response_format schema must be a JSON object")
+    return StructuredOutputsParams(json=schema)
+
+
+def sampling_params(
+    request: pb.GenerateRequest,
+    *,
+    max_tokens: int,
+    defaults: dict[str, Any],
+    structured_outputs: StructuredOutputsParams | None,
+    stop_token_ids: list[int],
+    skip_special_tokens: bool = True,
+) -> SamplingParams:
+    """``SamplingParams`` for one request; ``defaults`` are the model's (its generation config) for unset knobs."""
+    sampling = request.sampling
+    knobs: dict[str, Any] = dict(defaults)
+    for name in ("temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty", "repetition_penalty"):
+        if sampling.HasField(name):
+            knobs[name] = getattr(sampling, name)
+    knobs.pop("max_tokens", None)
+    return SamplingParams(
+        **knobs,
+        max_tokens=max_tokens,
+        stop=[s for s in sampling.stop if s] or None,
+        stop_token_ids=stop_token_ids or None,
+        skip_special_tokens=skip_special_tokens,
+        structured_outputs=structured_outputs,
+        output_kind=RequestOutputKind.DELTA,
+    )
