@@ -109,3 +109,19 @@ def sim_replica(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFact
     replica.start()
     yield replica
     replica.stop()
+
+
+VLLM_CONFIG = REPO / "tests" / "configs" / "vllm.yaml"
+VLLM_MODEL = "smollm2-135m"
+
+
+@pytest.fixture(scope="session")
+def vllm_replica(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory):
+    """One vLLM replica on CPU serving the bundled `smollm2-135m` (tests/configs/vllm.yaml), registered in the
+    session's Redis; gRPC at ``vllm_replica.address``. Started once per session (the engine takes ~30 s)."""
+    replica = ReplicaProcess(
+        VLLM_CONFIG, VLLM_MODEL, redis_server.url, log_path=tmp_path_factory.mktemp("vllm-replica") / "replica.log"
+    )
+    replica.start(timeout=600)
+    yield replica
+    replica.stop()
