@@ -27,7 +27,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -47,7 +47,6 @@ from router.state import RouterState, get_state
 
 log = logging.getLogger("fleetgate.router.runner")
 
-RequestT = TypeVar("RequestT")
 BeforeFinish = Callable[[Completion, CallContext], Awaitable[None]]
 
 
