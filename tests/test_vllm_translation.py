@@ -142,3 +142,44 @@ def test_sampling_params_take_request_knobs_over_model_defaults():
 def test_finish_reasons(finish_reason, stop_reason, tool_calls, reason, stop_sequence):
     finish = finish_event(finish_reason, stop_reason, tool_calls).finish
     assert (finish.reason, finish.stop_sequence) == (reason, stop_sequence)
+
+
+@pytest.fixture(scope="module")
+def smollm2_tokenizer():
+    from vllm.tokenizers import get_tokenizer
+
+    from fleetgate.bundled_model import resolve_model_path
+
+    return get_tokenizer(resolve_model_path("bundled:smollm2-135m"))
+
+
+@pytest.mark.parametrize(
+    ("tool_parser", "output", "text"),
+    [
+        ("pythonic", '[get_weather(city="Paris")]', ""),
+        ("hermes", 'Sure. <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>', "Sure. "),
+    ],
+)
+def test_vllm_tool_parser_output_becomes_tool_call_events(smollm2_tokenizer, tool_parser, output, text):
+    from replicas.formats.vllm_parsers import VllmParserOutput, parser_class, vllm_chat_request
+
+    request = pb.GenerateRequest(
+        messages=[text_message(pb.ROLE_USER, "Weather in Paris?")],
+        tools=[pb.Tool(name="get_weather", parameters_json=json.dumps({"type": "object", "properties": {"city": {"type": "string"}}}))],
+    )
+    chat_request = vllm_chat_request(request)
+    parser = VllmParserOutput(parser_class(None, tool_parser, smollm2_tokenizer)(smollm2_tokenizer, chat_request.tools), chat_request)
+    parser.bind_prompt(smollm2_tokenizer.encode("Weather in Paris?"))
+    token_ids = smollm2_tokenizer.encode(output, add_special_tokens=False)
+    events, decoded = [], ""
+    for end in range(1, len(token_ids) + 1):  # token by token, as the engine streams
+        so_far = smollm2_tokenizer.decode(token_ids[:end])
+        events += parser.feed(so_far[len(decoded):], token_ids[end - 1 : end])
+        decoded = so_far
+    events += parser.close()
+    assert "".join(e.text.text for e in events if e.HasField("text")) == text
+    starts = [e.tool_call_start for e in events if e.HasField("tool_call_start")]
+    assert [(s.index, s.name) for s in starts] == [(0, "get_weather")]
+    arguments = "".join(e.tool_call_delta.delta for e in events if e.HasField("tool_call_delta"))
+    assert json.loads(arguments) == {"city": "Paris"}
+    assert parser.made_tool_calls

@@ -4,7 +4,7 @@
 resolved (``bundled:`` models are prepared on first use), the served name is the
 config's model name, ``gpus_per_replica`` is the tensor-parallel size, and the
 reasoning parser also gates structured outputs (the grammar applies after the
-reasoning ends). CPU replicas get a default KV-cache size, or vLLM reserves most
+reasoning ends; gpt-oss models get vLLM's ``openai_gptoss`` parser for that). CPU replicas get a default KV-cache size, or vLLM reserves most
 of the machine's memory.
 """
 
@@ -20,6 +20,7 @@ from fleetgate.config import ModelConfig
 CPU_KVCACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
 # GiB of KV cache for a CPU replica when its environment does not say.
 DEFAULT_CPU_KVCACHE_GIB = "2"
+HARMONY_REASONING_PARSER = "openai_gptoss"
 
 
 def apply_cpu_defaults(model: ModelConfig) -> None:
@@ -36,6 +37,7 @@ def build_engine_args(model: ModelConfig) -> AsyncEngineArgs:
     args.setdefault("served_model_name", [model.name])
     if model.gpus_per_replica > 1:
         args.setdefault("tensor_parallel_size", model.gpus_per_replica)
-    if model.reasoning_parser:
-        args.setdefault("reasoning_parser", model.reasoning_parser)
+    reasoning_parser = model.reasoning_parser or (HARMONY_REASONING_PARSER if model.uses_harmony else None)
+    if reasoning_parser:
+        args.setdefault("reasoning_parser", reasoning_parser)
     return AsyncEngineArgs(**args)
