@@ -1,6 +1,6 @@
 """How many tokens a request may generate: what is left of the context after the prompt.
 
-Shared by the engines. A prompt that leaves no room is refused with
+Shared by the engines (vLLM and sim). A prompt that leaves no room is refused with
 ``CONTEXT_LENGTH_EXCEEDED``. A ``max_tokens`` larger than the room is clamped to
 it when the model allows clamping (the default, because agent clients send large
 defaults such as 32000), and refused otherwise.
@@ -9,15 +9,13 @@ defaults such as 32000), and refused otherwise.
 from __future__ import annotations
 
 from fleetgate.events import ErrorCode
+from fleetgate.v1 import replica_pb2 as pb
+from replicas.refusal import Refusal
 
 
-class Refusal(Exception):
-    """The request is refused before generation; becomes the stream's only event (an error finish)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+def requested_max_tokens(request: pb.GenerateRequest) -> int | None:
+    """The request's ``max_tokens``, None when it sets none."""
+    return request.sampling.max_tokens if request.sampling.HasField("max_tokens") else None
 
 
 def completion_budget(prompt_tokens: int, context_length: int, requested: int | None, clamp: bool) -> int:

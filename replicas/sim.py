@@ -42,7 +42,8 @@ from fleetgate.events import ErrorCode, Reason
 from fleetgate.registry import Capabilities, Load
 from fleetgate.v1 import replica_pb2 as pb
 from replicas.engine import Engine
-from replicas.sim_plan import Plan, Refusal, count_prompt_tokens, plan_completion, request_rng
+from replicas.refusal import Refusal
+from replicas.sim_plan import Plan, count_prompt_tokens, plan_completion, request_rng
 from replicas.stop_sequences import StopMatcher
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 from fleetgate.config import ModelConfig, SimConfig
 from fleetgate.events import ErrorCode
 from fleetgate.v1 import replica_pb2 as pb
+from replicas.completion_budget import completion_budget, requested_max_tokens
+from replicas.refusal import Refusal, parse_json_schema
 from replicas.schema_values import UnsatisfiableSchema, example_value
+from replicas.tool_call_ids import new_tool_call_id
 
 # An image part counts as this many prompt tokens (OpenAI's low-detail cost).
 IMAGE_TOKENS = 85
@@ -35,15 +38,6 @@ _THOUGHTS = "Let me think about what is being asked and how best to answer it.".
 _EFFORT_SCALE = {"low": 0.5, "medium": 1.0, "high": 2.0}
 Mode = pb.ToolChoice.Mode
 Kind = pb.ResponseFormat.Kind
-
-
-class Refusal(Exception):
-    """The request is refused before generation; becomes the first (error) event."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass
@@ -95,7 +89,7 @@ def request_rng(request: pb.GenerateRequest, sim: SimConfig) -> random.Random:
 
 
 def check_request(request: pb.GenerateRequest, model: ModelConfig) -> None:
-    """Raise ``Refusal`` for a request the sim cannot serve (model, images, tool choice, max_tokens)."""
+    """Raise ``Refusal`` for a request the sim cannot serve (model, images, tool choice)."""
     if request.model and request.model != model.name:
         raise Refusal(ErrorCode.ERROR_CODE_UNKNOWN_MODEL, f"this replica serves {model.name!r}, not {request.model!r}")
     if not (model.vision or model.sim.vision) and any(
@@ -107,42 +101,23 @@ def check_request(request: pb.GenerateRequest, model: ModelConfig) -> None:
         raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, "tool_choice requires a tool call but no tools were given")
     if choice.mode == Mode.MODE_NAMED and choice.name not in {tool.name for tool in request.tools}:
         raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, f"tool_choice names {choice.name!r}, which is not among the tools")
-    if request.sampling.HasField("max_tokens") and request.sampling.max_tokens < 1:
-        raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, "max_tokens must be at least 1")
-
-
-def completion_budget(request: pb.GenerateRequest, prompt_tokens: int, model: ModelConfig) -> int:
-    """The max tokens for this request after the context check and clamping (raises ``Refusal``)."""
-    context = model.sim.max_context_length
-    room = context - prompt_tokens
-    if room < 1:
-        raise Refusal(
-            ErrorCode.ERROR_CODE_CONTEXT_LENGTH_EXCEEDED,
-            f"the prompt is {prompt_tokens} tokens; the model's context is {context} tokens",
-        )
-    if not request.sampling.HasField("max_tokens"):
-        return room
-    requested = request.sampling.max_tokens
-    if requested > room and not model.clamp_max_tokens:
-        raise Refusal(
-            ErrorCode.ERROR_CODE_CONTEXT_LENGTH_EXCEEDED,
-            f"prompt ({prompt_tokens}) plus max_tokens ({requested}) exceeds the context of {context} tokens",
-        )
-    return min(requested, room)
 
 
 def plan_completion(request: pb.GenerateRequest, model: ModelConfig, rng: random.Random) -> Plan:
     """Everything the sim will say for ``request`` (raises ``Refusal``)."""
     check_request(request, model)
     prompt_tokens = count_prompt_tokens(request)
-    plan = Plan(prompt_tokens=prompt_tokens, max_tokens=completion_budget(request, prompt_tokens, model))
+    max_tokens = completion_budget(
+        prompt_tokens, model.sim.max_context_length, requested_max_tokens(request), model.clamp_max_tokens
+    )
+    plan = Plan(prompt_tokens=prompt_tokens, max_tokens=max_tokens)
     sim = model.sim
     if sim.reasoning and not (request.HasField("enable_reasoning") and not request.enable_reasoning):
         count = max(1, round(sim.reasoning_tokens * _EFFORT_SCALE.get(request.reasoning_effort, 1.0)))
         plan.reasoning = _cycled(_THOUGHTS, count)
     tool = _tool_to_call(request, sim, rng)
     if tool is not None:
-        plan.tool_calls = [PlannedToolCall(f"call_{rng.getrandbits(64):016x}", tool.name, _argument_tokens(tool))]
+        plan.tool_calls = [PlannedToolCall(new_tool_call_id(rng), tool.name, _argument_tokens(tool))]
     else:
         plan.text = _text_tokens(request, sim)
     return plan
@@ -160,7 +135,7 @@ def _tool_to_call(request: pb.GenerateRequest, sim: SimConfig, rng: random.Rando
 
 
 def _argument_tokens(tool: pb.Tool) -> list[str]:
-    schema = _parse_schema(tool.parameters_json or '{"type": "object"}', f"parameters of tool {tool.name!r}")
+    schema = parse_json_schema(tool.parameters_json or '{"type": "object"}', f"parameters of tool {tool.name!r}")
     try:
         arguments = example_value(schema)
     except UnsatisfiableSchema as exc:
@@ -171,7 +146,7 @@ def _argument_tokens(tool: pb.Tool) -> list[str]:
 def _text_tokens(request: pb.GenerateRequest, sim: SimConfig) -> list[str]:
     response_format = request.response_format
     if response_format.kind == Kind.KIND_JSON_SCHEMA:
-        schema = _parse_schema(response_format.schema_json or "{}", "response_format schema")
+        schema = parse_json_schema(response_format.schema_json or "{}", "response_format schema")
         try:
             return split_tokens(json.dumps(example_value(schema)))
         except UnsatisfiableSchema as exc:
@@ -181,16 +156,6 @@ def _text_tokens(request: pb.GenerateRequest, sim: SimConfig) -> list[str]:
     if sim.text == "echo":
         return split_tokens(_last_user_text(request).strip())
     return _cycled(_LOREM, sim.output_tokens)
-
-
-def _parse_schema(text: str, what: str) -> dict | bool:
-    try:
-        schema = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, f"{what} is not valid JSON: {exc}") from exc
-    if not isinstance(schema, (dict, bool)):
-        raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, f"{what} must be a JSON object")
-    return schema
 
 
 def _last_user_text(request: pb.GenerateRequest) -> str:

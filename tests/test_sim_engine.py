@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import grpc
 import jsonschema
@@ -129,11 +130,25 @@ async def test_required_tool_call_streams_arguments_that_validate(stubs, schema)
     assert sequence == ["started", "tool_call_start"] + ["tool_call_delta"] * deltas + ["tool_call_end", "usage", "finish"]
     start = events[1].tool_call_start
     assert (start.index, start.name) == (0, "act")
-    assert start.id.startswith("call_")
+    assert re.fullmatch(r"call_[0-9a-f]{24}", start.id)
     arguments = json.loads("".join(e.tool_call_delta.delta for e in events if e.HasField("tool_call_delta")))
     jsonschema.validate(arguments, schema)
     assert events[-1].finish.reason == Reason.REASON_TOOL_CALLS
     assert events[-2].usage.completion_tokens == 1 + deltas
+
+
+async def test_seeded_tool_call_gets_the_same_id_every_time(stubs):
+    def seeded(request_id: str) -> pb.GenerateRequest:
+        return pb.GenerateRequest(
+            request_id=request_id, model="sim", messages=[user("weather?")], tools=[tool("weather", WEATHER_SCHEMA)],
+            tool_choice=pb.ToolChoice(mode=pb.ToolChoice.MODE_REQUIRED), sampling=pb.Sampling(seed=7),
+        )
+
+    first, second = [await collect(stubs["sim"], seeded(request_id)) for request_id in ("seeded-1", "seeded-2")]
+    assert first[1].tool_call_start.id == second[1].tool_call_start.id
+    unseeded = await collect(stubs["sim"], request("sim", tools=[tool("weather", WEATHER_SCHEMA)],
+                                                  tool_choice=pb.ToolChoice(mode=pb.ToolChoice.MODE_REQUIRED)))
+    assert unseeded[1].tool_call_start.id != first[1].tool_call_start.id
 
 
 async def test_named_tool_choice_calls_that_tool(stubs):

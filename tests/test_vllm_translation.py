@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from fleetgate.events import ErrorCode
 from fleetgate.v1 import replica_pb2 as pb
-from replicas.completion_budget import Refusal, completion_budget
+from replicas.completion_budget import completion_budget
+from replicas.refusal import Refusal
 from replicas.formats.openai_chat import chat_message, chat_template_kwargs, chat_tool_choice, chat_tools
 from replicas.formats.tool_call_events import ToolCallEvents
 from replicas.formats.vllm_parsers import PlainTextOutput
@@ -98,6 +100,7 @@ def test_required_tool_call_json_streams_as_tool_call_events():
     events += parser.close()
     starts = [e.tool_call_start for e in events if e.HasField("tool_call_start")]
     assert [(s.index, s.name) for s in starts] == [(0, "get_weather"), (1, "now")]
+    assert all(re.fullmatch(r"call_[0-9a-f]{24}", s.id) for s in starts) and starts[0].id != starts[1].id
     arguments: dict[int, str] = {}
     for event in events:
         if event.HasField("tool_call_delta"):
@@ -113,6 +116,7 @@ def test_named_tool_call_streams_its_arguments():
     events = parser.feed('{"city": ', [1]) + parser.feed('"Paris"}', [2]) + parser.close()
     assert [e.WhichOneof("event") for e in events] == ["tool_call_start", "tool_call_delta", "tool_call_delta", "tool_call_end"]
     assert events[0].tool_call_start.name == "get_weather"
+    assert re.fullmatch(r"call_[0-9a-f]{24}", events[0].tool_call_start.id)
     assert "".join(e.tool_call_delta.delta for e in events[1:3]) == '{"city": "Paris"}'
 
 

@@ -40,7 +40,6 @@ import enum
 import functools
 import json
 import logging
-import uuid
 from collections.abc import Iterable
 
 from openai_harmony import (
@@ -63,6 +62,7 @@ from openai_harmony import (
 from fleetgate import events
 from fleetgate.v1 import replica_pb2 as pb
 from replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
+from replicas.tool_call_ids import new_tool_call_id
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +88,6 @@ def _special_token(text: str) -> int:
 def _encode_text(text: str) -> list[int]:
     """Token ids of ``text``, with special-token look-alikes encoded as plain text."""
     return harmony_encoding().encode(text, disallowed_special=())
-
-
-def new_tool_call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 # --- rendering ---------------------------------------------------------------

@@ -3,20 +3,17 @@
 Each call becomes ``tool_call_start`` (with a canonical index counting from 0,
 its id and name), ``tool_call_delta`` events with argument text, and
 ``tool_call_end`` when the next call starts or the output ends. Argument text
-that arrives before a call's name is known is held until the name arrives.
+that arrives before a call's name is known is held until the name arrives. A call
+the source gives no id gets one from ``replicas.tool_call_ids``.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 
 from fleetgate import events
 from fleetgate.v1 import replica_pb2 as pb
-
-
-def new_call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
+from replicas.tool_call_ids import new_tool_call_id
 
 
 @dataclass
@@ -55,7 +52,7 @@ class ToolCallEvents:
             self._started += 1
             self._canonical[index] = position
             self._open = position
-            out.append(events.tool_call_start(position, pending.call_id or new_call_id(), pending.name))
+            out.append(events.tool_call_start(position, pending.call_id or new_tool_call_id(), pending.name))
             held = "".join(pending.arguments)
             if held:
                 out.append(events.tool_call_delta(position, held))

@@ -32,16 +32,17 @@ from fleetgate.config import ModelConfig
 from fleetgate.events import ErrorCode
 from fleetgate.registry import Capabilities, Load
 from fleetgate.v1 import replica_pb2 as pb
-from replicas.completion_budget import Refusal, completion_budget
+from replicas.completion_budget import completion_budget, requested_max_tokens
 from replicas.engine import Engine
 from replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
 from replicas.formats.openai_chat import forces_tool_call
 from replicas.formats.vllm_parsers import PlainTextOutput
+from replicas.refusal import Refusal
 from replicas.vllm_engine.engine_args import apply_cpu_defaults, build_engine_args
 from replicas.vllm_engine.finish import finish_event
 from replicas.vllm_engine.forced_tool_calls import ForcedToolCallParser, tool_call_constraint, without_tool_choice
 from replicas.vllm_engine.load_stats import LatestSchedulerStats
-from replicas.vllm_engine.sampling import requested_max_tokens, response_format_constraint, sampling_params
+from replicas.vllm_engine.sampling import response_format_constraint, sampling_params
 
 log = logging.getLogger(__name__)
 

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
-from fleetgate.events import ErrorCode
 from fleetgate.v1 import replica_pb2 as pb
-from replicas.completion_budget import Refusal
+from replicas.refusal import parse_json_schema
 
 Kind = pb.ResponseFormat.Kind
-
-
-def requested_max_tokens(request: pb.GenerateRequest) -> int | None:
-    return request.sampling.max_tokens if request.sampling.HasField("max_tokens") else None
 
 
 def response_format_constraint(response_format: pb.ResponseFormat) -> StructuredOutputsParams | None:
@@ -24,13 +18,7 @@ def response_format_constraint(response_format: pb.ResponseFormat) -> Structured
         return StructuredOutputsParams(json_object=True)
     if response_format.kind != Kind.KIND_JSON_SCHEMA:
         return None
-    try:
-        schema = json.loads(response_format.schema_json)
-    except json.JSONDecodeError as exc:
-        raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, f"response_format schema is not valid JSON: {exc}") from None
-    if not isinstance(schema, dict):
-        raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, "response_format schema must be a JSON object")
-    return StructuredOutputsParams(json=schema)
+    return StructuredOutputsParams(json=parse_json_schema(response_format.schema_json, "response_format schema"))
 
 
 def sampling_params(
