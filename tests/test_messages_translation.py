@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from interleaved_output import INTERLEAVED, INTERLEAVED_SEGMENTS
 from anthropic._models import construct_type
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
@@ -161,6 +162,19 @@ def test_stream_keeps_blocks_contiguous_when_tool_calls_interleave():
     assert [(b.type, b.id, b.name, b.input) for b in message.content] == [
         ("tool_use", "toolu_a", "f", {"x": 1}), ("tool_use", "toolu_b", "g", {"y": 2})]
     assert names[1:4] == ["content_block_start", "content_block_delta", "content_block_delta"]
+    assert message.stop_reason == "tool_use"
+
+
+def test_interleaved_output_is_the_same_blocks_streamed_and_folded():
+    """reasoning -> text -> tool call -> text -> reasoning -> text -> tool call: one block each, both ways."""
+    names, message = _play(INTERLEAVED)
+    kinds = {"thinking": "reasoning", "text": "text", "tool_use": "tool_call"}
+    assert [kinds[block.type] for block in message.content] == [kind for kind, _ in INTERLEAVED_SEGMENTS]
+    assert [block.thinking for block in message.content if block.type == "thinking"] == ["Plan A.", "Then B."]
+    assert [block.text for block in message.content if block.type == "text"] == ["Let me ", "check.", "Done!"]
+    assert [(b.id, b.input) for b in message.content if b.type == "tool_use"] == [
+        ("toolu_weather", {"city": "Paris"}), ("toolu_time", {})]
+    assert names.count("content_block_start") == names.count("content_block_stop") == len(INTERLEAVED_SEGMENTS)
     assert message.stop_reason == "tool_use"
 
 

@@ -11,6 +11,7 @@ import time
 
 import openai
 import pytest
+from interleaved_output import INTERLEAVED, INTERLEAVED_SEGMENTS, folded
 from openai._models import construct_type
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
@@ -18,6 +19,8 @@ from openai.types.responses import Response, ResponseStreamEvent
 from fleetgate import events as ev
 from fleetgate.v1 import replica_pb2 as pb
 from router.canonical.contiguous import ContiguousEvents
+from router.dialects.base import CallContext
+from router.dialects.responses.adapter import ResponsesDialect
 from router.dialects.responses.conversation import normalize_items, parse_items, to_messages
 from router.dialects.responses.protocol import ResponsesRequest, UnknownItem
 from router.dialects.responses.request import to_generate_request
@@ -247,6 +250,29 @@ def test_text_interleaved_with_a_tool_call_waits_until_the_call_ends():
     out, builder = _run([ev.started(1, "r"), *arrived])
     assert [item.type for item in builder.response.output] == ["function_call", "message", "function_call"]
     assert _same(_sdk_final(out), builder.response)
+
+
+def _without_ids(response: Response) -> dict:
+    data = response.model_dump(mode="json", exclude_none=True, exclude={"id", "created_at"})
+    for item in data["output"]:
+        item.pop("id")
+    return data
+
+
+def test_interleaved_output_is_the_same_items_streamed_and_folded():
+    """reasoning -> text -> tool call -> text -> reasoning -> text -> tool call: one item each, both ways."""
+    out, builder = _run(INTERLEAVED)
+    streamed = _sdk_final(out)
+    assert _same(streamed, builder.response)
+    call = CallContext(dialect="responses", request_id="req1", model="sim")
+    non_streamed = ResponsesDialect().final_response(_request(input="hi"), folded(INTERLEAVED), call)
+    assert _without_ids(non_streamed) == _without_ids(streamed)
+    kinds = {"reasoning": "reasoning", "message": "text", "function_call": "tool_call"}
+    assert [kinds[item.type] for item in streamed.output] == [kind for kind, _ in INTERLEAVED_SEGMENTS]
+    assert [item.content[0].text for item in streamed.output if item.type == "reasoning"] == ["Plan A.", "Then B."]
+    assert streamed.output_text == "Let me check.Done!"
+    assert [(i.call_id, i.arguments) for i in streamed.output if i.type == "function_call"] == [
+        ("call_weather", '{"city": "Paris"}'), ("call_time", "")]
 
 
 def test_echoed_request_fields():

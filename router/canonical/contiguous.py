@@ -1,9 +1,10 @@
 """Reorder canonical content events so that each tool call is contiguous (pure).
 
 Canonical events may interleave tool calls with other output (text between the
-fragments of one call, or the deltas of two calls at once). Dialects whose
-output is a sequence of blocks or items that never interleave (Responses output
-items, Anthropic content blocks) feed events through ``ContiguousEvents``: while
+fragments of one call, or the deltas of two calls at once). Output made of
+blocks or items that never interleave (Responses output items, Anthropic
+content blocks, the folded completion's segments) is cut into segments by
+``router.canonical.segments``, which feeds events through ``ContiguousEvents``: while
 a tool call is open, every event that does not belong to it is held back and
 replayed, in order, once the call ends. At ``finish`` everything still held is
 released before the ``finish`` itself. Nothing is dropped or duplicated.

@@ -4,6 +4,12 @@ Non-streaming responses of every dialect are the streamed events folded, so
 streaming and non-streaming can never disagree. ``CompletionFolder`` folds one
 event at a time (the runner feeds it while streaming, so the finished completion
 is known when the last frame is sent); ``fold`` folds a whole async stream.
+
+The output is kept as the ordered list of segments (``router.canonical.segments``:
+reasoning, text, tool call, in the order the stream shows them), which dialects
+with several blocks or items (Messages, Responses) render one by one. ``text``,
+``reasoning`` and ``tool_calls`` are the same output joined, for dialects whose
+wire shape has one of each (Chat, Completions).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 
 from fleetgate.v1 import replica_pb2 as pb
+from router.canonical.segments import Segment, SegmentStream, ToolCallOut
 from router.errors import ApiError, from_error_code
 
 Reason = pb.Finish.Reason
@@ -22,14 +29,6 @@ CONTENT_EVENTS = frozenset({"text", "reasoning", "tool_call_start", "tool_call_d
 def is_content(event: pb.GenerateEvent) -> bool:
     """Whether the event is model output (text, reasoning or a tool call part)."""
     return event.WhichOneof("event") in CONTENT_EVENTS
-
-
-@dataclass
-class ToolCallOut:
-    index: int
-    id: str
-    name: str
-    arguments: str = ""
 
 
 @dataclass
@@ -52,6 +51,9 @@ class UsageCounts:
 class Completion:
     """Everything one generation produced."""
 
+    # The output blocks in stream order.
+    segments: list[Segment] = field(default_factory=list)
+    # All text joined, all reasoning joined, and the tool calls by index.
     text: str = ""
     reasoning: str = ""
     tool_calls: list[ToolCallOut] = field(default_factory=list)
@@ -76,26 +78,18 @@ class CompletionFolder:
 
     def __init__(self) -> None:
         self.completion = Completion()
-        self._text: list[str] = []
-        self._reasoning: list[str] = []
-        self._calls: dict[int, ToolCallOut] = {}
-        self._arguments: dict[int, list[str]] = {}
+        self._segments = SegmentStream()
         self._usage_seen = False
 
     def add(self, event: pb.GenerateEvent) -> None:
+        for step in self._segments.feed(event):
+            if isinstance(step, pb.GenerateEvent):
+                self._apply(step)
+
+    def _apply(self, event: pb.GenerateEvent) -> None:
         kind = event.WhichOneof("event")
         c = self.completion
-        if kind == "text":
-            self._text.append(event.text.text)
-        elif kind == "reasoning":
-            self._reasoning.append(event.reasoning.text)
-        elif kind == "tool_call_start":
-            start = event.tool_call_start
-            self._calls[start.index] = ToolCallOut(start.index, start.id, start.name)
-            self._arguments[start.index] = []
-        elif kind == "tool_call_delta":
-            self._arguments.setdefault(event.tool_call_delta.index, []).append(event.tool_call_delta.delta)
-        elif kind == "started":
+        if kind == "started":
             c.replica_id = event.started.replica_id
             c.max_tokens = event.started.max_tokens
             if not self._usage_seen:
@@ -113,11 +107,12 @@ class CompletionFolder:
         c.stop_sequence = finish.stop_sequence
         if finish.reason == Reason.REASON_ERROR:
             c.error = from_error_code(finish.error_code, finish.error_message)
-        c.text = "".join(self._text)
-        c.reasoning = "".join(self._reasoning)
-        for index, call in sorted(self._calls.items()):
-            call.arguments = "".join(self._arguments.get(index, []))
-        c.tool_calls = [call for _, call in sorted(self._calls.items())]
+        self._segments.close()
+        c.segments = list(self._segments.segments)
+        c.text = "".join(s.text for s in c.segments if s.kind == "text")
+        c.reasoning = "".join(s.text for s in c.segments if s.kind == "reasoning")
+        calls = [s.tool_call() for s in c.segments if s.kind == "tool_call"]
+        c.tool_calls = sorted(calls, key=lambda call: call.index)
 
 
 async def fold(events: AsyncIterable[pb.GenerateEvent], first: pb.GenerateEvent | None = None) -> Completion:

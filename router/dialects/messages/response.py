@@ -1,8 +1,9 @@
 """A folded ``Completion`` → the non-streaming Anthropic ``Message`` body (pure).
 
-Content blocks come in the order a stream sends them: ``thinking`` (with its
-signature), ``text``, then one ``tool_use`` per call (``toolu_…`` id, the
-arguments parsed into the ``input`` object). Empty text or thinking gives no block.
+Content blocks are the completion's segments in order, exactly the blocks a
+stream sends (``router.canonical.segments``): ``thinking`` (with its signature),
+``text``, and ``tool_use`` (``toolu_…`` id, the arguments parsed into the
+``input`` object), as many of each as the model interleaved.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 
 import orjson
 
-from router.canonical.fold import Completion, ToolCallOut
+from router.canonical.fold import Completion
+from router.canonical.segments import Segment, ToolCallOut
 from router.dialects.messages.signature import thinking_signature
 from router.dialects.messages.usage import final_usage, stop_reason, stop_sequence
 
@@ -47,14 +49,16 @@ def tool_use_block(call: ToolCallOut) -> dict[str, Any]:
     return {"type": "tool_use", "id": tool_use_id(call.id), "name": call.name, "input": tool_input(call.arguments)}
 
 
+def content_block(segment: Segment) -> dict[str, Any]:
+    if segment.kind == "reasoning":
+        return {"type": "thinking", "thinking": segment.text, "signature": thinking_signature(segment.text)}
+    if segment.kind == "text":
+        return {"type": "text", "text": segment.text}
+    return tool_use_block(segment.tool_call())
+
+
 def content_blocks(completion: Completion) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = []
-    if completion.reasoning:
-        blocks.append({"type": "thinking", "thinking": completion.reasoning, "signature": thinking_signature(completion.reasoning)})
-    if completion.text:
-        blocks.append({"type": "text", "text": completion.text})
-    blocks.extend(tool_use_block(call) for call in completion.tool_calls)
-    return blocks
+    return [content_block(segment) for segment in completion.segments]
 
 
 def message_object(

@@ -9,18 +9,19 @@ final usage) and ``message_stop``. A thinking block ends with one
 canonical ``finish`` with an error, or an aborted generation) becomes one
 ``error`` event and the stream ends there, as Anthropic's does.
 
-Tool calls are made contiguous first (``router.canonical.contiguous``), so a
-block is never interrupted by another.
+Blocks are the output segments of ``router.canonical.segments`` (tool calls
+made contiguous, consecutive deltas of one kind in one block), the same
+segments the non-streaming message is built from, so the stream accumulated by
+a client equals the non-streaming message.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical.contiguous import ContiguousEvents
 from router.canonical.fold import UsageCounts
+from router.canonical.segments import Segment, SegmentDelta, SegmentOpened, SegmentStep, SegmentStream
 from router.dialects.messages.response import message_object, tool_use_id
 from router.dialects.messages.signature import thinking_signature
 from router.dialects.messages.usage import final_usage, start_usage, stop_reason, stop_sequence
@@ -28,8 +29,6 @@ from router.errors import ApiError, ErrorKind, anthropic_error_body, from_error_
 
 StreamEvent = tuple[str, dict[str, Any]]
 """(SSE event name, JSON payload); the name always equals ``payload["type"]``."""
-
-BlockKind = Literal["text", "thinking", "tool_use"]
 
 PING: StreamEvent = ("ping", {"type": "ping"})
 
@@ -49,11 +48,21 @@ def message_shell(message_id: str, model: str, prompt_tokens: int) -> dict[str, 
     return message_object(message_id, model, [], None, None, start_usage(prompt_tokens))
 
 
-@dataclass
-class _OpenBlock:
-    index: int
-    kind: BlockKind
-    thinking: list[str] = field(default_factory=list)
+def _block_start(segment: Segment) -> dict[str, Any]:
+    """The empty ``content_block`` of ``content_block_start``."""
+    if segment.kind == "reasoning":
+        return {"type": "thinking", "thinking": "", "signature": ""}
+    if segment.kind == "text":
+        return {"type": "text", "text": ""}
+    return {"type": "tool_use", "id": tool_use_id(segment.call_id), "name": segment.name, "input": {}}
+
+
+def _block_delta(segment: Segment, text: str) -> dict[str, Any]:
+    if segment.kind == "reasoning":
+        return {"type": "thinking_delta", "thinking": text}
+    if segment.kind == "text":
+        return {"type": "text_delta", "text": text}
+    return {"type": "input_json_delta", "partial_json": text}
 
 
 class MessageStreamBuilder:
@@ -62,77 +71,38 @@ class MessageStreamBuilder:
     def __init__(self, message_id: str, model: str) -> None:
         self._message_id = message_id
         self._model = model
-        self._order = ContiguousEvents()
-        self._next_index = 0
-        self._open: _OpenBlock | None = None
+        self._segments = SegmentStream()
         self._usage = UsageCounts()
-        self._saw_tool_use = False
 
     def feed(self, event: pb.GenerateEvent) -> list[StreamEvent]:
         out: list[StreamEvent] = []
-        for ordered in self._order.feed(event):
-            out.extend(self._apply(ordered))
+        for step in self._segments.feed(event):
+            out.extend(self._event(step) if isinstance(step, pb.GenerateEvent) else self._block(step))
         return out
 
-    def _apply(self, event: pb.GenerateEvent) -> list[StreamEvent]:
+    def _event(self, event: pb.GenerateEvent) -> list[StreamEvent]:
         kind = event.WhichOneof("event")
         if kind == "started":
             shell = message_shell(self._message_id, self._model, event.started.prompt_tokens)
             return [_event({"type": "message_start", "message": shell})]
-        if kind == "text":
-            return self._delta("text", {"type": "text_delta", "text": event.text.text})
-        if kind == "reasoning":
-            return self._delta("thinking", {"type": "thinking_delta", "thinking": event.reasoning.text})
-        if kind == "tool_call_start":
-            return self._open_tool(event.tool_call_start)
-        if kind == "tool_call_delta":
-            if self._open is None or self._open.kind != "tool_use":
-                return []  # arguments of a call that never started: nothing to attach them to
-            delta = {"type": "input_json_delta", "partial_json": event.tool_call_delta.delta}
-            return [_event({"type": "content_block_delta", "index": self._open.index, "delta": delta})]
-        if kind == "tool_call_end":
-            return self._close() if self._open is not None and self._open.kind == "tool_use" else []
         if kind == "usage":
             self._usage = UsageCounts.from_pb(event.usage)
-            return []
-        if kind == "finish":
+        elif kind == "finish":
             return self._finish(event.finish)
         return []
 
-    # ------------------------------------------------------------ blocks
-
-    def _delta(self, kind: BlockKind, delta: dict[str, Any]) -> list[StreamEvent]:
+    def _block(self, step: SegmentStep) -> list[StreamEvent]:
+        """``content_block_start`` / ``_delta`` / ``_stop`` (a thinking block ends with its signature)."""
+        index = step.segment.position
+        if isinstance(step, SegmentOpened):
+            return [_event({"type": "content_block_start", "index": index, "content_block": _block_start(step.segment)})]
+        if isinstance(step, SegmentDelta):
+            return [_event({"type": "content_block_delta", "index": index, "delta": _block_delta(step.segment, step.text)})]
         out: list[StreamEvent] = []
-        if self._open is None or self._open.kind != kind:
-            out.extend(self._close())
-            empty = {"type": "text", "text": ""} if kind == "text" else {"type": "thinking", "thinking": "", "signature": ""}
-            out.append(self._start_block(kind, empty))
-        assert self._open is not None
-        if kind == "thinking":
-            self._open.thinking.append(delta["thinking"])
-        out.append(_event({"type": "content_block_delta", "index": self._open.index, "delta": delta}))
-        return out
-
-    def _open_tool(self, start: pb.ToolCallStart) -> list[StreamEvent]:
-        self._saw_tool_use = True
-        out = self._close()
-        out.append(self._start_block("tool_use", {"type": "tool_use", "id": tool_use_id(start.id), "name": start.name, "input": {}}))
-        return out
-
-    def _start_block(self, kind: BlockKind, content_block: dict[str, Any]) -> StreamEvent:
-        self._open = _OpenBlock(index=self._next_index, kind=kind)
-        self._next_index += 1
-        return _event({"type": "content_block_start", "index": self._open.index, "content_block": content_block})
-
-    def _close(self) -> list[StreamEvent]:
-        block, self._open = self._open, None
-        if block is None:
-            return []
-        out: list[StreamEvent] = []
-        if block.kind == "thinking":
-            delta = {"type": "signature_delta", "signature": thinking_signature("".join(block.thinking))}
-            out.append(_event({"type": "content_block_delta", "index": block.index, "delta": delta}))
-        out.append(_event({"type": "content_block_stop", "index": block.index}))
+        if step.segment.kind == "reasoning":
+            delta = {"type": "signature_delta", "signature": thinking_signature(step.segment.text)}
+            out.append(_event({"type": "content_block_delta", "index": index, "delta": delta}))
+        out.append(_event({"type": "content_block_stop", "index": index}))
         return out
 
     # ------------------------------------------------------------ the end
@@ -142,8 +112,9 @@ class MessageStreamBuilder:
             return [error_event(from_error_code(finish.error_code, finish.error_message))]
         if finish.reason == pb.Finish.REASON_ABORT:
             return [error_event(ABORTED)]
-        out = self._close()
-        delta = {"stop_reason": stop_reason(finish.reason, self._saw_tool_use), "stop_sequence": stop_sequence(finish.reason, finish.stop_sequence)}
+        out = [event for step in self._segments.close() for event in self._block(step)]
+        made_tool_calls = any(segment.kind == "tool_call" for segment in self._segments.segments)
+        delta = {"stop_reason": stop_reason(finish.reason, made_tool_calls), "stop_sequence": stop_sequence(finish.reason, finish.stop_sequence)}
         out.append(_event({"type": "message_delta", "delta": delta, "usage": final_usage(self._usage)}))
         out.append(_event({"type": "message_stop"}))
         return out

@@ -108,17 +108,18 @@ class ResponsesStreamEncoder(StreamEncoder):
 
 
 def replay(completion: Completion) -> list[pb.GenerateEvent]:
-    """The canonical events a folded completion stands for, in the order Responses items are listed."""
+    """The canonical events a folded completion stands for: its segments in order, one item each."""
     out = [events.started(completion.usage.prompt_tokens, completion.replica_id, completion.max_tokens)]
-    if completion.reasoning:
-        out.append(events.reasoning(completion.reasoning))
-    if completion.text:
-        out.append(events.text(completion.text))
-    for call in completion.tool_calls:
-        out.append(events.tool_call_start(call.index, call.id, call.name))
-        if call.arguments:
-            out.append(events.tool_call_delta(call.index, call.arguments))
-        out.append(events.tool_call_end(call.index))
+    for segment in completion.segments:
+        if segment.kind == "reasoning":
+            out.append(events.reasoning(segment.text))
+        elif segment.kind == "text":
+            out.append(events.text(segment.text))
+        else:
+            out.append(events.tool_call_start(segment.call_index, segment.call_id, segment.name))
+            if segment.text:
+                out.append(events.tool_call_delta(segment.call_index, segment.text))
+            out.append(events.tool_call_end(segment.call_index))
     usage = completion.usage
     out.append(events.usage(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens))
     out.append(events.finish(completion.finish_reason, completion.stop_sequence))

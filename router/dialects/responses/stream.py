@@ -17,15 +17,18 @@ Per output item, in order and never interleaved:
 - function call: ``output_item.added`` -> ``function_call_arguments.delta``... ->
   ``function_call_arguments.done`` -> ``output_item.done``.
 
-A non-streaming request runs the same builder and returns ``builder.response``,
-so a streamed response and a non-streamed one are the same object. Events and
+Items are the output segments of ``router.canonical.segments`` (tool calls made
+contiguous, consecutive deltas of one kind in one item), the same segments a
+folded completion keeps. A non-streaming request replays the folded segments
+through the same builder and returns ``builder.response``, so a streamed
+response and a non-streamed one are the same object. Events and
 items are the ``openai`` SDK's types; ids are generated once, so they are equal
 in the stream, the final object and the store.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from openai.types.responses import (
@@ -57,8 +60,8 @@ from openai.types.responses.response_reasoning_item import Content as ReasoningC
 from pydantic import BaseModel
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical.contiguous import ContiguousEvents
 from router.canonical.ids import new_item_id, new_tool_call_id
+from router.canonical.segments import Segment, SegmentDelta, SegmentOpened, SegmentStep, SegmentStream
 from router.dialects.responses.response import usage_of
 from router.errors import ApiError, ErrorKind, from_error_code
 
@@ -72,19 +75,33 @@ ItemStatus = Literal["completed", "incomplete"]
 _ERROR_CODES = {ErrorKind.INVALID_REQUEST: "invalid_prompt", ErrorKind.RATE_LIMIT: "rate_limit_exceeded"}
 
 
+_ITEM_KINDS: dict[str, ItemKind] = {"reasoning": "reasoning", "text": "message", "tool_call": "function_call"}
+_ITEM_ID_PREFIXES: dict[ItemKind, str] = {"reasoning": "rs_", "message": "msg_", "function_call": "fc_"}
+
+
 @dataclass
 class _OpenItem:
-    kind: ItemKind
-    output_index: int
+    """The output item of the open segment."""
+
+    segment: Segment
     item_id: str
     call_id: str = ""
-    name: str = ""
-    tool_index: int = -1
-    chunks: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> ItemKind:
+        return _ITEM_KINDS[self.segment.kind]
+
+    @property
+    def output_index(self) -> int:
+        return self.segment.position
+
+    @property
+    def name(self) -> str:
+        return self.segment.name
 
     @property
     def text(self) -> str:
-        return "".join(self.chunks)
+        return self.segment.text
 
 
 class ResponseBuilder:
@@ -92,7 +109,7 @@ class ResponseBuilder:
 
     def __init__(self, shell: Response) -> None:
         self._response = shell
-        self._order = ContiguousEvents()
+        self._segments = SegmentStream()
         self._open: _OpenItem | None = None
         self._sequence = 0
         self._usage = pb.Usage()
@@ -120,24 +137,18 @@ class ResponseBuilder:
         """The events for one canonical event; a ``finish`` settles the response and ends the stream."""
         if event.HasField("finish"):
             return [*self.settle(event.finish), *self.terminal()]
-        out: list[StreamEvent] = []
-        for ordered in self._order.feed(event):
-            out.extend(self._apply(ordered))
-        return out
+        return self._steps(self._segments.feed(event))
 
     def settle(self, finish: pb.Finish) -> list[StreamEvent]:
         """Everything before the terminal event: held output, the open item's done events, the final
         status and usage. After it, ``response`` is final; ``terminal()`` (or ``fail``) ends the stream."""
-        out: list[StreamEvent] = []
-        for ordered in self._order.feed(pb.GenerateEvent(finish=finish)):
-            if not ordered.HasField("finish"):
-                out.extend(self._apply(ordered))
+        out = self._steps(self._segments.feed(pb.GenerateEvent(finish=finish)))
         if finish.reason == pb.Finish.REASON_ERROR:
             return [*out, *self._settle_failed(from_error_code(finish.error_code, finish.error_message))]
         if finish.reason == pb.Finish.REASON_ABORT:
             return [*out, *self._settle_failed(ApiError(500, ErrorKind.API_ERROR, "The generation was aborted"))]
         truncated = finish.reason == pb.Finish.REASON_LENGTH
-        out.extend(self._close("incomplete" if truncated else "completed"))
+        out.extend(self._steps(self._segments.close(), "incomplete" if truncated else "completed"))
         self._response.status = "incomplete" if truncated else "completed"
         if truncated:
             self._response.incomplete_details = IncompleteDetails(reason="max_output_tokens")
@@ -165,7 +176,7 @@ class ResponseBuilder:
         return [*self._settle_failed(error), *self.terminal()]
 
     def _settle_failed(self, error: ApiError) -> list[StreamEvent]:
-        out = self._close("incomplete")
+        out = self._steps(self._segments.close(), "incomplete")
         self._failure = error
         self._response.status = "failed"
         self._response.error = ResponseError(code=_error_code(error), message=error.message)
@@ -175,44 +186,34 @@ class ResponseBuilder:
 
     # ------------------------------------------------------------ canonical events
 
-    def _apply(self, event: pb.GenerateEvent) -> list[StreamEvent]:
-        kind = event.WhichOneof("event")
-        if kind == "started":
+    def _steps(self, steps: list[SegmentStep | pb.GenerateEvent], closing: ItemStatus = "completed") -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for step in steps:
+            if isinstance(step, pb.GenerateEvent):
+                self._event(step)
+            elif isinstance(step, SegmentOpened):
+                out.extend(self._open_item(step.segment))
+            elif isinstance(step, SegmentDelta):
+                out.append(self._delta(step.text))
+            else:
+                out.extend(self._close_item(closing))
+        return out
+
+    def _event(self, event: pb.GenerateEvent) -> None:
+        if event.HasField("started"):
             self.replica_id = event.started.replica_id
-        elif kind == "usage":
+        elif event.HasField("usage"):
             self._usage.CopyFrom(event.usage)
-        elif kind == "reasoning":
-            return self._delta("reasoning", event.reasoning.text)
-        elif kind == "text":
-            return self._delta("message", event.text.text)
-        elif kind == "tool_call_start":
-            return [*self._close("completed"), *self._open_call(event.tool_call_start)]
-        elif kind == "tool_call_delta":
-            return self._call_delta(event.tool_call_delta)
-        elif kind == "tool_call_end":
-            if self._open is not None and self._open.kind == "function_call":
-                return self._close("completed")
-        return []
 
     # ------------------------------------------------------------ items
 
-    def _delta(self, kind: Literal["reasoning", "message"], text: str) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
-        if self._open is None or self._open.kind != kind:
-            out.extend(self._close("completed"))
-            out.extend(self._open_content_item(kind))
-        item = self._open
-        assert item is not None
-        item.chunks.append(text)
-        common = {"item_id": item.item_id, "output_index": item.output_index, "content_index": 0, "delta": text}
-        if kind == "reasoning":
-            out.append(self._emit(ResponseReasoningTextDeltaEvent, type="response.reasoning_text.delta", **common))
-        else:
-            out.append(self._emit(ResponseTextDeltaEvent, type="response.output_text.delta", logprobs=[], **common))
-        return out
-
-    def _open_content_item(self, kind: Literal["reasoning", "message"]) -> list[StreamEvent]:
-        item = self._start_item(kind, new_item_id("rs_" if kind == "reasoning" else "msg_"))
+    def _open_item(self, segment: Segment) -> list[StreamEvent]:
+        kind = _ITEM_KINDS[segment.kind]
+        item = self._open = _OpenItem(segment, new_item_id(_ITEM_ID_PREFIXES[kind]))
+        if kind == "function_call":
+            item.call_id = segment.call_id or new_tool_call_id()
+            return [self._emit(ResponseOutputItemAddedEvent, type="response.output_item.added",
+                               output_index=item.output_index, item=self._item(item, "in_progress"))]
         added = self._emit(
             ResponseOutputItemAddedEvent,
             type="response.output_item.added",
@@ -230,40 +231,17 @@ class ResponseBuilder:
         )
         return [added, part_added]
 
-    def _open_call(self, start: pb.ToolCallStart) -> list[StreamEvent]:
-        item = self._start_item("function_call", new_item_id("fc_"))
-        item.call_id = start.id or new_tool_call_id()
-        item.name = start.name
-        item.tool_index = start.index
-        return [
-            self._emit(
-                ResponseOutputItemAddedEvent,
-                type="response.output_item.added",
-                output_index=item.output_index,
-                item=self._item(item, "in_progress"),
-            )
-        ]
-
-    def _call_delta(self, delta: pb.ToolCallArgumentsDelta) -> list[StreamEvent]:
+    def _delta(self, text: str) -> StreamEvent:
         item = self._open
-        if item is None or item.kind != "function_call" or item.tool_index != delta.index:
-            return []  # no started call to attach it to
-        item.chunks.append(delta.delta)
-        return [
-            self._emit(
-                ResponseFunctionCallArgumentsDeltaEvent,
-                type="response.function_call_arguments.delta",
-                item_id=item.item_id,
-                output_index=item.output_index,
-                delta=delta.delta,
-            )
-        ]
+        assert item is not None
+        where = {"item_id": item.item_id, "output_index": item.output_index, "delta": text}
+        if item.kind == "reasoning":
+            return self._emit(ResponseReasoningTextDeltaEvent, type="response.reasoning_text.delta", content_index=0, **where)
+        if item.kind == "message":
+            return self._emit(ResponseTextDeltaEvent, type="response.output_text.delta", content_index=0, logprobs=[], **where)
+        return self._emit(ResponseFunctionCallArgumentsDeltaEvent, type="response.function_call_arguments.delta", **where)
 
-    def _start_item(self, kind: ItemKind, item_id: str) -> _OpenItem:
-        self._open = _OpenItem(kind=kind, output_index=len(self._response.output), item_id=item_id)
-        return self._open
-
-    def _close(self, status: ItemStatus) -> list[StreamEvent]:
+    def _close_item(self, status: ItemStatus) -> list[StreamEvent]:
         """The done events of the open item, which joins the response's output."""
         item, self._open = self._open, None
         if item is None:

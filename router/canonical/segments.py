@@ -1,0 +1,145 @@
+"""Canonical content events -> ordered output segments (pure): the one place that decides output blocks.
+
+A segment is one output block as Anthropic content blocks and Responses output
+items see it: a run of consecutive reasoning deltas, a run of consecutive text
+deltas, or one tool call (start, argument deltas, end). Events pass through
+``ContiguousEvents`` first, so a tool call is never interrupted by other output.
+
+``SegmentStream.feed(event)`` returns steps in order: ``SegmentOpened``,
+``SegmentDelta`` and ``SegmentClosed`` for content, and every other event
+(``started``, ``usage``, ``finish``) unchanged. A segment closes when the next
+one opens or its tool call ends; the one still open at the end is closed by
+``close()``, when the consumer decides (a stream that fails may leave it open).
+
+The fold (non-streaming responses), the Messages stream and the Responses stream
+all segment with this class, so a stream's blocks and the folded object's blocks
+are the same list, in the same order, with the same positions.
+
+Rules: an empty text or reasoning delta opens nothing; argument deltas and ends
+belong to the tool call that is open, and are dropped when it is another one
+(or none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fleetgate.v1 import replica_pb2 as pb
+from router.canonical.contiguous import ContiguousEvents
+
+SegmentKind = Literal["reasoning", "text", "tool_call"]
+
+
+@dataclass
+class ToolCallOut:
+    """A finished tool call."""
+
+    index: int
+    id: str
+    name: str
+    arguments: str = ""
+
+
+@dataclass
+class Segment:
+    """One output block, growing while it is open."""
+
+    kind: SegmentKind
+    # Place in the output (0, 1, ...): the Anthropic block index, the Responses output_index.
+    position: int
+    chunks: list[str] = field(default_factory=list)
+    # tool_call only: the canonical call's index, id and name.
+    call_index: int = -1
+    call_id: str = ""
+    name: str = ""
+
+    @property
+    def text(self) -> str:
+        """The reasoning or text, or the tool call's arguments."""
+        return "".join(self.chunks)
+
+    def tool_call(self) -> ToolCallOut:
+        return ToolCallOut(self.call_index, self.call_id, self.name, self.text)
+
+
+@dataclass(frozen=True)
+class SegmentOpened:
+    segment: Segment
+
+
+@dataclass(frozen=True)
+class SegmentDelta:
+    segment: Segment
+    text: str
+
+
+@dataclass(frozen=True)
+class SegmentClosed:
+    segment: Segment
+
+
+SegmentStep = SegmentOpened | SegmentDelta | SegmentClosed
+Step = SegmentStep | pb.GenerateEvent
+
+
+class SegmentStream:
+    """Feed canonical events in arrival order; get segment steps (and the other events) in output order."""
+
+    def __init__(self) -> None:
+        self._order = ContiguousEvents()
+        self._open: Segment | None = None
+        # Every segment opened so far, in output order.
+        self.segments: list[Segment] = []
+
+    def feed(self, event: pb.GenerateEvent) -> list[Step]:
+        out: list[Step] = []
+        for ordered in self._order.feed(event):
+            out.extend(self._apply(ordered))
+        return out
+
+    def close(self) -> list[SegmentStep]:
+        """Close the open segment, if any."""
+        segment, self._open = self._open, None
+        return [SegmentClosed(segment)] if segment is not None else []
+
+    def _apply(self, event: pb.GenerateEvent) -> list[Step]:
+        kind = event.WhichOneof("event")
+        if kind == "text":
+            return self._delta("text", event.text.text)
+        if kind == "reasoning":
+            return self._delta("reasoning", event.reasoning.text)
+        if kind == "tool_call_start":
+            start = event.tool_call_start
+            return [*self.close(), self._open_segment("tool_call", call_index=start.index, call_id=start.id, name=start.name)]
+        if kind == "tool_call_delta":
+            call = self._open_call(event.tool_call_delta.index)
+            if call is None:
+                return []
+            call.chunks.append(event.tool_call_delta.delta)
+            return [SegmentDelta(call, event.tool_call_delta.delta)]
+        if kind == "tool_call_end":
+            return self.close() if self._open_call(event.tool_call_end.index) is not None else []
+        return [event]
+
+    def _delta(self, kind: Literal["reasoning", "text"], text: str) -> list[Step]:
+        if not text:
+            return []
+        out: list[Step] = []
+        if self._open is None or self._open.kind != kind:
+            out.extend(self.close())
+            out.append(self._open_segment(kind))
+        assert self._open is not None
+        self._open.chunks.append(text)
+        out.append(SegmentDelta(self._open, text))
+        return out
+
+    def _open_segment(self, kind: SegmentKind, call_index: int = -1, call_id: str = "", name: str = "") -> SegmentOpened:
+        self._open = Segment(kind, len(self.segments), call_index=call_index, call_id=call_id, name=name)
+        self.segments.append(self._open)
+        return SegmentOpened(self._open)
+
+    def _open_call(self, index: int) -> Segment | None:
+        """The open segment when it is the tool call with this index."""
+        segment = self._open
+        return segment if segment is not None and segment.kind == "tool_call" and segment.call_index == index else None

@@ -1,0 +1,62 @@
+"""The fold keeps the output as ordered segments, and Chat Completions streams what it folds (pure, no I/O).
+
+The Messages and Responses counterparts (blocks and items built from the same
+segments) are in test_messages_translation.py and test_responses_translation.py.
+"""
+
+from __future__ import annotations
+
+import orjson
+from interleaved_output import INTERLEAVED, INTERLEAVED_SEGMENTS, WEATHER_ARGUMENTS, folded
+from openai.lib.streaming.chat import ChatCompletionStreamState
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from fleetgate import events as ev
+from fleetgate.v1 import replica_pb2 as pb
+from router.canonical import sse
+from router.dialects.base import CallContext
+from router.dialects.chat.response import ChatStreamEncoder, render_completion
+
+
+def test_fold_keeps_ordered_segments_and_the_joined_conveniences():
+    completion = folded(INTERLEAVED)
+    assert [(s.kind, s.text) for s in completion.segments] == INTERLEAVED_SEGMENTS
+    assert [s.position for s in completion.segments] == list(range(len(INTERLEAVED_SEGMENTS)))
+    assert completion.text == "Let me check.Done!" and completion.reasoning == "Plan A.Then B."
+    assert [(c.index, c.id, c.name, c.arguments) for c in completion.tool_calls] == [
+        (0, "call_weather", "get_weather", WEATHER_ARGUMENTS), (1, "call_time", "get_time", "")]
+
+
+def test_empty_deltas_open_nothing_and_stray_arguments_are_dropped():
+    completion = folded([
+        ev.started(1, "r"), ev.text(""), ev.reasoning("hm"), ev.text(""), ev.reasoning("m"),
+        ev.tool_call_delta(5, "{}"), ev.tool_call_start(0, "c", "f"), ev.tool_call_delta(1, "x"), ev.tool_call_end(0),
+        ev.tool_call_delta(0, "late"), ev.finish(pb.Finish.REASON_TOOL_CALLS),
+    ])
+    assert [(s.kind, s.text) for s in completion.segments] == [("reasoning", "hmm"), ("tool_call", "")]
+
+
+def _chunks(frames: list[bytes]) -> list[ChatCompletionChunk]:
+    payloads = [frame.removeprefix(b"data: ").strip() for frame in frames if frame != sse.DONE]
+    return [ChatCompletionChunk.model_validate(orjson.loads(payload)) for payload in payloads]
+
+
+def test_chat_stream_accumulated_by_the_sdk_equals_the_folded_completion():
+    call = CallContext(dialect="chat", request_id="req1", model="sim", stream=True, created=1700000000)
+    encoder = ChatStreamEncoder(call, include_usage=True)
+    frames = [frame for event in INTERLEAVED for frame in encoder.encode(event)] + encoder.close()
+    state = ChatCompletionStreamState()
+    for chunk in _chunks(frames):
+        state.handle_chunk(chunk)
+    # Without what only the SDK's accumulator adds (parsed content, tool-call fragment indexes).
+    sdk_only = {"index": True, "function": {"parsed_arguments"}}
+    streamed = state.get_final_completion().model_dump(
+        mode="json", exclude_none=True,
+        exclude={"choices": {"__all__": {"message": {"parsed": True, "tool_calls": {"__all__": sdk_only}}}}},
+    )
+    streamed["object"] = "chat.completion"  # the accumulator keeps the chunks' object type
+    body = ChatCompletion.model_validate(render_completion(folded(INTERLEAVED), call)).model_dump(mode="json", exclude_none=True)
+    assert streamed == body
+    message = body["choices"][0]["message"]
+    assert (message["content"], message["reasoning"]) == ("Let me check.Done!", "Plan A.Then B.")
+    assert [c["function"]["arguments"] for c in message["tool_calls"]] == [WEATHER_ARGUMENTS, ""]
