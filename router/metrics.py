@@ -42,7 +42,7 @@ AFFINITY = Counter("fleetgate_affinity", "Continuations routed by affinity", ["m
 RATE_LIMITED = Counter("fleetgate_rate_limited", "Requests refused by a rate limit", ["model"], registry=REGISTRY)
 HEALTHY_REPLICAS = Gauge("fleetgate_healthy_replicas", "Healthy replicas per model, as this router sees them", ["model"], registry=REGISTRY)
 REPLICA_IN_FLIGHT = Gauge(
-    "fleetgate_replica_in_flight", "This router's in-flight requests per replica", ["model", "replica"], registry=REGISTRY
+    "fleetgate_router_replica_in_flight", "This router's in-flight requests per replica", ["model", "replica"], registry=REGISTRY
 )
 KEY_REQUESTS = Counter(
     "fleetgate_key_requests", "Requests per API key name (only with router.metrics_key_names)", ["key_name"], registry=REGISTRY

@@ -46,7 +46,7 @@ def replica_running(replica: ReplicaProcess) -> int:
 
 def in_flight_on(router: RouterProcess, model: str, replicas: list[ReplicaProcess]) -> ReplicaProcess | None:
     for replica in replicas:
-        if router.metric("fleetgate_replica_in_flight", model=model, replica=replica.replica_id) >= 1:
+        if router.metric("fleetgate_router_replica_in_flight", model=model, replica=replica.replica_id) >= 1:
             return replica
     return None
 
@@ -78,7 +78,7 @@ def test_replica_killed_before_first_token_request_succeeds_on_another(
         assert answer.result(timeout=60) == "Lorem ipsum dolor sit"
     assert router.metric("fleetgate_retries_total", model="rt-late") == retries_before + 1
     survivor = next(r for r in replicas if r is not victim)
-    assert router.metric("fleetgate_replica_in_flight", model="rt-late", replica=survivor.replica_id) == 0
+    assert router.metric("fleetgate_router_replica_in_flight", model="rt-late", replica=survivor.replica_id) == 0
 
 
 def test_replica_dying_mid_stream_is_an_error_chunk_then_done(router_factory, replica_factory) -> None:  # noqa: F811
@@ -127,7 +127,7 @@ def test_client_leaving_mid_stream_aborts_the_replica_request(router_factory, re
     # The connection is closed: the router cancels the call and the replica aborts it.
     wait_until(lambda: replica_running(replica) == 0, what="replica in-flight back to zero")
     wait_until(
-        lambda: router.metric("fleetgate_replica_in_flight", model="rt-slow", replica=replica.replica_id) == 0,
+        lambda: router.metric("fleetgate_router_replica_in_flight", model="rt-slow", replica=replica.replica_id) == 0,
         what="router in-flight back to zero",
     )
     assert router.metric("fleetgate_requests_total", model="rt-slow", dialect="chat", stream="true", status="499") == 1
