@@ -58,7 +58,8 @@ class ReplicaDefaults(_Strict):
     """Settings shared by every replica process."""
 
     host: str = "127.0.0.1"
-    # Replicas take consecutive ports from here (gRPC) and from metrics_base_port (HTTP).
+    # Each replica takes the first free port at or above these on its own node (gRPC, then
+    # HTTP metrics): one replica per Kubernetes pod serves on exactly these. 0: any free port.
     base_port: int = 50100
     metrics_base_port: int = 9100
     heartbeat_seconds: float = 1.0

@@ -1,7 +1,8 @@
 """Replicas as Ray actors: the actor that hosts one replica, and the controller that keeps them running.
 
 ``ReplicaActor`` runs a whole replica (engine, gRPC server on the node's IP,
-metrics, registry heartbeat) inside a Ray actor; its resources, placement group
+metrics, registry heartbeat) inside a Ray actor, on the first free ports at or
+above the configured base ports of its own node; its resources, placement group
 and environment (the model's ``env``, e.g. ``VLLM_CPU_KVCACHE_SPACE``, through
 ``runtime_env``) come from ``replicas/placement.py``.
 
@@ -52,12 +53,18 @@ class ReplicaActor:
         self.replica_id = replica_id
         self.replica: RunningReplica | None = None
 
-    async def start(self, port: int = 0, metrics_port: int = 0) -> dict[str, Any]:
-        """Start the replica on the node's IP and register it; returns its registry record."""
+    async def start(self) -> dict[str, Any]:
+        """Start the replica on the node's IP and register it; returns its registry record.
+
+        Its gRPC and metrics ports are the first free ones at or above
+        ``replica.base_port`` / ``replica.metrics_base_port`` on this node (0: any free
+        port), so one replica per Kubernetes pod always serves on the base ports.
+        """
         node_ip = ray.util.get_node_ip_address()
+        ports = self.config.replica
         self.replica = await start_replica(
             self.config, self.model_name, replica_id=self.replica_id, host=node_ip,
-            port=port, metrics_port=metrics_port, advertise_host=node_ip,
+            port=ports.base_port, metrics_port=ports.metrics_base_port, find_free_ports=True, advertise_host=node_ip,
         )
         return self.replica.record.model_dump()
 
@@ -79,9 +86,6 @@ class ReplicaSlot:
 
     model: ModelConfig
     index: int
-    # gRPC and metrics ports (0: any free port).
-    port: int = 0
-    metrics_port: int = 0
     placement_group: Any | None = None
     actor: Any | None = None
     replica_id: str = ""
@@ -97,18 +101,8 @@ class ReplicaSlot:
 
 
 def replica_slots(config: FleetgateConfig) -> list[ReplicaSlot]:
-    """Every configured replica, numbered across models; ports are consecutive from
-    ``replica.base_port`` / ``replica.metrics_base_port`` (a base of 0 picks free ports)."""
-    positions = [(model, index) for model in config.models for index in range(model.replicas)]
-    base, metrics_base = config.replica.base_port, config.replica.metrics_base_port
-    return [
-        ReplicaSlot(
-            model, index,
-            port=base + number if base else 0,
-            metrics_port=metrics_base + number if metrics_base else 0,
-        )
-        for number, (model, index) in enumerate(positions)
-    ]
+    """Every configured replica: ``replicas`` positions per model, in config order."""
+    return [ReplicaSlot(model, index) for model in config.models for index in range(model.replicas)]
 
 
 class ReplicaController:
@@ -178,7 +172,7 @@ class ReplicaController:
         slot.actor = ReplicaActor.options(
             name=f"replica-{slot.replica_id}", **actor_options(slot.model, slot.placement_group)
         ).remote(self.config, slot.model.name, slot.replica_id)
-        slot.start_ref = slot.actor.start.remote(slot.port, slot.metrics_port)
+        slot.start_ref = slot.actor.start.remote()
         slot.record = None
         slot.missed_pings = 0
         log.info("starting replica %s as %s", slot.name, slot.replica_id)

@@ -27,6 +27,7 @@ from replicas.engine import Engine
 from replicas.engines import build_engine
 from replicas.heartbeat import Heartbeat
 from replicas.metrics_server import MetricsServer, start_metrics_server
+from replicas.ports import PORT_SEARCH_SPAN
 from replicas.server import ReplicaServer, start_replica_server
 
 log = logging.getLogger(__name__)
@@ -78,20 +79,30 @@ async def start_replica(
     host: str,
     port: int = 0,
     metrics_port: int = 0,
+    find_free_ports: bool = False,
     advertise_host: str | None = None,
 ) -> RunningReplica:
-    """Start the engine, then serve it and register it; undo what was started if a step fails."""
+    """Start the engine, then serve it and register it; undo what was started if a step fails.
+
+    ``port`` / ``metrics_port`` are taken as they are (0: any free port), or with
+    ``find_free_ports`` as bases: the first free port at or above each, on this
+    node (``replicas/ports.py``). The record registers the ports actually bound.
+    """
     model = config.model(model_name)
+    span = PORT_SEARCH_SPAN if find_free_ports else 1
     advertised = advertise_host or reachable_host(host)
     engine = build_engine(model, replica_id)
     async with contextlib.AsyncExitStack() as undo:
         undo.push_async_callback(engine.stop)
         await engine.start()
         server = await start_replica_server(
-            engine, replica_id=replica_id, model_name=model.name, host=host, port=port, advertise_host=advertised
+            engine, replica_id=replica_id, model_name=model.name, host=host, port=port, port_search_span=span,
+            advertise_host=advertised,
         )
         undo.push_async_callback(server.stop, 0)
-        metrics = start_metrics_server(host, metrics_port)
+        metrics = start_metrics_server(
+            host, metrics_port, labels={"replica": replica_id, "model": model.name}, port_search_span=span
+        )
         undo.callback(metrics.stop)
         record = ReplicaRecord(
             replica_id=replica_id,

@@ -23,6 +23,7 @@ from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.v1 import replica_pb2_grpc
 from replicas import metrics
 from replicas.engine import Engine
+from replicas.ports import bind_first_free
 
 log = logging.getLogger(__name__)
 
@@ -146,21 +147,31 @@ async def start_replica_server(
     model_name: str,
     host: str = "127.0.0.1",
     port: int = 0,
+    port_search_span: int = 1,
     advertise_host: str | None = None,
 ) -> ReplicaServer:
     """Serve ``engine`` on ``host:port`` (0 picks a free port) and return once it listens.
 
-    ``advertise_host`` is the host other machines reach it on, when ``host`` is a
-    wildcard such as ``0.0.0.0``.
+    With ``port_search_span`` above 1, ``port`` is a base: the first free port of
+    that many from it is taken (``replicas/ports.py``). ``advertise_host`` is the
+    host other machines reach it on, when ``host`` is a wildcard such as ``0.0.0.0``.
     """
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)]
     )
     servicer = ReplicaServicer(engine, replica_id=replica_id, model_name=model_name)
     replica_pb2_grpc.add_ReplicaServicer_to_server(servicer, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"cannot bind gRPC server to {host}:{port}")
+
+    def bind(candidate: int) -> int:
+        try:
+            bound = server.add_insecure_port(f"{host}:{candidate}")
+        except RuntimeError as exc:  # grpcio's "Failed to bind to address"
+            raise OSError(f"cannot bind gRPC server to {host}:{candidate}: {exc}") from exc
+        if bound == 0:
+            raise OSError(f"cannot bind gRPC server to {host}:{candidate}")
+        return bound
+
+    bound = bind_first_free(bind, host, port, port_search_span)
     await server.start()
     address = f"{advertise_host or host}:{bound}"
     log.info("replica %s serving %s on %s", replica_id, model_name, address)

@@ -389,6 +389,10 @@ def test_monitors_scrape_routers_and_replicas(rendered: dict[str, Rendered]) -> 
         assert pod_monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
         ports = {p["name"] for p in container(group["template"], "ray-worker")["ports"]}
         assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] in ports
+    # The replicas label every series with `replica` and `model` themselves: kept, never overwritten.
+    endpoint = pod_monitor["spec"]["podMetricsEndpoints"][0]
+    assert endpoint["honorLabels"] is True
+    assert not {r.get("targetLabel") for r in endpoint.get("relabelings", [])} & {"replica", "model"}
 
 
 @pytest.mark.skipif(not RULE_FILES, reason="deploy/prometheus/rules/*.yml not there yet")

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import time
 
+from urllib.parse import urlsplit
+
+import grpc
+import httpx
 import pytest
 import ray
+from conftest import free_port
 from replica_process import SIM_CONFIG
 
 from fleetgate.config import FleetgateConfig, load_config
 from fleetgate.registry import REPLICA_KEY_PREFIX, ReplicaRecord
-from replicas.controller import ReplicaActor, ReplicaController, replica_slots
+from fleetgate.v1 import replica_pb2 as pb
+from fleetgate.v1 import replica_pb2_grpc
+from replicas.controller import ReplicaActor, ReplicaController
 from replicas.placement import actor_options
+from replicas.ports import port_is_free
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +77,40 @@ def test_controller_replaces_a_dead_replica_and_drains_on_stop(local_ray, sim_co
     assert ray.is_initialized()  # the controller leaves a Ray it did not start running
 
 
-def test_replicas_take_consecutive_ports_across_models():
-    config = FleetgateConfig.model_validate({
-        "replica": {"base_port": 50100, "metrics_base_port": 9100},
-        "models": [{"name": "a", "engine": "sim", "replicas": 2}, {"name": "b", "engine": "sim", "replicas": 1}],
-    })
-    slots = replica_slots(config)
-    assert [(s.model.name, s.index, s.port, s.metrics_port) for s in slots] == [
-        ("a", 0, 50100, 9100), ("a", 1, 50101, 9101), ("b", 0, 50102, 9102),
-    ]
-    free = config.model_copy(update={"replica": config.replica.model_copy(update={"base_port": 0, "metrics_base_port": 0})})
-    assert {(s.port, s.metrics_port) for s in replica_slots(free)} == {(0, 0)}
+def free_port_pair(avoid: tuple[int, ...] = ()) -> int:
+    """A port p with p and p + 1 free on Ray's node address (what the actors bind), neither in ``avoid``."""
+    host = ray.util.get_node_ip_address()
+    for _ in range(50):
+        base = free_port()
+        pair = {base, base + 1}
+        if base < 65000 and not pair.intersection(avoid) and all(port_is_free(host, port) for port in pair):
+            return base
+    raise RuntimeError("no two consecutive free ports found")
+
+
+def test_actors_on_one_node_take_the_first_free_ports_from_the_base(local_ray, sim_config, redis_server):
+    base = free_port_pair()
+    metrics_base = free_port_pair(avoid=(base, base + 1))
+    ports = sim_config.replica.model_copy(update={"base_port": base, "metrics_base_port": metrics_base})
+    config = sim_config.model_copy(update={"replica": ports})
+    options = actor_options(config.model("sim"))
+    actors = [ReplicaActor.options(**options).remote(config, "sim", f"sim-port-{n}") for n in range(2)]
+    try:
+        records = [ReplicaRecord.model_validate(r) for r in ray.get([a.start.remote() for a in actors], timeout=60)]
+        assert sorted(int(r.address.rsplit(":", 1)[1]) for r in records) == [base, base + 1]
+        assert sorted(urlsplit(r.metrics_url).port for r in records) == [metrics_base, metrics_base + 1]
+        for record in records:
+            stored = registered(redis_server, record.replica_id)
+            assert stored is not None and (stored.address, stored.metrics_url) == (record.address, record.metrics_url)
+            with grpc.insecure_channel(record.address) as channel:
+                info = replica_pb2_grpc.ReplicaStub(channel).Info(pb.InfoRequest(), timeout=10)
+            assert info.replica_id == record.replica_id
+            # Every series the replica serves names it, so dashboards split per replica anywhere.
+            exposition = httpx.get(record.metrics_url, timeout=10).text
+            running = [line for line in exposition.splitlines() if line.startswith("fleetgate_replica_running{")]
+            assert running and all(f'replica="{record.replica_id}"' in line for line in running)
+            process = [line for line in exposition.splitlines() if line.startswith("process_cpu_seconds_total")]
+            assert process and all(f'replica="{record.replica_id}"' in line and 'model="sim"' in line for line in process)
+    finally:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
