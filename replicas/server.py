@@ -35,6 +35,19 @@ def finish_reason_label(reason: int) -> str:
     return _REASON_LABELS.get(reason, "unspecified")
 
 
+def load_within(load: Load, in_flight: int) -> Load:
+    """``load`` bounded by the Generate calls in flight: the engine serves nothing else.
+
+    An engine's counts can lag (vLLM's scheduler reports them only when it steps,
+    so its last report can still hold a request that has finished); the server's
+    own count is exact. Running and waiting together never exceed it, and with
+    nothing in flight both are 0.
+    """
+    running = min(load.running, in_flight)
+    waiting = min(load.waiting, in_flight - running)
+    return Load(running=running, waiting=waiting, kv_cache_usage=load.kv_cache_usage)
+
+
 class ReplicaServicer(replica_pb2_grpc.ReplicaServicer):
     """Serves one engine as one replica; counts what is in flight."""
 
@@ -51,8 +64,8 @@ class ReplicaServicer(replica_pb2_grpc.ReplicaServicer):
             counter.labels(**self._labels)
 
     def current_load(self) -> Load:
-        """The engine's load, also written to the replica's load gauges."""
-        load = self.engine.load()
+        """The engine's load bounded by the calls in flight (``load_within``), also written to the load gauges."""
+        load = load_within(self.engine.load(), self.in_flight)
         metrics.RUNNING.labels(**self._labels).set(load.running)
         metrics.WAITING.labels(**self._labels).set(load.waiting)
         metrics.KV_CACHE_USAGE.labels(**self._labels).set(load.kv_cache_usage)

@@ -277,3 +277,25 @@ async def test_invalid_request_is_refused_before_start(stub):
     events = await events_of(stub, chat(CAPITAL_QUESTION, response_format=bad_schema))
     assert kinds(events) == ["finish"]
     assert events[0].finish.error_code == pb.ERROR_CODE_INVALID_REQUEST
+
+
+async def test_load_reads_idle_once_requests_finish(stub, vllm_replica):
+    """Info and the registry record report no running or waiting request once all have finished, cancelled ones too."""
+    finished = asyncio.gather(*(events_of(stub, chat(CAPITAL_QUESTION, sampling=greedy(16))) for _ in range(3)))
+    call = stub.Generate(chat("Write a very long story about a dragon and a knight.", sampling=greedy(1500)))
+    async for event in call:
+        if event.HasField("text"):
+            break
+    call.cancel()
+    for events in await finished:
+        assert_well_formed(events)
+    # The registry is rewritten every heartbeat (0.5 s here): idle within a few of them.
+    record = None
+    for _ in range(100):
+        info = await stub.Info(pb.InfoRequest())
+        record = vllm_replica.registry_record()
+        if (info.load.running, info.load.waiting, record.load.running, record.load.waiting) == (0, 0, 0, 0):
+            break
+        await asyncio.sleep(0.05)
+    assert (info.load.running, info.load.waiting) == (0, 0)
+    assert record is not None and (record.load.running, record.load.waiting) == (0, 0)
