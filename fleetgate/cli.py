@@ -1,6 +1,7 @@
 """The ``fleetgate`` command line: one entry point, each subcommand implemented where its part lives.
 
-    fleetgate up [--config FILE] [--port N] [--with-prometheus]   the local cluster, in the foreground
+    fleetgate up [--config FILE] [--port N] [--with-prometheus [--prometheus-port N]]
+                                                                  the local cluster, in the foreground
     fleetgate router [--config FILE] [--port N]                   one more router on the same Redis
     fleetgate replica --model NAME [--config FILE] [--port N]     one replica as a plain process (no Ray)
     fleetgate controller [--config FILE]                          replicas as Ray actors (inside a Ray cluster)
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(up)
     up.add_argument("--port", type=int, default=None, help="router port (default from config, 8080)")
     up.add_argument("--with-prometheus", action="store_true", help="also start a local Prometheus scraping the cluster")
+    up.add_argument("--prometheus-port", type=int, default=9090, help="port of that Prometheus (default 9090)")
 
     router = sub.add_parser("router", help="run one router process")
     _add_config(router)

@@ -6,7 +6,8 @@ already), start a local Ray (limited CPUs, no dashboard) or join
 ``ray.address``, start the configured replicas as Ray actors
 (``ReplicaController``), start the router (``fleetgate router``) as a
 subprocess, and with ``--with-prometheus`` a local Prometheus
-(``fleetgate.local_prometheus``). Ctrl-C or SIGTERM stops everything in the
+(``fleetgate.local_prometheus``) on ``--prometheus-port`` (default 9090; its
+files in ``~/.cache/fleetgate/prometheus/<port>``). Ctrl-C or SIGTERM stops everything in the
 reverse order: the router, the replicas (drained), Ray, then Redis, leaving no
 process behind.
 
@@ -33,8 +34,8 @@ from fleetgate.config import DEFAULT_CONFIG, FleetgateConfig, load_config
 
 log = logging.getLogger(__name__)
 
-PROMETHEUS_PORT = 9090
-PROMETHEUS_WORK_DIR = "~/.cache/fleetgate/prometheus"
+# One directory per port, so that two local clusters never share their target files.
+PROMETHEUS_WORK_DIR = "~/.cache/fleetgate/prometheus/{port}"
 # Ray's object store is barely used (requests go over gRPC): keep it small.
 RAY_OBJECT_STORE_BYTES = 256 * 1024**2
 STOP_TIMEOUT_SECONDS = 15.0
@@ -144,12 +145,15 @@ def running_router(config_path: Path, host: str, port: int, redis_url: str) -> I
 
 
 @contextlib.contextmanager
-def running_prometheus(config: FleetgateConfig, router_address: str) -> Iterator[None]:
-    """Prometheus through ``fleetgate.local_prometheus`` (owned by observability)."""
+def running_prometheus(config: FleetgateConfig, router_address: str, port: int) -> Iterator[None]:
+    """Prometheus on ``port`` through ``fleetgate.local_prometheus`` (owned by observability)."""
     from fleetgate.local_prometheus import start_prometheus
 
-    handle = start_prometheus(config, work_dir=PROMETHEUS_WORK_DIR, port=PROMETHEUS_PORT, extra_router_targets=[router_address])
-    print(f"prometheus: {handle.url}", flush=True)
+    if port_open("127.0.0.1", port):
+        raise RuntimeError(f"port {port} is taken (another Prometheus?); choose another with --prometheus-port")
+    work_dir = PROMETHEUS_WORK_DIR.format(port=port)
+    handle = start_prometheus(config, work_dir=work_dir, port=port, extra_router_targets=[router_address])
+    print(f"prometheus: {handle.url}  (targets: {handle.url}/targets)", flush=True)
     try:
         yield
     finally:
@@ -186,7 +190,7 @@ def run_local_cluster(args: argparse.Namespace) -> int:
             return 0
         router = stack.enter_context(running_router(config_path, host, port, redis_url))
         if args.with_prometheus:
-            stack.enter_context(running_prometheus(config, f"{host}:{port}"))
+            stack.enter_context(running_prometheus(config, f"{host}:{port}", args.prometheus_port))
         served = ", ".join(f"{m.name} ({m.replicas} × {m.engine})" for m in config.models)
         print(f"fleetgate is up: http://{host}:{port}/v1  models: {served}", flush=True)
         while not stop.wait(1.0):

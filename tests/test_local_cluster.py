@@ -1,4 +1,5 @@
-"""``fleetgate up`` with sim replicas: it serves the models, and SIGTERM leaves no process behind."""
+"""``fleetgate up`` with sim replicas: it serves the models, a local Prometheus on the port asked for scrapes
+the router and every replica, and SIGTERM leaves no process behind."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import redis
 import yaml
 from conftest import REPO, free_port, wait_for_port
 
-from fleetgate.registry import REPLICA_KEY_PREFIX
+from fleetgate.registry import REPLICA_KEY_PREFIX, ReplicaRecord
 
 
 @pytest.fixture()
@@ -37,12 +38,34 @@ def descendants(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
-def test_up_serves_the_configured_models_and_stops_cleanly(cluster_config, tmp_path):
+def scrape_targets(prometheus_url: str) -> dict[str, list[dict]]:
+    """Prometheus' active targets by job."""
+    targets = httpx.get(f"{prometheus_url}/api/v1/targets", params={"state": "active"}, timeout=10).json()
+    by_job: dict[str, list[dict]] = {}
+    for target in targets["data"]["activeTargets"]:
+        by_job.setdefault(target["labels"]["job"], []).append(target)
+    return by_job
+
+
+def wait_for_targets_up(prometheus_url: str, replicas: int, timeout: float = 45.0) -> dict[str, list[dict]]:
+    """The targets once the router and ``replicas`` replicas have been scraped successfully (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        by_job = scrape_targets(prometheus_url)
+        healths = [t["health"] for job in ("fleetgate-router", "fleetgate-replica") for t in by_job.get(job, [])]
+        if len(healths) == 1 + replicas and set(healths) == {"up"} or time.monotonic() > deadline:
+            return by_job
+        time.sleep(0.5)
+
+
+def test_up_serves_the_configured_models_with_prometheus_and_stops_cleanly(cluster_config, tmp_path):
     config_path, redis_port, router_port = cluster_config
+    prometheus_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETGATE_")}
+    command = [sys.executable, "-m", "fleetgate.cli", "up", "--config", str(config_path),
+               "--with-prometheus", "--prometheus-port", str(prometheus_port)]
     with open(tmp_path / "up.log", "wb") as log:
-        up = subprocess.Popen([sys.executable, "-m", "fleetgate.cli", "up", "--config", str(config_path)],
-                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        up = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     children: list[psutil.Process] = []
     try:
         wait_for_port(router_port, timeout=120)
@@ -50,10 +73,20 @@ def test_up_serves_the_configured_models_and_stops_cleanly(cluster_config, tmp_p
         deadline = time.monotonic() + 30
         while len(client.keys(REPLICA_KEY_PREFIX + "*")) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert len(client.keys(REPLICA_KEY_PREFIX + "*")) == 2
+        records = [ReplicaRecord.model_validate_json(raw) for raw in client.mget(client.keys(REPLICA_KEY_PREFIX + "*"))]
+        assert len(records) == 2
         assert (tmp_path / "redis" / "appendonlydir").is_dir()  # AOF persistence on
         models = httpx.get(f"http://127.0.0.1:{router_port}/v1/models", timeout=10).json()
         assert [m["id"] for m in models["data"]] == ["sim"]
+
+        prometheus_url = f"http://127.0.0.1:{prometheus_port}"
+        wait_for_port(prometheus_port, timeout=60)
+        by_job = wait_for_targets_up(prometheus_url, replicas=2)
+        router_targets = [(t["labels"]["instance"], t["health"]) for t in by_job["fleetgate-router"]]
+        assert router_targets == [(f"127.0.0.1:{router_port}", "up")]
+        replica_targets = {(t["labels"]["replica"], t["scrapeUrl"], t["health"]) for t in by_job["fleetgate-replica"]}
+        assert replica_targets == {(r.replica_id, r.metrics_url, "up") for r in records}
+        assert f"prometheus: {prometheus_url}" in (tmp_path / "up.log").read_text()
         children = descendants(up.pid)
         assert children
         up.send_signal(signal.SIGTERM)
