@@ -4,7 +4,9 @@ A channel whose address has been missing from the registry for
 ``ABSENT_CLOSE_SECONDS`` is closed (``retain``), with a grace period for calls
 still open on it; a brief gap (a Redis restart, a late heartbeat) closes nothing.
 Messages may be large (base64 images in a request), so the size limits are raised
-to match the replicas' receive limit.
+to match the replicas' receive limit. Channels send keepalive pings
+(``fleetgate.grpc_keepalive``), so a replica whose host vanished fails its open
+calls within seconds instead of leaving them waiting forever.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterable
 
 import grpc
 
+from fleetgate import grpc_keepalive
 from fleetgate.v1 import replica_pb2_grpc
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -26,6 +29,7 @@ CHANNEL_OPTIONS = [
     # Fail fast on a dead address instead of backing off for long between attempts.
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    *grpc_keepalive.CHANNEL_OPTIONS,
 ]
 
 

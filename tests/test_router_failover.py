@@ -4,6 +4,9 @@
   token: the request still succeeds, on the other replica (one retry counted).
 - A replica that dies after its first tokens: no retry; the stream ends with an
   OpenAI error chunk and ``[DONE]``, a non-streaming call with a 500.
+- A replica frozen mid-stream (SIGSTOP: its host stops answering, no connection
+  is closed): the router's keepalive pings notice, and the stream ends with an
+  error chunk instead of waiting forever.
 - A client that leaves mid-stream (or gives up on a non-streaming call): the gRPC
   call is cancelled and the replica's in-flight count returns to zero.
 - Two router processes on one Redis serve the same replicas.
@@ -12,6 +15,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -108,6 +113,28 @@ def test_replica_dying_mid_stream_is_an_error_chunk_then_done(router_factory, re
         router.openai().chat.completions.create(model="rt-dies", messages=HELLO)
     assert caught.value.response.json()["error"]["type"] == "server_error"
     assert router.metric("fleetgate_errors_total", model="rt-dies", dialect="chat", type="api_error") == 3
+
+
+def test_replica_frozen_mid_stream_is_noticed_by_keepalive(router_factory, replica_factory) -> None:  # noqa: F811
+    replica = replica_factory("rt-slow", config=ROUTER_CONFIG)
+    router = router_factory()
+    router.wait_for_replicas("rt-slow", 1)
+    assert replica.proc is not None
+    body = {"model": "rt-slow", "messages": HELLO, "stream": True}
+    lines: list[str] = []
+    try:
+        # Without keepalive the router would wait for the frozen replica forever, and the client's read time out.
+        with httpx.stream("POST", f"{router.base_url}/v1/chat/completions", json=body, timeout=60) as response:
+            for line in response.iter_lines():
+                lines.append(line)
+                if len(lines) == 6:
+                    os.kill(replica.proc.pid, signal.SIGSTOP)
+    finally:
+        os.kill(replica.proc.pid, signal.SIGCONT)
+    data = [line for line in lines if line]
+    assert data[-1] == "data: [DONE]"
+    error = json.loads(data[-2].removeprefix("data: "))["error"]
+    assert error["type"] == "server_error" and "failed mid-stream" in error["message"]
 
 
 def test_client_leaving_mid_stream_aborts_the_replica_request(router_factory, replica_factory) -> None:  # noqa: F811
