@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from fleetgate import grpc_keepalive
 from fleetgate.events import ErrorCode
 from fleetgate.events import error as error_event
 from fleetgate.registry import Load
@@ -170,7 +171,12 @@ async def start_replica_server(
     host other machines reach it on, when ``host`` is a wildcard such as ``0.0.0.0``.
     """
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)]
+        options=[
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+            # Accept the routers' keepalive pings (fleetgate/grpc_keepalive.py).
+            *grpc_keepalive.SERVER_OPTIONS,
+        ]
     )
     servicer = ReplicaServicer(engine, replica_id=replica_id, model_name=model_name)
     replica_pb2_grpc.add_ReplicaServicer_to_server(servicer, server)
