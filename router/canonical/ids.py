@@ -15,8 +15,16 @@ _RANDOM_LENGTH = 24
 
 
 def random_token(length: int = _RANDOM_LENGTH) -> str:
-    """URL-safe letters and digits (about 5.95 bits each)."""
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    """URL-safe letters and digits (about 5.95 bits each), uniform, from one read of the OS random source.
+
+    (``secrets.choice`` per character costs one ``getrandom`` syscall each.)
+    """
+    value = secrets.randbelow(len(_ALPHABET) ** length)
+    chars = []
+    for _ in range(length):
+        value, index = divmod(value, len(_ALPHABET))
+        chars.append(_ALPHABET[index])
+    return "".join(chars)
 
 
 def new_request_id() -> str:
