@@ -36,6 +36,10 @@ BOOTSTRAP_KEY_ENV = "FLEETGATE_BOOTSTRAP_KEY"
 
 ROUTES: list[APIRouter] = [meta_routes, chat_routes, completions_routes, messages_routes, responses_routes]
 
+# A Redis that is down refuses at once; one that vanished must not hang requests: they get a 503 instead.
+REDIS_CONNECT_TIMEOUT_SECONDS = 2.0
+REDIS_COMMAND_TIMEOUT_SECONDS = 5.0
+
 
 async def register_bootstrap_key(keys: KeyStore, environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
     secret = environ.get(BOOTSTRAP_KEY_ENV, "").strip()
@@ -50,7 +54,11 @@ def create_app(config: FleetgateConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = aioredis.from_url(config.redis_url)
+        redis = aioredis.from_url(
+            config.redis_url,
+            socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=REDIS_COMMAND_TIMEOUT_SECONDS,
+        )
         channels = ChannelPool()
         registry = RegistryView(
             redis,
@@ -80,7 +88,7 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             await redis.aclose()
 
     app = FastAPI(title="fleetgate router", lifespan=lifespan)
-    install_error_handlers(app)
+    install_error_handlers(app, retry_after_seconds=settings.retry_after_seconds)
     for routes in ROUTES:
         app.include_router(routes)
     return app

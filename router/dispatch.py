@@ -13,7 +13,9 @@ opens the gRPC ``Generate`` call and waits for its first event:
 A call that fails before any content event (connection refused, UNAVAILABLE,
 a replica that died or refused as overloaded before its first token) is retried
 once on another replica, transparently: the stream simply continues with the
-new replica's events (its ``started`` is not repeated). After the first content
+new replica's events (its ``started`` is not repeated). ``read_ahead(timeout)``
+waits for the first event after ``started`` without consuming it, so a retry
+that happens meanwhile is already reflected in ``replica_id``. After the first content
 event, a failure becomes ``finish(ERROR, ERROR_CODE_INTERNAL, "replica … failed
 mid-stream")`` so each dialect renders its own error event. ``aclose()`` (a client
 that went away) cancels the gRPC call, and the replica aborts the engine request.
@@ -21,6 +23,7 @@ that went away) cancels the gRPC call, and the replica aborts the engine request
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
@@ -31,7 +34,7 @@ from fleetgate.v1 import replica_pb2 as pb
 from router import metrics
 from router.balancer import Balancer
 from router.canonical.fold import is_content
-from router.errors import from_error_code, invalid_request, model_not_found, overloaded
+from router.errors import ApiError, from_error_code, invalid_request, model_not_found, overloaded, state_store_unavailable
 from router.registry_view import RegistryView
 from router.replica_client import ChannelPool
 
@@ -54,7 +57,7 @@ class Dispatcher:
     async def open_stream(self, request: pb.GenerateRequest, *, affinity_replica: str | None = None) -> EventStream:
         """Start ``request`` on a replica; see the module docstring."""
         if not self.registry.serves(request.model):
-            raise model_not_found(request.model)
+            raise self.unknown_model(request.model)
         stream = EventStream(self, request, affinity_replica)
         first = await stream.connect()
         if first.HasField("finish"):
@@ -65,10 +68,16 @@ class Dispatcher:
             raise err
         return stream
 
+    def unknown_model(self, model: str) -> ApiError:
+        """The error for a model the registry view does not know: 404, or 503 while the registry is unreadable."""
+        if not self.registry.readable:
+            return state_store_unavailable(self.retry_after_seconds)
+        return model_not_found(model)
+
     async def count_tokens(self, request: pb.GenerateRequest) -> int:
         """Prompt tokens of ``request`` as a replica of its model renders it (retried once on another replica)."""
         if not self.registry.serves(request.model):
-            raise model_not_found(request.model)
+            raise self.unknown_model(request.model)
         tried: list[str] = []
         failure = ""
         while len(tried) < MAX_ATTEMPTS:
@@ -107,6 +116,8 @@ class EventStream:
         self._content_seen = False
         self._finished = False
         self._last_failure = ""
+        # The next event, being read ahead of the iteration (read_ahead).
+        self._ahead: asyncio.Future[pb.GenerateEvent] | None = None
 
     @property
     def replica_id(self) -> str:
@@ -202,7 +213,20 @@ class EventStream:
     def __aiter__(self) -> EventStream:
         return self
 
+    async def read_ahead(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the next event (a retry before the first token happens
+        here); iterating returns it as usual."""
+        if self._ahead is None:
+            self._ahead = asyncio.ensure_future(self._next())
+        await asyncio.wait({self._ahead}, timeout=timeout)
+
     async def __anext__(self) -> pb.GenerateEvent:
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            return await ahead
+        return await self._next()
+
+    async def _next(self) -> pb.GenerateEvent:
         if self._finished or self._call is None:
             raise StopAsyncIteration
         while True:
@@ -241,4 +265,7 @@ class EventStream:
     async def aclose(self) -> None:
         """Stop: cancels the gRPC call (the replica aborts the engine request). Idempotent."""
         self._finished = True
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and not ahead.cancel() and not ahead.cancelled():
+            ahead.exception()  # already done: its outcome is dropped, and counts as seen
         self._end_call()

@@ -5,8 +5,9 @@ retry_after, code). Routes and adapters raise it; the exception handlers
 installed by ``install_error_handlers`` render it in the shape the request path
 calls for: ``/v1/messages*`` gets Anthropic's ``{"type": "error", "error": {...}}``,
 everything else OpenAI's ``{"error": {"message", "type", "param", "code"}}``.
-Malformed JSON, pydantic validation errors, unknown routes and unexpected
-exceptions all end up here, so nothing is ever a bare 500 with a traceback.
+Malformed JSON, pydantic validation errors, unknown routes, Redis being
+unreachable (503 ``state_store_unavailable``) and unexpected exceptions all end
+up here, so nothing is ever a bare 500 with a traceback.
 
 Mid-stream failures are not exceptions: they arrive as a canonical ``finish``
 event with reason ERROR, and each dialect's stream encoder renders its own error
@@ -24,6 +25,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -110,6 +112,15 @@ def request_too_large(limit_bytes: int) -> ApiError:
 
 def overloaded(message: str, retry_after: int | None) -> ApiError:
     return ApiError(503, ErrorKind.OVERLOADED, message, retry_after=retry_after)
+
+
+STATE_STORE_UNAVAILABLE_MESSAGE = "shared state store unavailable, retry"
+
+
+def state_store_unavailable(retry_after: int | None) -> ApiError:
+    """Redis (API keys, stored responses, the registry) could not be reached: the client may retry."""
+    return ApiError(503, ErrorKind.OVERLOADED, STATE_STORE_UNAVAILABLE_MESSAGE, retry_after=retry_after,
+                    code="state_store_unavailable")
 
 
 def internal_error(message: str = "The server had an error while processing the request") -> ApiError:
@@ -254,8 +265,11 @@ def _http_exception_error(exc: StarletteHTTPException, path: str) -> ApiError:
     return ApiError(exc.status_code, kind, message)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Render every exception as an ApiError in the request path's dialect shape."""
+def install_error_handlers(app: FastAPI, *, retry_after_seconds: int | None = None) -> None:
+    """Render every exception as an ApiError in the request path's dialect shape.
+
+    A ``RedisError`` anywhere in a request is ``state_store_unavailable`` (503 with
+    ``Retry-After: retry_after_seconds``)."""
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -269,6 +283,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, (RequestValidationError, ValidationError))
         return error_response(from_validation_error(exc), error_format_for_path(request.url.path))
 
+    async def on_state_store_error(request: Request, exc: Exception) -> Response:
+        log.warning("shared state store unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(state_store_unavailable(retry_after_seconds), error_format_for_path(request.url.path))
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(internal_error(), error_format_for_path(request.url.path))
@@ -277,4 +295,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(ValidationError, on_validation_error)
+    app.add_exception_handler(RedisError, on_state_store_error)
     app.add_exception_handler(Exception, on_unexpected)

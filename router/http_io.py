@@ -1,4 +1,4 @@
-"""Reading request bodies and writing JSON responses (orjson).
+"""Reading request bodies and writing JSON responses (orjson); the router's own response headers.
 
 ``read_json_body`` enforces ``router.max_body_bytes`` while reading (a declared
 Content-Length over the limit is refused at once, and a body that grows past it
@@ -15,6 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from router.errors import invalid_request, request_too_large
+
+# Names the replica that served a generation (every dialect, JSON and SSE).
+REPLICA_HEADER = "x-fleetgate-replica"
 
 
 async def read_json_body(request: Request, max_bytes: int) -> Any:

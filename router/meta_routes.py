@@ -19,7 +19,6 @@ from starlette.responses import Response
 
 from router import metrics
 from router.auth import Caller, authenticate
-from router.errors import model_not_found
 from router.http_io import json_response
 from router.registry_view import ModelView
 from router.state import get_state
@@ -51,9 +50,10 @@ async def list_models(request: Request) -> Response:
 
 @routes.get("/v1/models/{model_id:path}", dependencies=[Depends(require_caller)])
 async def retrieve_model(model_id: str, request: Request) -> Response:
-    view = get_state(request).registry.model(model_id)
+    state = get_state(request)
+    view = state.registry.model(model_id)
     if view is None:
-        raise model_not_found(model_id)
+        raise state.dispatcher.unknown_model(model_id)
     return json_response(model_object(view))
 
 

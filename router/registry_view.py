@@ -6,7 +6,9 @@ healthy replicas, their published load, context length and capabilities, and
 sets ``fleetgate_healthy_replicas``. A replica this router failed to reach is
 quarantined locally (until its registry record expires, or it restarts with a
 new ``started_at``), so requests stop going to a dead replica at once. When
-Redis is unreachable the last view is kept: replicas may well be fine.
+Redis is unreachable the last view is kept: replicas may well be fine; ``readable``
+says whether the last read succeeded (a model the view does not know is then
+"state store unavailable" rather than "unknown").
 """
 
 from __future__ import annotations
@@ -59,11 +61,18 @@ class RegistryView:
         # What a model's replicas last reported, kept while none is up.
         self._last_seen: dict[str, tuple[int, Capabilities]] = {}
         self._task: asyncio.Task[None] | None = None
+        # Whether the last read of the registry succeeded.
+        self.readable = False
 
     # -- refreshing ------------------------------------------------------------
 
     async def refresh(self) -> None:
-        records = await read_all(self.redis)
+        try:
+            records = await read_all(self.redis)
+        except Exception:
+            self.readable = False
+            raise
+        self.readable = True
         self._records = {r.replica_id: r for r in records}
         for r in records:
             if not r.draining:

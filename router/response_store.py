@@ -9,7 +9,8 @@ The TTL is ``router.responses_ttl_seconds`` (default 30 days), set on write.
 
 A stored response belongs to its key: reading or deleting it with another key
 is the same as it not existing (the caller turns that into a 404). Redis being
-unreachable is ``StoreUnavailable`` (a 503 for the client), never a bare 500.
+unreachable raises redis-py's ``RedisError``, which the router answers with a 503
+(``router.errors.state_store_unavailable``), never a bare 500.
 """
 
 from __future__ import annotations
@@ -18,13 +19,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
-from redis.exceptions import RedisError
 
 RESPONSE_KEY_PREFIX = "fleetgate:response:"
-
-
-class StoreUnavailable(Exception):
-    """Redis could not be reached or refused the command."""
 
 
 class StoredResponse(BaseModel):
@@ -48,24 +44,18 @@ def response_key(response_id: str) -> str:
 
 
 class ResponseStore:
-    """Read and write stored responses; every method raises ``StoreUnavailable`` when Redis fails."""
+    """Read and write stored responses; every method raises ``RedisError`` when Redis fails."""
 
     def __init__(self, redis: aioredis.Redis, ttl_seconds: int) -> None:
         self._redis = redis
         self._ttl_seconds = ttl_seconds
 
     async def put(self, stored: StoredResponse) -> None:
-        try:
-            await self._redis.set(response_key(stored.id), stored.model_dump_json(), ex=self._ttl_seconds)
-        except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        await self._redis.set(response_key(stored.id), stored.model_dump_json(), ex=self._ttl_seconds)
 
     async def get(self, response_id: str, key_id: str) -> StoredResponse | None:
         """The stored response, or None when it does not exist, expired or belongs to another key."""
-        try:
-            raw = await self._redis.get(response_key(response_id))
-        except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        raw = await self._redis.get(response_key(response_id))
         if raw is None:
             return None
         stored = StoredResponse.model_validate_json(raw)
@@ -75,7 +65,4 @@ class ResponseStore:
         """Delete a response of this key; False when there was none to delete."""
         if await self.get(response_id, key_id) is None:
             return False
-        try:
-            return bool(await self._redis.delete(response_key(response_id)))
-        except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        return bool(await self._redis.delete(response_key(response_id)))

@@ -1,7 +1,8 @@
 """Routing under failure, through real router and replica processes.
 
 - A replica killed (SIGKILL) after accepting a request but before its first
-  token: the request still succeeds, on the other replica (one retry counted).
+  token: the request still succeeds, on the other replica (one retry counted),
+  which the ``x-fleetgate-replica`` header names, streamed or not.
 - A replica that dies after its first tokens: no retry; the stream ends with an
   OpenAI error chunk and ``[DONE]``, a non-streaming call with a 500.
 - A replica frozen mid-stream (SIGSTOP: its host stops answering, no connection
@@ -65,24 +66,32 @@ def test_replica_killed_before_first_token_request_succeeds_on_another(
     router.wait_for_replicas("rt-late", 2)
     retries_before = router.metric("fleetgate_retries_total", model="rt-late")
 
-    def ask() -> str:
-        client = router.openai()
+    def ask() -> tuple[str, str]:
+        """The answer, and the replica the x-fleetgate-replica header names."""
+        completions = router.openai().chat.completions
         if not stream:
-            return client.chat.completions.create(model="rt-late", messages=HELLO).choices[0].message.content
-        chunks = list(client.chat.completions.create(model="rt-late", messages=HELLO, stream=True))
+            raw = completions.with_raw_response.create(model="rt-late", messages=HELLO)
+            return raw.parse().choices[0].message.content, raw.headers["x-fleetgate-replica"]
+        with completions.with_streaming_response.create(model="rt-late", messages=HELLO, stream=True) as raw:
+            chunks = list(raw.parse())
+            replica = raw.headers["x-fleetgate-replica"]
         assert len({c.id for c in chunks}) == 1
         assert chunks[-1].choices[0].finish_reason == "stop"
-        return "".join(c.choices[0].delta.content or "" for c in chunks)
+        return "".join(c.choices[0].delta.content or "" for c in chunks), replica
 
     with ThreadPoolExecutor(1) as pool:
         answer = pool.submit(ask)
         wait_until(lambda: in_flight_on(router, "rt-late", replicas) is not None, what="request in flight")
         victim = in_flight_on(router, "rt-late", replicas)
-        assert victim is not None and replica_running(victim) == 1
+        assert victim is not None
+        # The router counts the call before the replica has it: wait until the replica runs it.
+        wait_until(lambda: replica_running(victim) == 1, what="request running on the replica")
         victim.kill()
-        assert answer.result(timeout=60) == "Lorem ipsum dolor sit"
-    assert router.metric("fleetgate_retries_total", model="rt-late") == retries_before + 1
+        text, served_by = answer.result(timeout=60)
     survivor = next(r for r in replicas if r is not victim)
+    # The retry happened before the response started: the header names the replica that answered.
+    assert (text, served_by) == ("Lorem ipsum dolor sit", survivor.replica_id)
+    assert router.metric("fleetgate_retries_total", model="rt-late") == retries_before + 1
     assert router.metric("fleetgate_router_replica_in_flight", model="rt-late", replica=survivor.replica_id) == 0
 
 

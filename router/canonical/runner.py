@@ -10,6 +10,14 @@ Retry-After, the replica's 400 / 404 refusals, one retry before the first token)
 metrics and, when the client goes away, cancels the gRPC call so the replica
 aborts the engine request.
 
+Every answer after dispatch, JSON or SSE, names the replica that served it in
+the ``x-fleetgate-replica`` header. A stream's response starts once the first
+output is in hand (or after ``router.ping_interval_seconds``), so a transparent
+retry before the first token is reflected in the header. A non-streaming call
+that opted in gets the ``stats`` object (``router.canonical.stats``), timed
+while the events are folded. Redis failing anywhere in the call (the key
+lookup, ``prepare``, ``before_finish``) is a 503 ``state_store_unavailable``.
+
 ``prepare(parsed, call) -> Prepared`` is for dialects that need I/O around the
 pure translation (the Responses store): it returns the canonical request, an
 optional affinity replica, and an optional ``before_finish(completion, call)``
@@ -29,6 +37,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -38,10 +47,18 @@ from router.auth import authenticate
 from router.canonical import ids, sse
 from router.canonical.content import check_images
 from router.canonical.fold import Completion, CompletionFolder, is_content
+from router.canonical.stats import STATS_KEY, GenerationClock, wants_stats
 from router.dialects.base import CallContext, Dialect, StreamEncoder
 from router.dispatch import EventStream
-from router.errors import ApiError, internal_error, model_not_found, to_error_code
-from router.http_io import json_response, read_json_body
+from router.errors import (
+    ApiError,
+    error_format_for_path,
+    error_response,
+    internal_error,
+    state_store_unavailable,
+    to_error_code,
+)
+from router.http_io import REPLICA_HEADER, json_response, read_json_body
 from router.request_metrics import CLIENT_CLOSED, RequestMetrics
 from router.state import RouterState, get_state
 
@@ -67,17 +84,36 @@ async def serve(http: Request, dialect: Dialect[Any], *, prepare: Prepare | None
     state = get_state(http)
     call = CallContext(dialect=dialect.name, request_id=ids.new_request_id())
     observer = RequestMetrics(dialect.name)
+    clock = GenerationClock()
     try:
         parsed, prepared = await _accept(http, state, dialect, call, observer, prepare)
         stream = await state.dispatcher.open_stream(prepared.request, affinity_replica=prepared.affinity_replica)
+    except RedisError as exc:
+        err = _state_store_error(state)
+        observer.failed(err)
+        raise err from exc
     except ApiError as err:
         observer.failed(err)
         raise
+    if not call.stream:
+        return await _respond_json(http, state, dialect, parsed, call, stream, prepared, observer, clock)
+    try:
+        await stream.read_ahead(state.config.router.ping_interval_seconds)
+    except BaseException:
+        await stream.aclose()
+        observer.finish(CLIENT_CLOSED)
+        raise
     call.replica_id = stream.replica_id
-    if call.stream:
-        frames = _stream_frames(state, dialect.stream_encoder(parsed, call), stream, call, prepared, observer)
-        return StreamingResponse(frames, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
-    return await _respond_json(http, dialect, parsed, call, stream, prepared, observer)
+    frames = _stream_frames(state, dialect.stream_encoder(parsed, call), stream, call, prepared, observer)
+    return StreamingResponse(frames, media_type=sse.MEDIA_TYPE, headers={**sse.HEADERS, **_served_by(call)})
+
+
+def _served_by(call: CallContext) -> dict[str, str]:
+    return {REPLICA_HEADER: call.replica_id} if call.replica_id else {}
+
+
+def _state_store_error(state: RouterState) -> ApiError:
+    return state_store_unavailable(state.config.router.retry_after_seconds)
 
 
 async def count_prompt_tokens(http: Request, dialect: Dialect[Any]) -> int:
@@ -100,7 +136,9 @@ async def _accept(
     settings = state.config.router
     caller = await authenticate(http, state.keys, required=settings.auth)
     call.key_id, call.key_name = caller.key_id, caller.key_name
-    parsed = dialect.parse(await read_json_body(http, settings.max_body_bytes))
+    body = await read_json_body(http, settings.max_body_bytes)
+    call.wants_stats = wants_stats(http.headers, body)
+    parsed = dialect.parse(body)
     call.model = dialect.model_name(parsed)
     call.stream = dialect.wants_stream(parsed)
     if observer is not None:
@@ -113,7 +151,7 @@ async def _accept(
         canonical.model = call.model
     view = state.registry.model(canonical.model)
     if view is None:
-        raise model_not_found(canonical.model)
+        raise state.dispatcher.unknown_model(canonical.model)
     check_images(canonical, accepts_images=view.capabilities.vision)
     return parsed, prepared
 
@@ -123,14 +161,16 @@ async def _accept(
 
 async def _respond_json(
     http: Request,
+    state: RouterState,
     dialect: Dialect[Any],
     parsed: Any,
     call: CallContext,
     stream: EventStream,
     prepared: Prepared,
     observer: RequestMetrics,
+    clock: GenerationClock,
 ) -> Response:
-    folding = asyncio.ensure_future(_fold(stream))
+    folding = asyncio.ensure_future(_fold(stream, clock))
     disconnected = asyncio.ensure_future(_wait_for_disconnect(http))
     try:
         await asyncio.wait({folding, disconnected}, return_when=asyncio.FIRST_COMPLETED)
@@ -144,20 +184,27 @@ async def _respond_json(
         return Response(status_code=CLIENT_CLOSED)
     completion = folding.result()
     call.replica_id = stream.replica_id
-    await _run_before_finish(completion, call, prepared)
+    await _run_before_finish(state, completion, call, prepared)
     if completion.error is not None:
         observer.finish(completion.error.status, completion)
-        raise completion.error
+        failed = error_response(completion.error, error_format_for_path(http.url.path))
+        failed.headers.update(_served_by(call))
+        return failed
     body = dialect.render_json(parsed, completion, call)
+    if call.wants_stats:
+        body[STATS_KEY] = clock.stats(completion, call.replica_id)
     observer.finish(200, completion)
-    return json_response(body)
+    return json_response(body, headers=_served_by(call))
 
 
-async def _fold(stream: EventStream) -> Completion:
+async def _fold(stream: EventStream, clock: GenerationClock) -> Completion:
     folder = CompletionFolder()
     folder.add(pb.GenerateEvent(started=stream.started))
     async for event in stream:
+        if is_content(event):
+            clock.output()
         folder.add(event)
+    clock.finish()
     return folder.completion
 
 
@@ -196,7 +243,7 @@ async def _stream_frames(
                 folder.add(event)
                 completion = folder.completion
                 if completion.error is None:
-                    await _run_before_finish(completion, call, prepared)
+                    await _run_before_finish(state, completion, call, prepared)
                     if completion.error is not None:
                         event = events.error(to_error_code(completion.error), completion.error.message)
                 finished = True
@@ -223,7 +270,7 @@ async def _stream_frames(
         observer.finish(status, folder.completion)
 
 
-async def _run_before_finish(completion: Completion, call: CallContext, prepared: Prepared) -> None:
+async def _run_before_finish(state: RouterState, completion: Completion, call: CallContext, prepared: Prepared) -> None:
     """Run ``before_finish`` on a folded, successful ``completion``; a failure there turns it into an error."""
     if prepared.before_finish is None or completion.error is not None:
         return
@@ -231,6 +278,9 @@ async def _run_before_finish(completion: Completion, call: CallContext, prepared
         await prepared.before_finish(completion, call)
     except ApiError as err:
         completion.error = err
+    except RedisError as exc:
+        log.warning("before_finish of request %s: shared state store unavailable: %s", call.request_id, exc)
+        completion.error = _state_store_error(state)
     except Exception:
         log.exception("before_finish failed for request %s", call.request_id)
         completion.error = internal_error("The router failed to finish the response")

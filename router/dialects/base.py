@@ -16,7 +16,10 @@ metrics and disconnects, and calls the adapter at four points:
    against the model's capabilities afterwards.
 3. ``render_json(request, completion, call)``: the folded ``Completion`` (see
    ``router.canonical.fold``) -> the non-streaming JSON body. A completion that
-   carries an error never reaches it: the runner answers with that error.
+   carries an error never reaches it: the runner answers with that error. A
+   dialect with several output blocks or items renders ``completion.segments``
+   in order (the same segments its stream encoder shows). The runner adds the
+   opt-in ``stats`` object and the ``x-fleetgate-replica`` header itself.
 4. ``stream_encoder(request, call)``: a fresh ``StreamEncoder`` for one streamed
    response. The runner feeds it every canonical event, the ``started`` event
    first and exactly one ``finish`` last (a mid-stream failure arrives as a
@@ -70,6 +73,8 @@ class CallContext:
     key_name: str = ""
     # The replica serving the call, known once it started (updated on a transparent retry).
     replica_id: str = ""
+    # The caller asked for the ``stats`` object (router.canonical.stats); the runner adds it.
+    wants_stats: bool = False
 
 
 class StreamEncoder(abc.ABC):

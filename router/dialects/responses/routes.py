@@ -8,8 +8,10 @@
 - ``GET /v1/responses/{id}``, ``DELETE /v1/responses/{id}``,
   ``GET /v1/responses/{id}/input_items`` (``limit``, ``order``, ``after``).
 
-Every response names the replica that served it in ``x-fleetgate-replica``.
-A Redis failure is a 503 in OpenAI's error shape.
+Like every dialect, a create names the replica that served it in
+``x-fleetgate-replica`` (set by the runner); ``GET`` names the replica that
+produced the stored response. A Redis failure is a 503 in OpenAI's error shape
+(``router.errors.state_store_unavailable``).
 """
 
 from __future__ import annotations
@@ -27,12 +29,10 @@ from router.dialects.responses.adapter import ResponsesDialect
 from router.dialects.responses.listing import DEFAULT_LIMIT, MAX_LIMIT, item_page
 from router.dialects.responses.protocol import ResponsesRequest
 from router.dialects.responses.response import to_json
-from router.errors import ApiError, ErrorKind, not_found
-from router.http_io import json_response
-from router.response_store import ResponseStore, StoredResponse, StoreUnavailable
+from router.errors import not_found
+from router.http_io import REPLICA_HEADER, json_response
+from router.response_store import ResponseStore, StoredResponse
 from router.state import RouterState, get_state
-
-REPLICA_HEADER = "x-fleetgate-replica"
 
 routes = APIRouter()
 
@@ -41,19 +41,9 @@ def _store(state: RouterState) -> ResponseStore:
     return ResponseStore(state.redis, state.config.router.responses_ttl_seconds)
 
 
-def store_unavailable(state: RouterState) -> ApiError:
-    return ApiError(
-        503, ErrorKind.OVERLOADED, "The response store (Redis) is unavailable; retry later",
-        retry_after=state.config.router.retry_after_seconds,
-    )
-
-
 async def _load(state: RouterState, response_id: str, key_id: str, param: str | None = None) -> StoredResponse:
-    """The stored response of this key; 404 when there is none (or it is another key's), 503 when Redis fails."""
-    try:
-        stored = await _store(state).get(response_id, key_id)
-    except StoreUnavailable:
-        raise store_unavailable(state) from None
+    """The stored response of this key; 404 when there is none (or it is another key's)."""
+    stored = await _store(state).get(response_id, key_id)
     if stored is None:
         raise not_found(f"No response with id {response_id!r} found (unknown, expired, deleted or not stored)", param)
     return stored
@@ -63,10 +53,8 @@ async def _load(state: RouterState, response_id: str, key_id: str, param: str | 
 async def create_response(http: Request) -> Response:
     state = get_state(http)
     dialect = ResponsesDialect()
-    calls: list[CallContext] = []
 
     async def prepare(request: ResponsesRequest, call: CallContext) -> runner.Prepared:
-        calls.append(call)
         affinity = None
         if request.previous_response_id:
             previous = await _load(state, request.previous_response_id, call.key_id, "previous_response_id")
@@ -80,17 +68,11 @@ async def create_response(http: Request) -> Response:
                 id=response.id, key_id=finished.key_id, replica_id=finished.replica_id,
                 input=dialect.conversation, response=to_json(response),
             )
-            try:
-                await _store(state).put(stored)
-            except StoreUnavailable:
-                raise store_unavailable(state) from None
+            await _store(state).put(stored)
 
         return runner.Prepared(canonical, affinity_replica=affinity, before_finish=store_response if request.store else None)
 
-    response = await runner.serve(http, dialect, prepare=prepare)
-    if calls and calls[0].replica_id:
-        response.headers[REPLICA_HEADER] = calls[0].replica_id
-    return response
+    return await runner.serve(http, dialect, prepare=prepare)
 
 
 @routes.get("/v1/responses/{response_id}")
@@ -105,11 +87,7 @@ async def retrieve_response(http: Request, response_id: str) -> Response:
 async def delete_response(http: Request, response_id: str) -> Response:
     state = get_state(http)
     caller = await authenticate(http, state.keys, required=state.config.router.auth)
-    try:
-        deleted = await _store(state).delete(response_id, caller.key_id)
-    except StoreUnavailable:
-        raise store_unavailable(state) from None
-    if not deleted:
+    if not await _store(state).delete(response_id, caller.key_id):
         raise not_found(f"No response with id {response_id!r} found")
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
