@@ -13,9 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from loadtest.bench.report import ROUTER_CPU_PER_REQUEST_MAX, ROUTER_CPU_PER_TOKEN_MAX  # noqa: E402
-from loadtest.bench.results import FLEETGATE, GRPC_DIRECT, LITELLM, BenchResults  # noqa: E402
+from loadtest.bench.results import BARE_RELAY, FLEETGATE, GRPC_DIRECT, LITELLM, BenchResults  # noqa: E402
 
-_COLORS = {GRPC_DIRECT: "tab:gray", FLEETGATE: "tab:blue", LITELLM: "tab:orange"}
+_COLORS = {GRPC_DIRECT: "tab:gray", BARE_RELAY: "tab:olive", FLEETGATE: "tab:blue", LITELLM: "tab:orange"}
 
 
 def _save(fig: plt.Figure, out_dir: Path, name: str) -> str:
@@ -28,7 +28,7 @@ def _save(fig: plt.Figure, out_dir: Path, name: str) -> str:
 def plot_overhead_ttft(results: BenchResults, out_dir: Path) -> str | None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     drawn = False
-    for target in (GRPC_DIRECT, FLEETGATE, LITELLM):
+    for target in (GRPC_DIRECT, BARE_RELAY, FLEETGATE, LITELLM):
         rows = sorted(results.select("a", target, label=""), key=lambda m: m.concurrency)
         if not rows:
             continue
@@ -49,7 +49,7 @@ def plot_overhead_ttft(results: BenchResults, out_dir: Path) -> str | None:
 
 
 def plot_overhead_cpu(results: BenchResults, out_dir: Path) -> str | None:
-    targets = [t for t in (FLEETGATE, LITELLM) if results.select("a", t, label="")]
+    targets = [t for t in (BARE_RELAY, FLEETGATE, LITELLM) if results.select("a", t, label="")]
     if not targets:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))

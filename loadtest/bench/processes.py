@@ -205,6 +205,17 @@ def start_router(processes: ProcessSet, config_path: Path, model: str, redis_url
     return process, base_url
 
 
+def start_bare_relay(processes: ProcessSet, replica_address: str, model: str, *,
+                     timeout: float = 60.0) -> tuple[ManagedProcess, str]:
+    """The reference relay (``loadtest.bench.bare_relay``) in front of one replica; returns its base URL."""
+    port = free_port()
+    process = processes.spawn("bare-relay", [sys.executable, "-m", "loadtest.bench.bare_relay", "--replica",
+                                             replica_address, "--model", model, "--port", str(port)])
+    base_url = f"http://{LOCALHOST}:{port}"
+    wait_until(serves_model(base_url, model), process, timeout, "bare relay")
+    return process, base_url
+
+
 def start_vllm_server(processes: ProcessSet, model_path: str, served_name: str, engine_flags: Sequence[str],
                       env: dict[str, str], *, timeout: float = 600.0) -> tuple[ManagedProcess, str]:
     """vLLM's own OpenAI server (``python -m vllm.entrypoints.openai.api_server``); returns its base URL when up."""

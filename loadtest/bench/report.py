@@ -10,7 +10,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loadtest.bench.results import FLEETGATE, GRPC_DIRECT, LITELLM, VLLM_SERVER, BenchResults, Measurement
+from loadtest.bench.results import (
+    BARE_RELAY,
+    FLEETGATE,
+    GRPC_DIRECT,
+    LITELLM,
+    VLLM_SERVER,
+    BenchResults,
+    Measurement,
+)
 from loadtest.bench.stats import ratio
 
 # Targets from the load-testing issue (printed next to the numbers, never asserted).
@@ -124,48 +132,61 @@ def _machine_section(results: BenchResults) -> list[str]:
     ]
 
 
+def _pair(first: str, second: str) -> str:
+    return f"{first} / {second}"
+
+
 def _overhead_section(results: BenchResults) -> list[str]:
-    rows = []
+    directs = results.select("a", GRPC_DIRECT, label="")
+    if not directs:
+        return []
     added_by_c = {a.concurrency: a for a in added_ttft(results, FLEETGATE, GRPC_DIRECT)}
     litellm_by_c = {a.concurrency: a for a in added_ttft(results, LITELLM, FLEETGATE)}
-    for direct in results.select("a", GRPC_DIRECT, label=""):
+    http_paths = (BARE_RELAY, FLEETGATE, LITELLM)
+    latency_rows, cpu_rows, throughput_rows = [], [], []
+    for direct in directs:
         c = direct.concurrency
-        router = results.find("a", FLEETGATE, c, label="")
-        litellm = results.find("a", LITELLM, c, label="")
-        added = added_by_c.get(c)
-        litellm_added = litellm_by_c.get(c)
-        rows.append([
-            str(c),
-            f"{ms(direct.summary.ttft_p50)} / {ms(direct.summary.ttft_p99)}",
-            f"{ms(router.summary.ttft_p50)} / {ms(router.summary.ttft_p99)}" if router else "–",
-            f"**{ms(added.p50)} / {ms(added.p99)}**" if added else "–",
-            us(router.summary.cpu_per_token) if router else "–",
-            us(router.summary.cpu_per_request) if router else "–",
-            f"{ms(litellm_added.p50)} / {ms(litellm_added.p99)}" if litellm_added else "–",
-            us(litellm.summary.cpu_per_token) if litellm else "–",
-            us(litellm.summary.cpu_per_request) if litellm else "–",
-            " / ".join(f"{m.summary.tokens_per_second:.0f}" for m in (direct, router, litellm) if m),
-            " / ".join(_errors(m) for m in (direct, router, litellm) if m),
+        row = {t: results.find("a", t, c, label="") for t in http_paths}
+        ran = [direct, *(m for m in row.values() if m)]
+
+        def ttft(m: Measurement | None) -> str:
+            return _pair(ms(m.summary.ttft_p50), ms(m.summary.ttft_p99)) if m else "–"
+
+        def cpu(m: Measurement | None) -> str:
+            return _pair(us(m.summary.cpu_per_token), us(m.summary.cpu_per_request)) if m else "–"
+
+        added, litellm_added = added_by_c.get(c), litellm_by_c.get(c)
+        latency_rows.append([
+            str(c), ttft(direct), ttft(row[BARE_RELAY]), ttft(row[FLEETGATE]),
+            f"**{_pair(ms(added.p50), ms(added.p99))}**" if added else "–",
+            ttft(row[LITELLM]), _pair(ms(litellm_added.p50), ms(litellm_added.p99)) if litellm_added else "–",
         ])
-    if not rows:
-        return []
-    sample = results.select("a", GRPC_DIRECT)[0]
+        cpu_rows.append([str(c), *(cpu(row[t]) for t in http_paths)])
+        throughput_rows.append([str(c), " / ".join(f"{m.summary.tokens_per_second:.0f}" for m in ran),
+                                " / ".join(_errors(m) for m in ran), " / ".join(m.target for m in ran)])
     lines = [
         "## (a) Router overhead (zero-latency sim replica)",
         "",
-        f"Streaming chat, {sample.max_tokens} tokens per request. Baseline: the same requests straight to the "
-        "replica over gRPC. TTFT as p50 / p99. CPU = the process's user + system time over the run divided by the "
-        "tokens / requests it streamed (it includes everything the process did, at that load).",
+        f"Streaming chat, {directs[0].max_tokens} tokens per request, the same requests on every path: straight to "
+        "the replica over gRPC (baseline); through a bare uvicorn + Starlette + grpc.aio relay with no logic "
+        "(the floor of the router's stack); through fleetgate's router; through LiteLLM's proxy in front of that "
+        "router. With every part on the same few cores, concurrency 64 and 256 saturate them: TTFT there is "
+        "mostly CPU queueing and differences of percentiles are noisy (they can even come out negative); the "
+        "CPU columns hold.",
+        "",
+        "TTFT, p50 / p99:",
         "",
     ]
-    lines += _table(
-        ["concurrency", "gRPC direct TTFT", "fleetgate TTFT", "router adds", "router CPU/token",
-         "router CPU/request", "LiteLLM adds (over fleetgate)", "LiteLLM CPU/token", "LiteLLM CPU/request",
-         "tokens/s (direct / fleetgate / LiteLLM)", "errors"],
-        rows)
+    lines += _table(["concurrency", "gRPC direct", "bare relay", "fleetgate", "router adds", "LiteLLM",
+                     "LiteLLM adds (over fleetgate)"], latency_rows)
+    lines += ["", "CPU of the hop's own process per streamed token / per request (all its user + system time "
+              "over the run, divided):", ""]
+    lines += _table(["concurrency", "bare relay", "fleetgate router", "LiteLLM proxy"], cpu_rows)
+    lines += ["", "Throughput and errors:", ""]
+    lines += _table(["concurrency", "tokens/s", "errors", "paths"], throughput_rows)
     if results.cpu_splits:
-        lines += ["", "CPU per request and per token, fitted from a 1-token-output run and a long-output run "
-                  "(cpu = per_request × requests + per_token × tokens):", ""]
+        lines += ["", "CPU per request and per streamed token, fitted from a 1-token-output run and a long-output "
+                  "run at the same concurrency (cpu = per_request × requests + per_token × tokens):", ""]
         lines += _table(["process", "CPU per request", "CPU per streamed token"],
                         [[name, us(split.per_request), us(split.per_token)]
                          for name, split in results.cpu_splits.items()])

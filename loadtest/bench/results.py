@@ -17,6 +17,7 @@ from loadtest.bench.stats import CpuCostSplit, RunSummary
 
 # Targets a measurement can have (the name tells what was in the path).
 GRPC_DIRECT = "gRPC direct to sim replica"
+BARE_RELAY = "bare relay (floor)"
 FLEETGATE = "fleetgate"
 LITELLM = "LiteLLM proxy"
 VLLM_SERVER = "vLLM OpenAI server"

@@ -1,11 +1,13 @@
 """Part (a), and LiteLLM's share of (d): what the router adds on top of a zero-latency sim replica.
 
 The same streaming work goes straight to the replica over gRPC (the baseline),
-through the router over HTTP, and (with LiteLLM) through LiteLLM's proxy in
-front of that router, at each concurrency. TTFT differences are what each hop
-adds; the hop's own CPU time over the window, divided by the tokens and the
-requests it streamed, is its cost. Two extra router runs at one concurrency,
-with 1-token and long outputs, separate the per-request from the per-token CPU.
+through a bare uvicorn/Starlette/grpc.aio relay (``bare_relay``: the floor the
+router's stack allows), through the router over HTTP, and (with LiteLLM)
+through LiteLLM's proxy in front of that router, at each concurrency. TTFT
+differences are what each hop adds; the hop's own CPU time over the window,
+divided by the tokens and the requests it streamed, is its cost. Two more runs
+per HTTP path at one concurrency, with 1-token and long outputs, separate the
+per-request from the per-token CPU.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from loadtest.bench import configs
 from loadtest.bench.cpu import CpuMeter
 from loadtest.bench.loadgen import GrpcGenerateTarget, HttpChatTarget, LoadPlan
 from loadtest.bench.parts.common import BenchContext, record_run, say, start_litellm_in_front
-from loadtest.bench.processes import ManagedProcess, ProcessSet, start_redis, start_replica, start_router
-from loadtest.bench.results import FLEETGATE, GRPC_DIRECT, LITELLM
+from loadtest.bench.processes import ProcessSet, start_bare_relay, start_redis, start_replica, start_router
+from loadtest.bench.results import BARE_RELAY, FLEETGATE, GRPC_DIRECT, LITELLM
 from loadtest.bench.stats import split_cpu_cost
 
 PART = "a"
@@ -53,16 +55,17 @@ def run_overhead(ctx: BenchContext) -> None:
         redis_url = start_redis(processes)
         replica, record = start_replica(processes, cluster, model, redis_url, name="sim-replica")
         router, router_url = start_router(processes, cluster, model, redis_url)
-        litellm: ManagedProcess | None = None
-        litellm_url = ""
+        relay, relay_url = start_bare_relay(processes, record.address, model)
+        # (name, base URL, metered process name) of every HTTP path, cheapest first.
+        http_targets = [(BARE_RELAY, relay_url, "bare-relay"), (FLEETGATE, router_url, "router")]
+        metered = {"replica": replica, "router": router, "bare-relay": relay}
         if ctx.litellm_bin is not None:
             litellm, litellm_url = start_litellm_in_front(ctx, processes, log_dir, model, f"{router_url}/v1")
+            http_targets.append((LITELLM, litellm_url, "litellm"))
+            metered["litellm"] = litellm
 
         def meters() -> list[CpuMeter]:
-            found = [CpuMeter("replica", replica.pid), CpuMeter("router", router.pid)]
-            if litellm is not None:
-                found.append(CpuMeter("litellm", litellm.pid))
-            return found
+            return [CpuMeter(name, process.pid) for name, process in metered.items()]
 
         def run_http(name: str, url: str, measured: str, plan: LoadPlan, max_tokens: int, label: str = "") -> None:
             record_run(ctx, part=PART, target_name=name, target=HttpChatTarget([url], model, max_tokens), plan=plan,
@@ -72,15 +75,11 @@ def run_overhead(ctx: BenchContext) -> None:
             plan = LoadPlan(concurrency, seconds=sizes.seconds, warmup_seconds=sizes.warmup_seconds)
             record_run(ctx, part=PART, target_name=GRPC_DIRECT, target=GrpcGenerateTarget(record.address, model,
                        sizes.max_tokens), plan=plan, max_tokens=sizes.max_tokens, meters=meters(), measured="replica")
-            run_http(FLEETGATE, router_url, "router", plan, sizes.max_tokens)
-            if litellm is not None:
-                run_http(LITELLM, litellm_url, "litellm", plan, sizes.max_tokens)
+            for name, url, measured in http_targets:
+                run_http(name, url, measured, plan, sizes.max_tokens)
 
         split_plan = LoadPlan(sizes.split_concurrency, seconds=sizes.seconds, warmup_seconds=sizes.warmup_seconds)
-        targets = [(FLEETGATE, router_url, "router")]
-        if litellm is not None:
-            targets.append((LITELLM, litellm_url, "litellm"))
-        for name, url, measured in targets:
+        for name, url, measured in http_targets:
             run_http(name, url, measured, split_plan, 1, SHORT_LABEL)
             run_http(name, url, measured, split_plan, sizes.split_long_tokens, LONG_LABEL)
             short = ctx.results.find(PART, name, label=SHORT_LABEL)
