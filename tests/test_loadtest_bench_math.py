@@ -9,7 +9,16 @@ import orjson
 import pytest
 
 from loadtest.bench import configs
-from loadtest.bench.report import MET, MISSED, NOT_MEASURED, added_ttft, render_markdown, target_rows, verdict
+from loadtest.bench.report import (
+    MET,
+    MISSED,
+    NOT_MEASURED,
+    added_ttft,
+    cores_busy,
+    render_markdown,
+    target_rows,
+    verdict,
+)
 from loadtest.bench.results import FLEETGATE, GRPC_DIRECT, LITELLM, VLLM_SERVER, BenchResults, Measurement
 from loadtest.bench.run import parse_parts
 from loadtest.bench.stats import CpuCostSplit, RequestRecord, RunSummary, percentile, ratio, split_cpu_cost, summarize
@@ -90,7 +99,9 @@ def _results() -> BenchResults:
     add(Measurement("a", GRPC_DIRECT, 1, 32, _summary(100, 3200, 0.1, ttft_p50=0.0010, ttft_p99=0.0030)))
     add(Measurement("a", FLEETGATE, 1, 32, _summary(100, 3200, 0.2, ttft_p50=0.0015, ttft_p99=0.0090)))
     add(Measurement("a", LITELLM, 1, 32, _summary(100, 3200, 0.9, ttft_p50=0.0215, ttft_p99=0.0490)))
-    add(Measurement("a", GRPC_DIRECT, 64, 32, _summary(1000, 32000, 1.0, ttft_p50=0.010, ttft_p99=0.030)))
+    # 19 busy core-seconds of 2 cores × 10 s: saturated.
+    add(Measurement("a", GRPC_DIRECT, 64, 32, _summary(1000, 32000, 1.0, ttft_p50=0.010, ttft_p99=0.030),
+                    cpu={"machine": 19.0}))
     add(Measurement("a", FLEETGATE, 64, 32, _summary(1000, 32000, 2.0, ttft_p50=0.0105, ttft_p99=0.032)))
     add(Measurement("a", FLEETGATE, 64, 1, _summary(1000, 1000, 0.5), label="CPU split: 1-token outputs"))
     results.cpu_splits[FLEETGATE] = CpuCostSplit(per_request=0.0008, per_token=0.00006)
@@ -115,7 +126,8 @@ def test_target_verdicts() -> None:
     assert rows["router adds ≤ 1 ms TTFT p50 (concurrency 1)"].verdict == MET
     assert rows["router adds ≤ 1 ms TTFT p50 (concurrency 1)"].measured == "0.50 ms"
     assert rows["router adds ≤ 5 ms TTFT p99 (concurrency 1)"].verdict == MISSED
-    assert rows["router adds ≤ 5 ms TTFT p99 (concurrency 64)"].verdict == MET
+    assert rows["router adds ≤ 5 ms TTFT p99 (concurrency 64)"].verdict == (
+        "met (cores saturated, 95% busy: queueing, see CPU)")
     assert rows["router CPU ≤ 50 µs per streamed token"].verdict == MISSED
     assert rows["router CPU ≤ 50 µs per streamed token"].measured == "60.0 µs"
     assert rows["router CPU ≤ 1 ms per request"].verdict == MET
@@ -129,6 +141,13 @@ def test_unmeasured_targets_say_so() -> None:
     empty = BenchResults(machine={}, quick=True, started_at="now")
     verdicts = {row.target: row.verdict for row in target_rows(empty)}
     assert set(verdicts.values()) == {NOT_MEASURED}
+
+
+def test_cores_busy_is_machine_cpu_over_wall_time_and_cores() -> None:
+    run = Measurement("a", GRPC_DIRECT, 1, 32, _summary(10, 320, 0.1, wall=4.0), cpu={"machine": 6.0})
+    assert cores_busy(run, 2) == pytest.approx(0.75)
+    assert cores_busy(run, None) is None
+    assert cores_busy(Measurement("a", GRPC_DIRECT, 1, 32, _summary(10, 320, 0.1)), 2) is None
 
 
 def test_verdict_edges() -> None:

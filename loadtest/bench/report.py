@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from loadtest.bench.cpu import MACHINE
 from loadtest.bench.results import (
     BARE_RELAY,
     FLEETGATE,
@@ -29,6 +30,8 @@ ROUTER_CPU_PER_REQUEST_MAX = 1e-3
 E2E_THROUGHPUT_VS_VLLM_MIN = 0.95
 
 MET, MISSED, NOT_MEASURED = "met", "missed", "not measured"
+# Above this share of all cores busy, latency is mostly waiting for a core.
+SATURATED_BUSY = 0.9
 
 
 def ms(seconds: float | None) -> str:
@@ -41,6 +44,18 @@ def us(seconds: float | None) -> str:
 
 def times(value: float | None) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.2f}×"
+
+
+def cores_busy(m: Measurement, cores: int | None) -> float | None:
+    """The share of all ``cores`` that were busy (anything on the machine) during ``m``'s window."""
+    busy = m.cpu.get(MACHINE)
+    if busy is None or not cores or m.summary.wall_seconds <= 0:
+        return None
+    return busy / (m.summary.wall_seconds * cores)
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value * 100:.0f}%"
 
 
 def verdict(value: float | None, limit: float, *, at_most: bool = True, strict: bool = False) -> str:
@@ -79,14 +94,26 @@ class TargetRow:
     verdict: str
 
 
+def _saturation_note(results: BenchResults, concurrency: int) -> str:
+    """", cores saturated (N% busy)" when a run of the comparison at ``concurrency`` kept the cores busy."""
+    cores = results.machine.get("usable_cores")
+    busy = [cores_busy(m, cores) for t in (GRPC_DIRECT, FLEETGATE)
+            if (m := results.find("a", t, concurrency, label="")) is not None]
+    worst = max((b for b in busy if b is not None), default=None)
+    if worst is None or worst < SATURATED_BUSY:
+        return ""
+    return f" (cores saturated, {percent(worst)} busy: queueing, see CPU)"
+
+
 def target_rows(results: BenchResults) -> list[TargetRow]:
     """Each target with the measured value and met / missed."""
     rows: list[TargetRow] = []
     for added in added_ttft(results, FLEETGATE, GRPC_DIRECT):
+        note = _saturation_note(results, added.concurrency)
         rows.append(TargetRow(f"router adds ≤ 1 ms TTFT p50 (concurrency {added.concurrency})", ms(added.p50),
-                              verdict(added.p50, ROUTER_TTFT_P50_ADDED_MAX)))
+                              verdict(added.p50, ROUTER_TTFT_P50_ADDED_MAX) + note))
         rows.append(TargetRow(f"router adds ≤ 5 ms TTFT p99 (concurrency {added.concurrency})", ms(added.p99),
-                              verdict(added.p99, ROUTER_TTFT_P99_ADDED_MAX)))
+                              verdict(added.p99, ROUTER_TTFT_P99_ADDED_MAX) + note))
     split = results.cpu_splits.get(FLEETGATE)
     rows.append(TargetRow("router CPU ≤ 50 µs per streamed token", us(split.per_token if split else None),
                           verdict(split.per_token if split else None, ROUTER_CPU_PER_TOKEN_MAX)))
@@ -162,7 +189,9 @@ def _overhead_section(results: BenchResults) -> list[str]:
             ttft(row[LITELLM]), _pair(ms(litellm_added.p50), ms(litellm_added.p99)) if litellm_added else "–",
         ])
         cpu_rows.append([str(c), *(cpu(row[t]) for t in http_paths)])
+        cores = results.machine.get("usable_cores")
         throughput_rows.append([str(c), " / ".join(f"{m.summary.tokens_per_second:.0f}" for m in ran),
+                                " / ".join(percent(cores_busy(m, cores)) for m in ran),
                                 " / ".join(_errors(m) for m in ran), " / ".join(m.target for m in ran)])
     lines = [
         "## (a) Router overhead (zero-latency sim replica)",
@@ -182,8 +211,8 @@ def _overhead_section(results: BenchResults) -> list[str]:
     lines += ["", "CPU of the hop's own process per streamed token / per request (all its user + system time "
               "over the run, divided):", ""]
     lines += _table(["concurrency", "bare relay", "fleetgate router", "LiteLLM proxy"], cpu_rows)
-    lines += ["", "Throughput and errors:", ""]
-    lines += _table(["concurrency", "tokens/s", "errors", "paths"], throughput_rows)
+    lines += ["", "Throughput, how busy the machine's cores were (everything on it), and errors:", ""]
+    lines += _table(["concurrency", "tokens/s", "cores busy", "errors", "paths"], throughput_rows)
     if results.cpu_splits:
         lines += ["", "CPU per request and per streamed token, fitted from a 1-token-output run and a long-output "
                   "run at the same concurrency (cpu = per_request × requests + per_token × tokens):", ""]
@@ -227,9 +256,10 @@ def _scale_out_section(results: BenchResults) -> list[str]:
     if not measured:
         return []
     base = measured[0].summary.tokens_per_second
+    cores = results.machine.get("usable_cores")
     rows = [[m.label, f"{m.summary.tokens_per_second:.0f}", times(ratio(m.summary.tokens_per_second, base)),
              f"{m.summary.requests_per_second:.1f}", ms(m.summary.ttft_p50), ms(m.summary.ttft_p99),
-             f"{m.cpu.get('routers') or 0:.2f} s", _errors(m)] for m in measured]
+             f"{m.cpu.get('routers') or 0:.2f} s", percent(cores_busy(m, cores)), _errors(m)] for m in measured]
     sample = measured[0]
     lines = [
         "## (c) Scale-out (sim replicas with realistic latency)",
@@ -239,7 +269,7 @@ def _scale_out_section(results: BenchResults) -> list[str]:
         "",
     ]
     return lines + _table(["topology", "tokens/s", "speed-up", "requests/s", "TTFT p50", "TTFT p99",
-                           "routers' CPU", "errors"], rows) + [""]
+                           "routers' CPU", "cores busy", "errors"], rows) + [""]
 
 
 def render_markdown(results: BenchResults, plot_files: Sequence[str] = ()) -> str:

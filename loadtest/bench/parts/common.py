@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtest.bench import configs
-from loadtest.bench.cpu import CpuMeter
+from loadtest.bench.cpu import MACHINE, CpuMeter, MachineCpuMeter
 from loadtest.bench.loadgen import LoadPlan, LoadTarget, measure
 from loadtest.bench.processes import ManagedProcess, ProcessSet, start_litellm_proxy
 from loadtest.bench.results import BenchResults, Measurement
@@ -35,8 +35,11 @@ def say(message: str) -> None:
 def record_run(ctx: BenchContext, *, part: str, target_name: str, target: LoadTarget, plan: LoadPlan,
                max_tokens: int, meters: Sequence[CpuMeter] = (), measured: str | None = None,
                label: str = "") -> Measurement:
-    """Run ``plan`` against ``target``, summarize it (CPU of the meter named ``measured``) and add the row."""
-    run = asyncio.run(measure(target, plan, meters))
+    """Run ``plan`` against ``target``, summarize it (CPU of the meter named ``measured``) and add the row.
+
+    The whole machine's busy time is always metered too (``cpu[MACHINE]``).
+    """
+    run = asyncio.run(measure(target, plan, [*meters, MachineCpuMeter(MACHINE)]))
     summary = summarize(run.records, run.wall_seconds, run.cpu_seconds.get(measured) if measured else None)
     row = ctx.results.add(Measurement(part=part, target=target_name, concurrency=plan.concurrency,
                                       max_tokens=max_tokens, summary=summary, label=label, cpu=run.cpu_seconds))

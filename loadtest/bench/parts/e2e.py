@@ -32,7 +32,7 @@ class EndToEndSizes:
     max_tokens: int
 
 
-FULL = EndToEndSizes(concurrency=16, requests=96, warmup_requests=16, max_tokens=64)
+FULL = EndToEndSizes(concurrency=16, requests=160, warmup_requests=16, max_tokens=64)
 QUICK = EndToEndSizes(concurrency=4, requests=8, warmup_requests=4, max_tokens=16)
 
 

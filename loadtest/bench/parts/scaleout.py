@@ -59,4 +59,4 @@ def run_scale_out(ctx: BenchContext) -> None:
                              target=HttpChatTarget([url for _, url in started], model, sizes.max_tokens),
                              plan=plan, max_tokens=sizes.max_tokens, meters=meters, label=label)
             # The routers' CPU together is what the topology spends on routing.
-            row.cpu["routers"] = sum(seconds or 0.0 for seconds in row.cpu.values())
+            row.cpu["routers"] = sum(row.cpu.get(meter.name) or 0.0 for meter in meters)
