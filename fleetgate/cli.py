@@ -6,7 +6,8 @@
     fleetgate replica --model NAME [--config FILE] [--port N]     one replica as a plain process (no Ray)
     fleetgate controller [--config FILE]                          replicas as Ray actors (inside a Ray cluster)
     fleetgate models prepare                                      convert the bundled model once
-    fleetgate keys create --name NAME | list | revoke KEY_ID      API keys in Redis
+    fleetgate keys create --name NAME [--rpm N] [--tpm N] | list | revoke KEY | limit KEY [--rpm N] [--tpm N]
+                                                                  API keys in Redis, and their rate limits
     fleetgate bench ...                                           side-by-side benchmarks (loadtest/)
 """
 
@@ -18,6 +19,25 @@ import sys
 
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="YAML config (default deploy/local.yaml)")
+
+
+def _rate_limit(text: str) -> int:
+    """A key's own rate limit: a positive number, or 0 / none to follow the router's default."""
+    if text.strip().lower() == "none":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, 0 or none, got {text!r}")
+    return value
+
+
+def _add_rate_limits(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rpm", type=_rate_limit, default=None, help="requests per minute (0 or none: the router's default)")
+    p.add_argument("--tpm", type=_rate_limit, default=None,
+                   help="prompt + completion tokens per minute (0 or none: the router's default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,9 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True)
-    keys_sub.add_parser("list", help="list keys (never the secret)")
+    _add_rate_limits(create)
+    keys_sub.add_parser("list", help="list keys and their rate limits (never the secret)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id or name")
     revoke.add_argument("key")
+    limit = keys_sub.add_parser("limit", help="set or clear a key's own rate limits, by its id or name")
+    limit.add_argument("key")
+    _add_rate_limits(limit)
 
     bench = sub.add_parser("bench", help="side-by-side benchmarks into loadtest/results (router overhead, vLLM, "
                                          "scale-out, LiteLLM)")

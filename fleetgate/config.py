@@ -52,6 +52,14 @@ class RouterConfig(_Strict):
     responses_ttl_seconds: int = 30 * 24 * 3600
     # An affinity replica is skipped when its load exceeds the least loaded by this much.
     affinity_max_extra_load: int = 8
+    # Every API key's default rate limits (None: unlimited); `fleetgate keys limit` overrides them per
+    # key. Tokens are prompt + completion, counted after each request and checked before the next.
+    # With auth off, all callers share one window under these limits.
+    rate_limit_requests_per_minute: int | None = Field(None, ge=1)
+    rate_limit_tokens_per_minute: int | None = Field(None, ge=1)
+    # Length of a rate-limit window, opened by a key's first request; the limits count per window
+    # (60: per minute, as named). Shorter windows are for tests.
+    rate_limit_window_seconds: float = Field(60.0, gt=0)
 
 
 class ReplicaDefaults(_Strict):

@@ -26,6 +26,7 @@ from router.dialects.responses.routes import routes as responses_routes
 from router.dispatch import Dispatcher
 from router.errors import install_error_handlers
 from router.meta_routes import routes as meta_routes
+from router.rate_limit_store import RateLimiter
 from router.registry_view import RegistryView
 from router.replica_client import ChannelPool
 from router.state import RouterState
@@ -77,6 +78,7 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             balancer=balancer,
             dispatcher=Dispatcher(registry, balancer, channels, retry_after_seconds=settings.retry_after_seconds),
             keys=keys,
+            rate_limiter=RateLimiter.from_settings(redis, settings),
         )
         try:
             await register_bootstrap_key(keys)

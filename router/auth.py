@@ -7,8 +7,9 @@ Redis keys (no TTL: a key lives until it is revoked, and a revoked key stays
 listed so its id keeps meaning something):
 
 - ``fleetgate:apikey:<sha256 hex>``: hash ``{id, name, created_at, revoked,
-  revoked_at}``. One ``HGETALL`` authenticates a request, so revocation takes
-  effect at once on every router.
+  revoked_at}``, plus ``rpm`` / ``tpm`` when the key has its own rate limits
+  (``router.rate_limit``). One ``HGETALL`` authenticates a request, so revocation
+  and limit changes take effect at once on every router.
 - ``fleetgate:apikey-id:<key id>``: the sha256 hex of that key, to revoke and list by id.
 
 Clients send the key as ``Authorization: Bearer <key>`` or ``x-api-key: <key>``
@@ -22,17 +23,20 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
 from starlette.requests import Request
 
 from router.errors import authentication_failed
+from router.rate_limit import Limits
 
 KEY_SECRET_PREFIX = "sk-fg-"
 KEY_RECORD_PREFIX = "fleetgate:apikey:"
 KEY_ID_PREFIX = "fleetgate:apikey-id:"
 BOOTSTRAP_KEY_NAME = "bootstrap"
+# Fields of a key's record holding its own rate limits (absent: the router's defaults).
+LIMIT_FIELDS = {"requests": "rpm", "tokens": "tpm"}
 
 # Atomically create the record and its id index unless the key hash is already registered.
 _REGISTER_SCRIPT = """
@@ -50,6 +54,8 @@ class KeyInfo:
     created_at: float
     revoked: bool
     revoked_at: float | None = None
+    # The key's own rate limits; None fields follow the router's defaults.
+    limits: Limits = Limits()
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class Caller:
 
     key_id: str = ""
     key_name: str = ""
+    limits: Limits = Limits()
 
 
 ANONYMOUS = Caller()
@@ -82,12 +89,14 @@ def new_key_id() -> str:
 def _decode(record: dict[bytes, bytes]) -> KeyInfo:
     fields = {k.decode(): v.decode() for k, v in record.items()}
     revoked_at = fields.get("revoked_at") or ""
+    own = {name: int(fields[field]) for name, field in LIMIT_FIELDS.items() if fields.get(field)}
     return KeyInfo(
         id=fields["id"],
         name=fields.get("name", ""),
         created_at=float(fields.get("created_at") or 0),
         revoked=fields.get("revoked") == "1",
         revoked_at=float(revoked_at) if revoked_at else None,
+        limits=Limits(**own),
     )
 
 
@@ -109,8 +118,9 @@ class KeyStore:
             return None
         return await self.lookup(secret)
 
-    async def create(self, name: str) -> tuple[str, KeyInfo]:
-        """A new key named ``name`` (unique among active keys): ``(secret, info)``; the secret is not stored."""
+    async def create(self, name: str, limits: Limits = Limits()) -> tuple[str, KeyInfo]:
+        """A new key named ``name`` (unique among active keys), with its own ``limits`` if any:
+        ``(secret, info)``; the secret is not stored."""
         if not name:
             raise ValueError("a key needs a name")
         if any(k.name == name and not k.revoked for k in await self.list()):
@@ -118,6 +128,8 @@ class KeyStore:
         secret = new_secret()
         info = await self.register(secret, name)
         assert info is not None, "a fresh random key cannot already exist"
+        if not limits.unlimited:
+            info = await self.set_limits(info.id, requests=limits.requests, tokens=limits.tokens)
         return secret, info
 
     async def lookup(self, secret: str) -> KeyInfo | None:
@@ -142,8 +154,8 @@ class KeyStore:
             if digest:
                 yield digest.decode()
 
-    async def revoke(self, id_or_name: str) -> KeyInfo:
-        """Revoke a key by id, or by the name of exactly one active key. Idempotent for ids."""
+    async def _find(self, id_or_name: str, action: str) -> tuple[KeyInfo, str]:
+        """The key with this id, or the one active key with this name, and its record's Redis key."""
         keys = await self.list()
         matches = [k for k in keys if k.id == id_or_name]
         if not matches:
@@ -151,16 +163,39 @@ class KeyStore:
         if not matches:
             raise KeyLookupError(f"no key with id or active name {id_or_name!r}")
         if len(matches) > 1:
-            raise KeyLookupError(f"{len(matches)} active keys are named {id_or_name!r}: revoke by id")
+            raise KeyLookupError(f"{len(matches)} active keys are named {id_or_name!r}: {action} by id")
         key = matches[0]
         digest = await self.redis.get(KEY_ID_PREFIX + key.id)
         if digest is None:
-            raise KeyLookupError(f"key {key.id} vanished while revoking")
+            raise KeyLookupError(f"key {key.id} vanished")
+        return key, KEY_RECORD_PREFIX + digest.decode()
+
+    async def revoke(self, id_or_name: str) -> KeyInfo:
+        """Revoke a key by id, or by the name of exactly one active key. Idempotent for ids."""
+        key, record = await self._find(id_or_name, "revoke")
         revoked_at = time.time()
         if not key.revoked:
-            await self.redis.hset(KEY_RECORD_PREFIX + digest.decode(), mapping={"revoked": "1", "revoked_at": repr(revoked_at)})
-            key = KeyInfo(key.id, key.name, key.created_at, True, revoked_at)
+            await self.redis.hset(record, mapping={"revoked": "1", "revoked_at": repr(revoked_at)})
+            key = replace(key, revoked=True, revoked_at=revoked_at)
         return key
+
+    async def set_limits(self, id_or_name: str, *, requests: int | None = None, tokens: int | None = None) -> KeyInfo:
+        """Set a key's own requests / tokens per window limits (by id or active name): None leaves one as
+        it is, 0 clears it (the key follows the router's default again)."""
+        key, record = await self._find(id_or_name, "limit")
+        wanted = {"requests": requests, "tokens": tokens}
+        changes = {LIMIT_FIELDS[name]: value for name, value in wanted.items() if value is not None}
+        if any(value < 0 for value in changes.values()):
+            raise ValueError("a rate limit is a positive number, or 0 to clear it")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for field, value in changes.items():
+                if value:
+                    pipe.hset(record, field, str(value))
+                else:
+                    pipe.hdel(record, field)
+            pipe.hgetall(record)
+            *_, stored = await pipe.execute()
+        return _decode(stored)
 
 
 def presented_key(request: Request) -> str | None:
@@ -186,4 +221,4 @@ async def authenticate(request: Request, keys: KeyStore, *, required: bool) -> C
         raise authentication_failed("Invalid API key")
     if info.revoked:
         raise authentication_failed("This API key has been revoked")
-    return Caller(key_id=info.id, key_name=info.name)
+    return Caller(key_id=info.id, key_name=info.name, limits=info.limits)

@@ -1,7 +1,8 @@
 """The one canonical API error, its constructors, and how each dialect renders it.
 
 Every failure a client can see is an ``ApiError`` (status, kind, message, param,
-retry_after, code). Routes and adapters raise it; the exception handlers
+retry_after, code; optionally OpenAI's own error ``type`` and extra response headers,
+as a rate limit's 429 has). Routes and adapters raise it; the exception handlers
 installed by ``install_error_handlers`` render it in the shape the request path
 calls for: ``/v1/messages*`` gets Anthropic's ``{"type": "error", "error": {...}}``,
 everything else OpenAI's ``{"error": {"message", "type", "param", "code"}}``.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -70,6 +71,8 @@ class ApiError(Exception):
         retry_after: int | None = None,
         *,
         code: str | None = None,
+        openai_type: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -78,13 +81,17 @@ class ApiError(Exception):
         self.param = param
         self.retry_after = retry_after
         self.code = code
+        # OpenAI's `type` when it is not the kind's usual one (a rate limit: "requests" or "tokens").
+        self.openai_type = openai_type
+        self.extra_headers = dict(extra_headers or {})
 
     def __repr__(self) -> str:
         return f"ApiError({self.status}, {self.kind.value}, {self.message!r}, param={self.param!r})"
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        retry = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        return {**self.extra_headers, **retry}
 
 
 # ------------------------------------------------------------------ constructors
@@ -112,6 +119,12 @@ def request_too_large(limit_bytes: int) -> ApiError:
 
 def overloaded(message: str, retry_after: int | None) -> ApiError:
     return ApiError(503, ErrorKind.OVERLOADED, message, retry_after=retry_after)
+
+
+def rate_limited(message: str, retry_after: int, *, limit: str, headers: Mapping[str, str]) -> ApiError:
+    """429: the caller's key is over its ``limit`` ("requests" or "tokens", OpenAI's error type) for this window."""
+    return ApiError(429, ErrorKind.RATE_LIMIT, message, retry_after=retry_after, code="rate_limit_exceeded",
+                    openai_type=limit, extra_headers=headers)
 
 
 STATE_STORE_UNAVAILABLE_MESSAGE = "shared state store unavailable, retry"
@@ -226,7 +239,8 @@ def error_format_for_path(path: str) -> ErrorFormat:
 
 
 def openai_error_body(err: ApiError) -> dict[str, Any]:
-    return {"error": {"message": err.message, "type": _WIRE_TYPES[err.kind][0], "param": err.param, "code": err.code}}
+    wire_type = err.openai_type or _WIRE_TYPES[err.kind][0]
+    return {"error": {"message": err.message, "type": wire_type, "param": err.param, "code": err.code}}
 
 
 def anthropic_error_body(err: ApiError) -> dict[str, Any]:

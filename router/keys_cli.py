@@ -1,8 +1,11 @@
-"""``fleetgate keys create --name NAME | list | revoke ID_OR_NAME``: manage API keys in the config's Redis.
+"""``fleetgate keys create --name NAME [--rpm N] [--tpm N] | list | revoke KEY | limit KEY [--rpm N] [--tpm N]``.
 
-``create`` prints the new key once (it is stored only as a hash); ``list`` shows
-id, name, creation time and revocation, never a secret or hash; ``revoke`` takes
-a key id or the name of an active key.
+API keys in the config's Redis. ``create`` prints the new key once (it is stored
+only as a hash); ``list`` shows id, name, creation time, revocation and the key's
+own rate limits (``default``: the router's), never a secret or hash; ``revoke``
+and ``limit`` take a key id or the name of an active key. ``--rpm`` / ``--tpm``
+set the key's requests / tokens per minute; 0 or ``none`` clears one, so the key
+follows ``router.rate_limit_*_per_minute`` again (see ``router.rate_limit``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import redis.asyncio as aioredis
 
 from fleetgate.config import load_config
 from router.auth import KeyInfo, KeyLookupError, KeyStore
+from router.rate_limit import Limits
 
 
 def _when(timestamp: float | None) -> str:
@@ -24,10 +28,18 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _limit(value: int | None) -> str:
+    return "default" if value is None else str(value)
+
+
 def _table(keys: list[KeyInfo]) -> str:
-    rows = [("ID", "NAME", "CREATED", "REVOKED")]
-    rows += [(k.id, k.name, _when(k.created_at), _when(k.revoked_at) if k.revoked else "no") for k in keys]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    rows = [("ID", "NAME", "CREATED", "REVOKED", "RPM", "TPM")]
+    rows += [
+        (k.id, k.name, _when(k.created_at), _when(k.revoked_at) if k.revoked else "no", _limit(k.limits.requests),
+         _limit(k.limits.tokens))
+        for k in keys
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
@@ -38,7 +50,7 @@ async def _run(args: argparse.Namespace) -> int:
         store = KeyStore(client)
         if args.keys_command == "create":
             try:
-                secret, info = await store.create(args.name)
+                secret, info = await store.create(args.name, Limits(args.rpm or None, args.tpm or None))
             except ValueError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
@@ -55,6 +67,17 @@ async def _run(args: argparse.Namespace) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
             print(f"revoked {info.id} ({info.name})")
+            return 0
+        if args.keys_command == "limit":
+            if args.rpm is None and args.tpm is None:
+                print("error: give --rpm and/or --tpm (0 or none clears one)", file=sys.stderr)
+                return 2
+            try:
+                info = await store.set_limits(args.key, requests=args.rpm, tokens=args.tpm)
+            except KeyLookupError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            print(f"{info.id} ({info.name}): rpm {_limit(info.limits.requests)}, tpm {_limit(info.limits.tokens)}")
             return 0
     finally:
         await client.aclose()

@@ -4,7 +4,7 @@ The runner creates one ``RequestMetrics`` per request and reports to it: when
 the model is known (``bind``: in-flight up), each content event of a stream
 (time to first token, inter-token latency), and the end (``finish``: requests
 by status, end-to-end latency, token counters from the usage, errors by type,
-in-flight down). Status labels are HTTP statuses, plus ``499`` for a client that
+in-flight down; a 429 also counts in ``fleetgate_rate_limited_total``). Status labels are HTTP statuses, plus ``499`` for a client that
 went away. A model label is a served model's name or ``unknown``, never free text.
 """
 
@@ -14,7 +14,7 @@ import time
 
 from router import metrics
 from router.canonical.fold import Completion
-from router.errors import ApiError
+from router.errors import ApiError, ErrorKind
 
 UNKNOWN_MODEL_LABEL = "unknown"
 CLIENT_CLOSED = 499
@@ -61,6 +61,8 @@ class RequestMetrics:
         error = error or (completion.error if completion else None)
         if error is not None:
             metrics.ERRORS.labels(type=error.kind.value, **labels).inc()
+            if error.kind is ErrorKind.RATE_LIMIT:
+                metrics.RATE_LIMITED.labels(model=self.model).inc()
         if completion is not None:
             usage = completion.usage
             metrics.PROMPT_TOKENS.labels(**labels).inc(usage.prompt_tokens)

@@ -1,4 +1,4 @@
-"""What one router process holds while it runs: config, Redis pool, registry view, channels, balancer, dispatcher, keys.
+"""What one router process holds while it runs: config, Redis pool, registry view, channels, balancer, dispatcher, keys, rate limiter.
 
 Nothing here is state another router would need: the registry and the keys are
 read from Redis; in-flight counts and quarantined replicas are this router's own
@@ -16,6 +16,7 @@ from fleetgate.config import FleetgateConfig
 from router.auth import KeyStore
 from router.balancer import Balancer
 from router.dispatch import Dispatcher
+from router.rate_limit_store import RateLimiter
 from router.registry_view import RegistryView
 from router.replica_client import ChannelPool
 from router.request_metrics import UNKNOWN_MODEL_LABEL
@@ -30,6 +31,7 @@ class RouterState:
     balancer: Balancer
     dispatcher: Dispatcher
     keys: KeyStore
+    rate_limiter: RateLimiter
 
     def model_label(self, model: str) -> str:
         """A bounded metrics label for a requested model name."""

@@ -2,42 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import httpx
 import openai
 import pytest
 import redis
 
-from router_process import REPO, ROUTER_CONFIG, RouterProcess, router_cluster, router_factory  # noqa: F401
+from keys_helpers import create_key, keys_cli, listed
+from router_process import RouterProcess, router_cluster, router_factory  # noqa: F401
 
 HELLO = [{"role": "user", "content": "hi"}]
 AUTH_ON = {"FLEETGATE_ROUTER__AUTH": "true"}
-
-
-def keys_cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FLEETGATE_REDIS__URL": redis_url}
-    return subprocess.run(
-        [sys.executable, "-m", "fleetgate.cli", "keys", "--config", str(ROUTER_CONFIG), *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
-    )
-
-
-def create_key(redis_url: str, name: str) -> str:
-    result = keys_cli(redis_url, "create", "--name", name)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
-def listed(redis_url: str) -> dict[str, list[str]]:
-    """name -> [id, created, revoked] rows of ``fleetgate keys list``."""
-    result = keys_cli(redis_url, "list")
-    assert result.returncode == 0, result.stderr
-    header, *rows = result.stdout.splitlines()
-    assert header.split() == ["ID", "NAME", "CREATED", "REVOKED"]
-    return {row.split()[1]: [row.split()[0], *row.split()[2:]] for row in rows}
 
 
 def chat_ok(router: RouterProcess, key: str) -> bool:
@@ -51,9 +25,10 @@ def chat_ok(router: RouterProcess, key: str) -> bool:
 def test_keys_cli_create_list_revoke(redis_server) -> None:
     secret = create_key(redis_server.url, "cli-alice")
     assert secret.startswith("sk-fg-") and len(secret) > 40
-    rows = listed(redis_server.url)
-    key_id, created, revoked = rows["cli-alice"]
+    row = listed(redis_server.url)["cli-alice"]
+    key_id, created, revoked = row["ID"], row["CREATED"], row["REVOKED"]
     assert key_id.startswith("key_") and created.endswith("Z") and revoked == "no"
+    assert (row["RPM"], row["TPM"]) == ("default", "default")
     listing = keys_cli(redis_server.url, "list").stdout
     assert secret not in listing and secret.removeprefix("sk-fg-") not in listing
 
@@ -69,7 +44,7 @@ def test_keys_cli_create_list_revoke(redis_server) -> None:
 
     revoked_run = keys_cli(redis_server.url, "revoke", "cli-alice")
     assert revoked_run.returncode == 0 and key_id in revoked_run.stdout
-    assert listed(redis_server.url)["cli-alice"][2] != "no"
+    assert listed(redis_server.url)["cli-alice"]["REVOKED"] != "no"
     # By id, again: idempotent. An unknown key is an error.
     assert keys_cli(redis_server.url, "revoke", key_id).returncode == 0
     unknown = keys_cli(redis_server.url, "revoke", "nobody")

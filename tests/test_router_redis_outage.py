@@ -105,3 +105,26 @@ def test_redis_down_is_503_in_each_dialect_shape_then_recovers(outage_cluster) -
     replica.wait_registered(timeout=30)
     router.wait_for_replicas("rt-sim", 1)
     assert _chat(router, key) and _message(router, key)
+
+
+def test_redis_down_under_rate_limits_is_503_then_recovers(outage_cluster, tmp_path: Path) -> None:
+    """Auth off, a default limit: the rate-limit window is the first thing in Redis a request needs."""
+    server, replica, _, _ = outage_cluster
+    limited = RouterProcess(ROUTER_CONFIG, server.url, env={"FLEETGATE_ROUTER__RATE_LIMIT_REQUESTS_PER_MINUTE": "100"},
+                            log_path=tmp_path / "limited-router.log")
+    with limited:
+        limited.wait_for_replicas("rt-sim", 1)
+        answer = limited.openai().chat.completions.with_raw_response.create(model="rt-sim", messages=HELLO)
+        assert answer.headers["x-ratelimit-limit-requests"] == "100"
+
+        server.stop()
+        with pytest.raises(openai.APIStatusError) as caught:
+            limited.openai().chat.completions.create(model="rt-sim", messages=HELLO)
+        assert (caught.value.status_code, caught.value.response.headers["retry-after"]) == (503, RETRY_AFTER)
+        assert caught.value.body["code"] == "state_store_unavailable"
+
+        server.start()
+        replica.wait_registered(timeout=30)
+        limited.wait_for_replicas("rt-sim", 1)
+        answer = limited.openai().chat.completions.with_raw_response.create(model="rt-sim", messages=HELLO)
+        assert answer.headers["x-ratelimit-remaining-requests"] == "98"

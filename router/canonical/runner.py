@@ -8,7 +8,9 @@ Retry-After, the replica's 400 / 404 refusals, one retry before the first token)
 → either fold the events and answer ``dialect.render_json`` or stream
 ``dialect.stream_encoder`` frames as server-sent events. It records the request's
 metrics and, when the client goes away, cancels the gRPC call so the replica
-aborts the engine request.
+aborts the engine request. Between translation and dispatch, the caller's key is
+admitted against its rate limits (``router.rate_limit_store``: 429, and the
+limit headers on every answer; not for ``count_prompt_tokens``).
 
 Every answer after dispatch, JSON or SSE, names the replica that served it in
 the ``x-fleetgate-replica`` header. A stream's response starts once the first
@@ -87,6 +89,8 @@ async def serve(http: Request, dialect: Dialect[Any], *, prepare: Prepare | None
     clock = GenerationClock()
     try:
         parsed, prepared = await _accept(http, state, dialect, call, observer, prepare)
+        fmt = error_format_for_path(http.url.path)
+        prepared.before_finish = await state.rate_limiter.admit(call, fmt, prepared.before_finish)
         stream = await state.dispatcher.open_stream(prepared.request, affinity_replica=prepared.affinity_replica)
     except RedisError as exc:
         err = _state_store_error(state)
@@ -109,7 +113,8 @@ async def serve(http: Request, dialect: Dialect[Any], *, prepare: Prepare | None
 
 
 def _served_by(call: CallContext) -> dict[str, str]:
-    return {REPLICA_HEADER: call.replica_id} if call.replica_id else {}
+    served = {REPLICA_HEADER: call.replica_id} if call.replica_id else {}
+    return {**call.response_headers, **served}
 
 
 def _state_store_error(state: RouterState) -> ApiError:
@@ -135,7 +140,7 @@ async def _accept(
     """Authenticate, parse and translate; the canonical request checked against the model."""
     settings = state.config.router
     caller = await authenticate(http, state.keys, required=settings.auth)
-    call.key_id, call.key_name = caller.key_id, caller.key_name
+    call.key_id, call.key_name, call.key_limits = caller.key_id, caller.key_name, caller.limits
     body = await read_json_body(http, settings.max_body_bytes)
     call.wants_stats = wants_stats(http.headers, body)
     parsed = dialect.parse(body)

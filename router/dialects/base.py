@@ -53,6 +53,7 @@ from pydantic import BaseModel, ValidationError
 from fleetgate.v1 import replica_pb2 as pb
 from router.canonical.fold import Completion
 from router.errors import from_validation_error, invalid_request
+from router.rate_limit import Limits
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
@@ -68,13 +69,16 @@ class CallContext:
     stream: bool = False
     # Unix seconds when the request arrived (OpenAI's `created`).
     created: int = field(default_factory=lambda: int(time.time()))
-    # The API key that made the call ("" when auth is off).
+    # The API key that made the call ("" when auth is off), and its own rate limits.
     key_id: str = ""
     key_name: str = ""
+    key_limits: Limits = Limits()
     # The replica serving the call, known once it started (updated on a transparent retry).
     replica_id: str = ""
     # The caller asked for the ``stats`` object (router.canonical.stats); the runner adds it.
     wants_stats: bool = False
+    # Headers the runner adds to every answer of the call (the key's rate-limit headers).
+    response_headers: dict[str, str] = field(default_factory=dict)
 
 
 class StreamEncoder(abc.ABC):

@@ -1,0 +1,130 @@
+"""Rate-limit windows in Redis: admit a request, then charge its tokens (the math is in ``router.rate_limit``).
+
+Redis key ``fleetgate:ratelimit:<key id>`` (``fleetgate:ratelimit:anonymous``
+with auth off): a hash ``{requests, tokens}`` for the key's current window. Its
+TTL is the window: set to ``router.rate_limit_window_seconds`` (default 60 s)
+by the write that opens the window and never extended, so the hash disappears
+when the window closes, and its PTTL is the time to the reset (Redis's clock,
+the same for every router). Each step is one Lua script on one key, atomic
+across any number of routers sharing the Redis:
+
+- admit (before dispatch): refuse when the window's requests or tokens have
+  reached a limit, without counting; otherwise count the request.
+- charge (after the last event, before the last frame or the JSON body): add
+  the request's prompt + completion tokens. Only keys with a token limit are
+  charged; a request whose client went away before the end is not.
+
+A Redis error while admitting propagates (the runner answers the 503
+``state_store_unavailable``); one while charging is logged, the answer is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from fleetgate.config import RouterConfig
+from router.canonical.fold import Completion
+from router.dialects.base import CallContext
+from router.errors import ErrorFormat
+from router.rate_limit import Limits, WindowReading, bucket_for, rate_limit_error, rate_limit_headers
+
+log = logging.getLogger("fleetgate.router.rate_limit")
+
+WINDOW_PREFIX = "fleetgate:ratelimit:"
+NO_LIMIT = -1
+
+# KEYS[1] the window; ARGV window ms, request limit, token limit (-1: none).
+# Refuses by the rule of router.rate_limit.exceeded. Returns {admitted, requests, tokens, pttl}.
+_ADMIT_SCRIPT = """
+local counts = redis.call('HMGET', KEYS[1], 'requests', 'tokens')
+local requests = tonumber(counts[1]) or 0
+local tokens = tonumber(counts[2]) or 0
+local request_limit = tonumber(ARGV[2])
+local token_limit = tonumber(ARGV[3])
+local admitted = 1
+if (request_limit >= 0 and requests >= request_limit) or (token_limit >= 0 and tokens >= token_limit) then
+  admitted = 0
+else
+  requests = redis.call('HINCRBY', KEYS[1], 'requests', 1)
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  ttl = tonumber(ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return {admitted, requests, tokens, ttl}
+"""
+
+# KEYS[1] the window; ARGV window ms, tokens. Opens a new window when the old one closed meanwhile.
+_CHARGE_SCRIPT = """
+redis.call('HINCRBY', KEYS[1], 'tokens', ARGV[2])
+if redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+BeforeFinish = Callable[[Completion, CallContext], Awaitable[None]]
+
+
+def _limit_arg(limit: int | None) -> int:
+    return NO_LIMIT if limit is None else limit
+
+
+class RateLimiter:
+    """Admits requests against their key's window and charges their tokens (see the module docstring)."""
+
+    def __init__(self, redis: aioredis.Redis, defaults: Limits, window_seconds: float) -> None:
+        self.defaults = defaults
+        self.window_seconds = window_seconds
+        self._window_ms = max(1, round(window_seconds * 1000))
+        self._admit = redis.register_script(_ADMIT_SCRIPT)
+        self._charge = redis.register_script(_CHARGE_SCRIPT)
+
+    @classmethod
+    def from_settings(cls, redis: aioredis.Redis, settings: RouterConfig) -> "RateLimiter":
+        defaults = Limits(settings.rate_limit_requests_per_minute, settings.rate_limit_tokens_per_minute)
+        return cls(redis, defaults, settings.rate_limit_window_seconds)
+
+    async def admit(self, call: CallContext, fmt: ErrorFormat, before_finish: BeforeFinish | None) -> BeforeFinish | None:
+        """Count ``call`` in its key's window or raise the 429; the rate-limit headers go to
+        ``call.response_headers``. Returns ``before_finish``, wrapped to charge the tokens when the key has a
+        token limit."""
+        limits = call.key_limits.over(self.defaults)
+        if limits.unlimited:
+            return before_finish
+        bucket = bucket_for(call.key_id)
+        admitted, requests, tokens, pttl = await self._admit(
+            keys=[WINDOW_PREFIX + bucket], args=[self._window_ms, _limit_arg(limits.requests), _limit_arg(limits.tokens)]
+        )
+        reading = WindowReading(bool(admitted), int(requests), int(tokens), int(pttl) / 1000)
+        headers = rate_limit_headers(limits, reading, fmt, time.time())
+        if not reading.admitted:
+            raise rate_limit_error(limits, reading, key_name=call.key_name, window_seconds=self.window_seconds,
+                                   headers=headers)
+        call.response_headers.update(headers)
+        return before_finish if limits.tokens is None else self._charging(bucket, before_finish)
+
+    def _charging(self, bucket: str, then: BeforeFinish | None) -> BeforeFinish:
+        async def charge_then(completion: Completion, call: CallContext) -> None:
+            try:
+                if then is not None:
+                    await then(completion, call)
+            finally:
+                await self.charge(bucket, completion.usage.prompt_tokens + completion.usage.completion_tokens)
+
+        return charge_then
+
+    async def charge(self, bucket: str, tokens: int) -> None:
+        """Add ``tokens`` to ``bucket``'s window; a Redis failure is logged, not raised (the answer is done)."""
+        if tokens <= 0:
+            return
+        try:
+            await self._charge(keys=[WINDOW_PREFIX + bucket], args=[self._window_ms, tokens])
+        except RedisError as exc:
+            log.warning("could not charge %d tokens to rate-limit window %s: %s", tokens, bucket, exc)
