@@ -220,6 +220,11 @@ class EventStream:
             self._ahead = asyncio.ensure_future(self._next())
         await asyncio.wait({self._ahead}, timeout=timeout)
 
+    @property
+    def next_ready(self) -> bool:
+        """Whether the next event was read ahead already (iterating returns it without waiting)."""
+        return self._ahead is not None and self._ahead.done()
+
     async def __anext__(self) -> pb.GenerateEvent:
         if self._ahead is not None:
             ahead, self._ahead = self._ahead, None

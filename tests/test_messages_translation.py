@@ -9,10 +9,10 @@ from __future__ import annotations
 import orjson
 import pytest
 from interleaved_output import INTERLEAVED, INTERLEAVED_SEGMENTS
-from anthropic._models import construct_type
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import ValidationError
+from sse_frames import sdk_event
 
 from fleetgate import events as ev
 from fleetgate.v1 import replica_pb2 as pb
@@ -125,7 +125,7 @@ def _play(events: list[pb.GenerateEvent]) -> tuple[list[str], Message]:
         for name, payload in builder.feed(event):
             assert name == payload["type"]
             names.append(name)
-            parsed = construct_type(type_=RawMessageStreamEvent, value=payload)
+            parsed = sdk_event(payload, RawMessageStreamEvent)
             snapshot = accumulate_event(event=parsed, current_snapshot=snapshot, json_bufs=json_bufs)
     streamed = Message.model_validate(snapshot.model_dump())
     assert streamed == Message.model_validate(message_body("msg_test", "sim", folder.completion))

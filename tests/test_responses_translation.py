@@ -15,6 +15,7 @@ from interleaved_output import INTERLEAVED, INTERLEAVED_SEGMENTS, folded
 from openai._models import construct_type
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
+from sse_frames import sdk_event
 
 from fleetgate import events as ev
 from fleetgate.v1 import replica_pb2 as pb
@@ -162,11 +163,13 @@ def test_stored_conversation_round_trips_through_normalize_and_parse():
 
 
 def _run(events: list[pb.GenerateEvent], **body) -> tuple[list, ResponseBuilder]:
+    """The builder's events for ``events``, each checked to be exactly an SDK stream event, as SDK objects."""
     builder = ResponseBuilder(response_shell(_request(input="hi", **body), "resp_test", int(time.time())))
     out = builder.open()
     for event in events:
         out.extend(builder.feed(event))
-    return out, builder
+    assert all(name == payload["type"] for name, payload in out)
+    return [sdk_event(payload, ResponseStreamEvent) for _, payload in out], builder
 
 
 def _sdk_final(out: list) -> Response:

@@ -6,10 +6,10 @@ segments) are in test_messages_translation.py and test_responses_translation.py.
 
 from __future__ import annotations
 
-import orjson
 from interleaved_output import INTERLEAVED, INTERLEAVED_SEGMENTS, WEATHER_ARGUMENTS, folded
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from sse_frames import data_payloads, sdk_event
 
 from fleetgate import events as ev
 from fleetgate.v1 import replica_pb2 as pb
@@ -36,18 +36,14 @@ def test_empty_deltas_open_nothing_and_stray_arguments_are_dropped():
     assert [(s.kind, s.text) for s in completion.segments] == [("reasoning", "hmm"), ("tool_call", "")]
 
 
-def _chunks(frames: list[bytes]) -> list[ChatCompletionChunk]:
-    payloads = [frame.removeprefix(b"data: ").strip() for frame in frames if frame != sse.DONE]
-    return [ChatCompletionChunk.model_validate(orjson.loads(payload)) for payload in payloads]
-
-
 def test_chat_stream_accumulated_by_the_sdk_equals_the_folded_completion():
     call = CallContext(dialect="chat", request_id="req1", model="sim", stream=True, created=1700000000)
     encoder = ChatStreamEncoder(call, include_usage=True)
-    frames = [frame for event in INTERLEAVED for frame in encoder.encode(event)] + encoder.close()
+    body = b"".join(encoder.encode(event) for event in INTERLEAVED) + encoder.close()
+    assert body.endswith(b"\n\n" + sse.DONE)
     state = ChatCompletionStreamState()
-    for chunk in _chunks(frames):
-        state.handle_chunk(chunk)
+    for payload in data_payloads(body):
+        state.handle_chunk(sdk_event(payload, ChatCompletionChunk))
     # Without what only the SDK's accumulator adds (parsed content, tool-call fragment indexes).
     sdk_only = {"index": True, "function": {"parsed_arguments"}}
     streamed = state.get_final_completion().model_dump(

@@ -41,7 +41,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from fleetgate import events
 from fleetgate.v1 import replica_pb2 as pb
@@ -63,6 +63,7 @@ from router.errors import (
 from router.http_io import REPLICA_HEADER, json_response, read_json_body
 from router.request_metrics import CLIENT_CLOSED, RequestMetrics
 from router.state import RouterState, get_state
+from router.stream_response import EventStreamResponse, FinalChunk, Keepalive
 
 log = logging.getLogger("fleetgate.router.runner")
 
@@ -108,8 +109,11 @@ async def serve(http: Request, dialect: Dialect[Any], *, prepare: Prepare | None
         observer.finish(CLIENT_CLOSED)
         raise
     call.replica_id = stream.replica_id
-    frames = _stream_frames(state, dialect.stream_encoder(parsed, call), stream, call, prepared, observer)
-    return StreamingResponse(frames, media_type=sse.MEDIA_TYPE, headers={**sse.HEADERS, **_served_by(call)})
+    encoder = dialect.stream_encoder(parsed, call)
+    keepalive = Keepalive(state.config.router.ping_interval_seconds, encoder.keepalive()) if encoder.wants_keepalive else None
+    frames = _stream_frames(state, encoder, stream, call, prepared, observer)
+    return EventStreamResponse(frames, keepalive=keepalive, media_type=sse.MEDIA_TYPE,
+                               headers={**sse.HEADERS, **_served_by(call)})
 
 
 def _served_by(call: CallContext) -> dict[str, str]:
@@ -230,19 +234,22 @@ async def _stream_frames(
     prepared: Prepared,
     observer: RequestMetrics,
 ) -> AsyncIterator[bytes]:
+    """The SSE body: one chunk (one write) per event; the ``started`` frames share the first event's
+    chunk when that event is already in hand, and the finish frames share the closing frames' chunk,
+    the final one (sent with the end of the response)."""
     folder = CompletionFolder()
     status = CLIENT_CLOSED
     finished = False
+    # Frames not sent yet: they go out with the next chunk.
+    pending = b""
     try:
         started = pb.GenerateEvent(started=stream.started)
         folder.add(started)
-        for frame in encoder.encode(started):
-            yield frame
-        keepalive = state.config.router.ping_interval_seconds if encoder.wants_keepalive else None
-        async for event in _events(stream, keepalive):
-            if event is None:
-                yield encoder.keepalive()
-                continue
+        pending = encoder.encode(started)
+        if not stream.next_ready:
+            yield pending
+            pending = b""
+        async for event in stream:
             if event.HasField("finish"):
                 call.replica_id = stream.replica_id
                 folder.add(event)
@@ -256,10 +263,16 @@ async def _stream_frames(
                 if is_content(event):
                     observer.content_event()
                 folder.add(event)
-            for frame in encoder.encode(event):
-                yield frame
-        for frame in encoder.close():
-            yield frame
+            chunk = pending + encoder.encode(event)
+            pending = b""
+            if finished:
+                pending = chunk  # sent with the closing frames
+            elif chunk:
+                yield chunk
+        closing = pending + encoder.close()
+        pending = b""
+        if closing:
+            yield FinalChunk(closing)
         error = folder.completion.error
         status = error.status if error is not None else 200
     except Exception:
@@ -268,8 +281,7 @@ async def _stream_frames(
         if not finished:
             failure = events.error(pb.ERROR_CODE_INTERNAL, "The router failed while streaming the response")
             folder.add(failure)
-            for frame in [*encoder.encode(failure), *encoder.close()]:
-                yield frame
+            yield FinalChunk(pending + encoder.encode(failure) + encoder.close())
     finally:
         await stream.aclose()
         observer.finish(status, folder.completion)
@@ -291,29 +303,3 @@ async def _run_before_finish(state: RouterState, completion: Completion, call: C
         completion.error = internal_error("The router failed to finish the response")
     if completion.error is not None:
         completion.finish_reason = pb.Finish.REASON_ERROR
-
-
-async def _events(stream: EventStream, keepalive_seconds: float | None) -> AsyncIterator[pb.GenerateEvent | None]:
-    """The stream's events; with ``keepalive_seconds``, a None whenever none arrived for that long."""
-    if keepalive_seconds is None:
-        async for event in stream:
-            yield event
-        return
-    pending: asyncio.Future[pb.GenerateEvent] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(stream.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=keepalive_seconds)
-            if not done:
-                yield None
-                continue
-            try:
-                event = pending.result()
-            except StopAsyncIteration:
-                return
-            pending = None
-            yield event
-    finally:
-        if pending is not None and not pending.done():
-            pending.cancel()

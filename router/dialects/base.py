@@ -25,10 +25,13 @@ metrics and disconnects, and calls the adapter at four points:
    first and exactly one ``finish`` last (a mid-stream failure arrives as a
    ``finish`` with reason ERROR: render the dialect's own error event for it,
    with ``router.errors.openai_error_body`` / ``anthropic_error_body`` of
-   ``router.errors.from_error_code(...)``), then calls ``close()`` once. Frames are
-   bytes, built with ``router.canonical.sse``. An encoder with ``wants_keepalive``
-   is asked for ``keepalive()`` whenever no event arrived for
-   ``router.ping_interval_seconds`` (Anthropic's ``ping``).
+   ``router.errors.from_error_code(...)``), then calls ``close()`` once. Each call
+   returns all frames it makes as one ``bytes`` chunk (one write to the client),
+   built with ``router.canonical.sse`` from plain dicts: streams are the hot
+   path, so per-token payloads are not SDK objects (tests validate them against
+   the SDK types). For an encoder with ``wants_keepalive``, its ``keepalive()``
+   frame is sent whenever nothing was sent for ``router.ping_interval_seconds``
+   (Anthropic's ``ping``).
 
 Errors found before a stream starts are raised as ``ApiError`` and rendered by
 the router in the dialect's error shape, chosen by the request path.
@@ -84,19 +87,19 @@ class CallContext:
 class StreamEncoder(abc.ABC):
     """Canonical events of one streamed response -> the dialect's SSE frames."""
 
-    # True: the runner calls keepalive() while no event arrives for router.ping_interval_seconds.
+    # True: keepalive() is sent whenever nothing was sent for router.ping_interval_seconds.
     wants_keepalive: ClassVar[bool] = False
 
     @abc.abstractmethod
-    def encode(self, event: pb.GenerateEvent) -> list[bytes]:
-        """Frames for one event (``started`` first, ``finish`` last); may be empty."""
+    def encode(self, event: pb.GenerateEvent) -> bytes:
+        """The frames for one event (``started`` first, ``finish`` last) as one chunk; may be empty."""
 
-    def close(self) -> list[bytes]:
-        """Frames after the last event (OpenAI's ``data: [DONE]``)."""
-        return []
+    def close(self) -> bytes:
+        """The frames after the last event (OpenAI's ``data: [DONE]``)."""
+        return b""
 
     def keepalive(self) -> bytes:
-        """A frame to send while no event arrives (Anthropic ``ping``); used when ``wants_keepalive``."""
+        """A frame to send while the stream is quiet (Anthropic ``ping``); used when ``wants_keepalive``."""
         raise NotImplementedError
 
 

@@ -9,9 +9,8 @@ way (an optional usage chunk with ``choices: []``, an error chunk
 from __future__ import annotations
 
 import abc
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from openai.types.completion_usage import CompletionTokensDetails, CompletionUsage, PromptTokensDetails
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleetgate.v1 import replica_pb2 as pb
@@ -108,14 +107,15 @@ def finish_reason(reason: int, made_tool_calls: bool) -> FinishReason:
     return "tool_calls" if mapped == "stop" and made_tool_calls else mapped
 
 
-def usage_model(usage: UsageCounts) -> CompletionUsage:
-    return CompletionUsage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens),
-        completion_tokens_details=CompletionTokensDetails(reasoning_tokens=usage.reasoning_tokens),
-    )
+def usage_body(usage: UsageCounts) -> dict[str, Any]:
+    """The ``usage`` object (``CompletionUsage``'s fields, in its order)."""
+    return {
+        "completion_tokens": usage.completion_tokens,
+        "prompt_tokens": usage.prompt_tokens,
+        "total_tokens": usage.total_tokens,
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
@@ -124,43 +124,59 @@ def dump(model: BaseModel) -> dict[str, Any]:
 
 
 class OpenAIStreamEncoder(StreamEncoder):
-    """Usage held until the finish, the finish chunk, the optional usage chunk, the error chunk, ``[DONE]``."""
+    """The chunks of one stream, as plain dicts in the SDK's field order (``ChatCompletionChunk``,
+    ``Completion``): the envelope shared by every chunk, usage held until the finish, the finish
+    chunk, the optional usage chunk, the error chunk, ``[DONE]``."""
 
-    def __init__(self, *, include_usage: bool) -> None:
+    # The chunks' ``object``.
+    object_type: ClassVar[str]
+    # With include_usage, every chunk but the usage chunk carries ``"usage": null`` (Chat Completions).
+    null_usage_on_chunks: ClassVar[bool] = False
+
+    def __init__(self, *, object_id: str, created: int, model: str, include_usage: bool) -> None:
         self.include_usage = include_usage
+        self._id = object_id
+        self._created = created
+        self._model = model
+        self._null_usage = include_usage and self.null_usage_on_chunks
         self._usage = UsageCounts()
         self._made_tool_calls = False
 
-    def encode(self, event: pb.GenerateEvent) -> list[bytes]:
+    def chunk(self, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> dict[str, Any]:
+        chunk = {"id": self._id, "choices": choices, "created": self._created, "model": self._model,
+                 "object": self.object_type}
+        if usage is not None or self._null_usage:
+            chunk["usage"] = usage
+        return chunk
+
+    def encode(self, event: pb.GenerateEvent) -> bytes:
         kind = event.WhichOneof("event")
         if kind == "started":
             self._usage = UsageCounts(prompt_tokens=event.started.prompt_tokens)
         elif kind == "usage":
             self._usage = UsageCounts.from_pb(event.usage)
-            return []
+            return b""
         elif kind == "finish":
             return self._finish(event.finish)
         elif kind == "tool_call_start":
             self._made_tool_calls = True
-        return self.content_frames(event)
+        chunk = self.content_chunk(kind, event)
+        return sse.data_frame(chunk) if chunk is not None else b""
 
-    def _finish(self, finish: pb.Finish) -> list[bytes]:
+    def _finish(self, finish: pb.Finish) -> bytes:
         if finish.reason == Reason.REASON_ERROR:
-            return [sse.data_frame(openai_error_body(from_error_code(finish.error_code, finish.error_message)))]
-        frames = [sse.data_frame(self.finish_chunk(finish_reason(finish.reason, self._made_tool_calls)))]
+            return sse.data_frame(openai_error_body(from_error_code(finish.error_code, finish.error_message)))
+        chunks = [self.finish_chunk(finish_reason(finish.reason, self._made_tool_calls))]
         if self.include_usage:
-            frames.append(sse.data_frame(self.usage_chunk(usage_model(self._usage))))
-        return frames
+            chunks.append(self.chunk([], usage_body(self._usage)))
+        return sse.data_frames(chunks)
 
-    def close(self) -> list[bytes]:
-        return [sse.DONE]
+    def close(self) -> bytes:
+        return sse.DONE
 
     @abc.abstractmethod
-    def content_frames(self, event: pb.GenerateEvent) -> list[bytes]:
-        """Frames for ``started`` and the content events."""
+    def content_chunk(self, kind: str, event: pb.GenerateEvent) -> dict[str, Any] | None:
+        """The chunk for ``started`` or a content event (``kind``: its oneof case), if it makes one."""
 
     @abc.abstractmethod
     def finish_chunk(self, reason: FinishReason) -> dict[str, Any]: ...
-
-    @abc.abstractmethod
-    def usage_chunk(self, usage: CompletionUsage) -> dict[str, Any]: ...

@@ -1,4 +1,8 @@
-"""Canonical completion / events -> Chat Completions responses (pure), built with the ``openai`` SDK's types.
+"""Canonical completion / events -> Chat Completions responses (pure).
+
+The non-streaming ``chat.completion`` is built with the ``openai`` SDK's types;
+stream chunks, the hot path, are plain dicts in the SDK's shape and field order
+(``ChatCompletionChunk``; the tests validate them with it).
 
 Non-streaming: one ``chat.completion`` with ``message.content``, ``message.reasoning``
 and ``message.tool_calls``. Streaming: ``chat.completion.chunk`` objects sharing
@@ -15,22 +19,14 @@ from __future__ import annotations
 from typing import Any
 
 from openai.types.chat.chat_completion import ChatCompletion, Choice
-from openai.types.chat.chat_completion_chunk import (
-    ChatCompletionChunk,
-    ChoiceDelta,
-    ChoiceDeltaToolCall,
-    ChoiceDeltaToolCallFunction,
-)
-from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_message import ChatCompletionMessage
 from openai.types.chat.chat_completion_message_function_tool_call import ChatCompletionMessageFunctionToolCall, Function
-from openai.types.completion_usage import CompletionUsage
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical import ids, sse
+from router.canonical import ids
 from router.canonical.fold import Completion
 from router.dialects.base import CallContext
-from router.dialects.openai_common import FinishReason, OpenAIStreamEncoder, dump, finish_reason, usage_model
+from router.dialects.openai_common import FinishReason, OpenAIStreamEncoder, dump, finish_reason, usage_body
 
 
 def tool_call_id(replica_id: str) -> str:
@@ -64,56 +60,43 @@ def render_completion(completion: Completion, call: CallContext) -> dict[str, An
                 logprobs=None,
             )
         ],
-        usage=usage_model(completion.usage),
+        usage=usage_body(completion.usage),
     )
     return dump(body)
 
 
+def _choice(delta: dict[str, Any], reason: FinishReason | None = None) -> list[dict[str, Any]]:
+    """The one streamed ``choices`` entry (``Choice`` of ``ChatCompletionChunk``)."""
+    return [{"delta": delta, "index": 0, "finish_reason": reason, "logprobs": None}]
+
+
 class ChatStreamEncoder(OpenAIStreamEncoder):
+    object_type = "chat.completion.chunk"
+    null_usage_on_chunks = True
+
     def __init__(self, call: CallContext, *, include_usage: bool) -> None:
-        super().__init__(include_usage=include_usage)
-        self._id = ids.chat_completion_id(call.request_id)
-        self._created = call.created
-        self._model = call.model
+        super().__init__(object_id=ids.chat_completion_id(call.request_id), created=call.created, model=call.model,
+                         include_usage=include_usage)
 
-    def _chunk(self, choices: list[ChunkChoice], usage: CompletionUsage | None = None) -> dict[str, Any]:
-        chunk = ChatCompletionChunk(
-            id=self._id, object="chat.completion.chunk", created=self._created, model=self._model, choices=choices
-        )
-        if self.include_usage:
-            chunk.usage = usage
-        return dump(chunk)
-
-    def _delta(self, delta: ChoiceDelta, reason: FinishReason | None = None) -> dict[str, Any]:
-        return self._chunk([ChunkChoice(index=0, delta=delta, finish_reason=reason, logprobs=None)])
-
-    def content_frames(self, event: pb.GenerateEvent) -> list[bytes]:
-        kind = event.WhichOneof("event")
-        if kind == "started":
-            delta = ChoiceDelta(role="assistant", content="")
-        elif kind == "text":
-            delta = ChoiceDelta(content=event.text.text)
+    def content_chunk(self, kind: str, event: pb.GenerateEvent) -> dict[str, Any] | None:
+        # Deltas in ChoiceDelta's field order; ``reasoning`` is vLLM's extension.
+        if kind == "text":
+            delta: dict[str, Any] = {"content": event.text.text}
         elif kind == "reasoning":
-            delta = ChoiceDelta(reasoning=event.reasoning.text)
-        elif kind == "tool_call_start":
-            start = event.tool_call_start
-            fragment = ChoiceDeltaToolCall(
-                index=start.index,
-                id=tool_call_id(start.id),
-                type="function",
-                function=ChoiceDeltaToolCallFunction(name=start.name, arguments=""),
-            )
-            delta = ChoiceDelta(tool_calls=[fragment])
+            delta = {"reasoning": event.reasoning.text}
         elif kind == "tool_call_delta":
             part = event.tool_call_delta
-            fragment = ChoiceDeltaToolCall(index=part.index, function=ChoiceDeltaToolCallFunction(arguments=part.delta))
-            delta = ChoiceDelta(tool_calls=[fragment])
+            delta = {"tool_calls": [{"index": part.index, "function": {"arguments": part.delta}}]}
+        elif kind == "tool_call_start":
+            start = event.tool_call_start
+            fragment = {"index": start.index, "id": tool_call_id(start.id),
+                        "function": {"arguments": "", "name": start.name}, "type": "function"}
+            delta = {"tool_calls": [fragment]}
+        elif kind == "started":
+            delta = {"content": "", "role": "assistant"}
         else:
-            return []
-        return [sse.data_frame(self._delta(delta))]
+            return None
+        return self.chunk(_choice(delta))
 
     def finish_chunk(self, reason: FinishReason) -> dict[str, Any]:
-        return self._delta(ChoiceDelta(), reason)
-
-    def usage_chunk(self, usage: CompletionUsage) -> dict[str, Any]:
-        return self._chunk([], usage)
+        return self.chunk(_choice({}, reason))

@@ -1,9 +1,9 @@
 """The Completions dialect adapter (pure): a raw prompt in (``raw_prompt``, no template), text out.
 
-Responses are ``text_completion`` objects built with the ``openai`` SDK's types;
-streamed chunks share one ``cmpl-…`` id, the last one carries the
-``finish_reason``, then an optional usage chunk (``choices: []``) and
-``data: [DONE]``. Only text events are rendered (a raw prompt has no tool or
+Responses are ``text_completion`` objects, built with the ``openai`` SDK's types
+(stream chunks as plain dicts in the same shape). Streamed chunks share one
+``cmpl-…`` id, the last one carries the ``finish_reason``, then an optional usage
+chunk (``choices: []``) and ``data: [DONE]``. Only text events are rendered (a raw prompt has no tool or
 reasoning parsing).
 """
 
@@ -13,10 +13,9 @@ from typing import Any
 
 from openai.types.completion import Completion as TextCompletion
 from openai.types.completion_choice import CompletionChoice
-from openai.types.completion_usage import CompletionUsage
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical import ids, sse
+from router.canonical import ids
 from router.canonical.fold import Completion
 from router.dialects.base import CallContext, Dialect, StreamEncoder
 from router.dialects.completions.protocol import CompletionRequest
@@ -27,7 +26,7 @@ from router.dialects.openai_common import (
     check_single_choice,
     dump,
     finish_reason,
-    usage_model,
+    usage_body,
 )
 from router.errors import invalid_request
 
@@ -53,42 +52,34 @@ def to_generate_request(request: CompletionRequest) -> pb.GenerateRequest:
     )
 
 
-def _text_completion(call: CallContext, choices: list[CompletionChoice], usage: CompletionUsage | None) -> TextCompletion:
-    body = TextCompletion(
-        id=ids.text_completion_id(call.request_id), object="text_completion", created=call.created, model=call.model,
-        choices=choices,
-    )
-    if usage is not None:
-        body.usage = usage
-    return body
-
-
 def render_completion(completion: Completion, call: CallContext) -> dict[str, Any]:
     choice = CompletionChoice(
         index=0, text=completion.text, logprobs=None, finish_reason=finish_reason(completion.finish_reason, False)
     )
-    return dump(_text_completion(call, [choice], usage_model(completion.usage)))
+    body = TextCompletion(
+        id=ids.text_completion_id(call.request_id), object="text_completion", created=call.created, model=call.model,
+        choices=[choice], usage=usage_body(completion.usage),
+    )
+    return dump(body)
+
+
+def _choice(text: str, reason: FinishReason | None) -> list[dict[str, Any]]:
+    """The one streamed ``choices`` entry (``CompletionChoice``'s fields, in its order)."""
+    return [{"finish_reason": reason, "index": 0, "logprobs": None, "text": text}]
 
 
 class CompletionStreamEncoder(OpenAIStreamEncoder):
+    object_type = "text_completion"
+
     def __init__(self, call: CallContext, *, include_usage: bool) -> None:
-        super().__init__(include_usage=include_usage)
-        self._call = call
+        super().__init__(object_id=ids.text_completion_id(call.request_id), created=call.created, model=call.model,
+                         include_usage=include_usage)
 
-    def _choice(self, text: str, reason: FinishReason | None) -> dict[str, Any]:
-        choice = CompletionChoice.model_construct(index=0, text=text, logprobs=None, finish_reason=reason)
-        return dump(_text_completion(self._call, [choice], None))
-
-    def content_frames(self, event: pb.GenerateEvent) -> list[bytes]:
-        if event.WhichOneof("event") != "text":
-            return []
-        return [sse.data_frame(self._choice(event.text.text, None))]
+    def content_chunk(self, kind: str, event: pb.GenerateEvent) -> dict[str, Any] | None:
+        return self.chunk(_choice(event.text.text, None)) if kind == "text" else None
 
     def finish_chunk(self, reason: FinishReason) -> dict[str, Any]:
-        return self._choice("", reason)
-
-    def usage_chunk(self, usage: CompletionUsage) -> dict[str, Any]:
-        return dump(_text_completion(self._call, [], usage))
+        return self.chunk(_choice("", reason))
 
 
 class CompletionsDialect(Dialect[CompletionRequest]):

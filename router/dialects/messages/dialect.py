@@ -30,8 +30,8 @@ class MessagesStreamEncoder(StreamEncoder):
     def __init__(self, message_id: str, model: str) -> None:
         self._builder = MessageStreamBuilder(message_id, model)
 
-    def encode(self, event: pb.GenerateEvent) -> list[bytes]:
-        return [sse.event_frame(name, payload) for name, payload in self._builder.feed(event)]
+    def encode(self, event: pb.GenerateEvent) -> bytes:
+        return sse.event_frames(self._builder.feed(event))
 
     def keepalive(self) -> bytes:
         return sse.event_frame(*PING)

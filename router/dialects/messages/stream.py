@@ -1,7 +1,9 @@
 """Canonical events → Anthropic Messages stream events (pure, one builder per streamed response).
 
-The sequence is Anthropic's: ``message_start`` (with the prompt's input tokens,
-from the ``started`` event), then for each content block, in index order and
+Events are ``(name, payload)`` pairs of plain dicts (the hot path: no SDK
+objects per token; the tests accumulate them with the SDK). The sequence is
+Anthropic's: ``message_start`` (with the prompt's input tokens, from the
+``started`` event), then for each content block, in index order and
 never interleaved, ``content_block_start`` → ``content_block_delta``… →
 ``content_block_stop``; then ``message_delta`` (non-null ``stop_reason``, the
 final usage) and ``message_stop``. A thinking block ends with one
@@ -22,25 +24,19 @@ from typing import Any
 from fleetgate.v1 import replica_pb2 as pb
 from router.canonical.fold import UsageCounts
 from router.canonical.segments import Segment, SegmentDelta, SegmentOpened, SegmentStep, SegmentStream
+from router.canonical.sse import NamedEvent, named
 from router.dialects.messages.response import message_object, tool_use_id
 from router.dialects.messages.signature import thinking_signature
 from router.dialects.messages.usage import final_usage, start_usage, stop_reason, stop_sequence
 from router.errors import ApiError, ErrorKind, anthropic_error_body, from_error_code
 
-StreamEvent = tuple[str, dict[str, Any]]
-"""(SSE event name, JSON payload); the name always equals ``payload["type"]``."""
-
-PING: StreamEvent = ("ping", {"type": "ping"})
+PING: NamedEvent = named({"type": "ping"})
 
 ABORTED = ApiError(500, ErrorKind.API_ERROR, "The generation was aborted before it finished")
 
 
-def _event(payload: dict[str, Any]) -> StreamEvent:
-    return payload["type"], payload
-
-
-def error_event(err: ApiError) -> StreamEvent:
-    return _event(anthropic_error_body(err))
+def error_event(err: ApiError) -> NamedEvent:
+    return named(anthropic_error_body(err))
 
 
 def message_shell(message_id: str, model: str, prompt_tokens: int) -> dict[str, Any]:
@@ -74,40 +70,40 @@ class MessageStreamBuilder:
         self._segments = SegmentStream()
         self._usage = UsageCounts()
 
-    def feed(self, event: pb.GenerateEvent) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
+    def feed(self, event: pb.GenerateEvent) -> list[NamedEvent]:
+        out: list[NamedEvent] = []
         for step in self._segments.feed(event):
             out.extend(self._event(step) if isinstance(step, pb.GenerateEvent) else self._block(step))
         return out
 
-    def _event(self, event: pb.GenerateEvent) -> list[StreamEvent]:
+    def _event(self, event: pb.GenerateEvent) -> list[NamedEvent]:
         kind = event.WhichOneof("event")
         if kind == "started":
             shell = message_shell(self._message_id, self._model, event.started.prompt_tokens)
-            return [_event({"type": "message_start", "message": shell})]
+            return [named({"type": "message_start", "message": shell})]
         if kind == "usage":
             self._usage = UsageCounts.from_pb(event.usage)
         elif kind == "finish":
             return self._finish(event.finish)
         return []
 
-    def _block(self, step: SegmentStep) -> list[StreamEvent]:
+    def _block(self, step: SegmentStep) -> list[NamedEvent]:
         """``content_block_start`` / ``_delta`` / ``_stop`` (a thinking block ends with its signature)."""
         index = step.segment.position
         if isinstance(step, SegmentOpened):
-            return [_event({"type": "content_block_start", "index": index, "content_block": _block_start(step.segment)})]
+            return [named({"type": "content_block_start", "index": index, "content_block": _block_start(step.segment)})]
         if isinstance(step, SegmentDelta):
-            return [_event({"type": "content_block_delta", "index": index, "delta": _block_delta(step.segment, step.text)})]
-        out: list[StreamEvent] = []
+            return [named({"type": "content_block_delta", "index": index, "delta": _block_delta(step.segment, step.text)})]
+        out: list[NamedEvent] = []
         if step.segment.kind == "reasoning":
             delta = {"type": "signature_delta", "signature": thinking_signature(step.segment.text)}
-            out.append(_event({"type": "content_block_delta", "index": index, "delta": delta}))
-        out.append(_event({"type": "content_block_stop", "index": index}))
+            out.append(named({"type": "content_block_delta", "index": index, "delta": delta}))
+        out.append(named({"type": "content_block_stop", "index": index}))
         return out
 
     # ------------------------------------------------------------ the end
 
-    def _finish(self, finish: pb.Finish) -> list[StreamEvent]:
+    def _finish(self, finish: pb.Finish) -> list[NamedEvent]:
         if finish.reason == pb.Finish.REASON_ERROR:
             return [error_event(from_error_code(finish.error_code, finish.error_message))]
         if finish.reason == pb.Finish.REASON_ABORT:
@@ -115,6 +111,6 @@ class MessageStreamBuilder:
         out = [event for step in self._segments.close() for event in self._block(step)]
         made_tool_calls = any(segment.kind == "tool_call" for segment in self._segments.segments)
         delta = {"stop_reason": stop_reason(finish.reason, made_tool_calls), "stop_sequence": stop_sequence(finish.reason, finish.stop_sequence)}
-        out.append(_event({"type": "message_delta", "delta": delta, "usage": final_usage(self._usage)}))
-        out.append(_event({"type": "message_stop"}))
+        out.append(named({"type": "message_delta", "delta": delta, "usage": final_usage(self._usage)}))
+        out.append(named({"type": "message_stop"}))
         return out

@@ -21,6 +21,7 @@ from openai.types.responses import Response
 from fleetgate import events
 from fleetgate.v1 import replica_pb2 as pb
 from router.canonical import sse
+from router.canonical.sse import NamedEvent
 from router.canonical.fold import Completion
 from router.canonical.ids import response_id
 from router.dialects.base import CallContext, Dialect, StreamEncoder
@@ -28,7 +29,7 @@ from router.dialects.responses.conversation import ConversationItem, normalize_i
 from router.dialects.responses.protocol import ResponsesRequest
 from router.dialects.responses.request import to_generate_request
 from router.dialects.responses.response import response_shell, to_json
-from router.dialects.responses.stream import ResponseBuilder, StreamEvent
+from router.dialects.responses.stream import ResponseBuilder
 from router.errors import from_error_code
 
 
@@ -83,7 +84,7 @@ class ResponsesStreamEncoder(StreamEncoder):
     def __init__(self, builder: ResponseBuilder) -> None:
         self._builder = builder
         # The settled (not yet sent) closing events, when the response was finished before its finish event.
-        self._settled: list[StreamEvent] | None = None
+        self._settled: list[NamedEvent] | None = None
 
     def settle(self, completion: Completion) -> Response:
         """Finish the response object now (to store it); its closing events wait for the finish event."""
@@ -92,7 +93,7 @@ class ResponsesStreamEncoder(StreamEncoder):
             self._settled = self._builder.settle(finish)
         return self._builder.response
 
-    def encode(self, event: pb.GenerateEvent) -> list[bytes]:
+    def encode(self, event: pb.GenerateEvent) -> bytes:
         if event.HasField("started"):
             out = [*self._builder.open(), *self._builder.feed(event)]
         elif event.HasField("finish") and self._settled is not None:
@@ -104,7 +105,7 @@ class ResponsesStreamEncoder(StreamEncoder):
             out = [*self._settled, *ending]
         else:
             out = self._builder.feed(event)
-        return [sse.event_frame(e.type, to_json(e)) for e in out]  # type: ignore[attr-defined]
+        return sse.event_frames(out)
 
 
 def replay(completion: Completion) -> list[pb.GenerateEvent]:

@@ -21,9 +21,14 @@ Items are the output segments of ``router.canonical.segments`` (tool calls made
 contiguous, consecutive deltas of one kind in one item), the same segments a
 folded completion keeps. A non-streaming request replays the folded segments
 through the same builder and returns ``builder.response``, so a streamed
-response and a non-streamed one are the same object. Events and
-items are the ``openai`` SDK's types; ids are generated once, so they are equal
-in the stream, the final object and the store.
+response and a non-streamed one are the same object. Items and the response
+are the ``openai`` SDK's types; ids are generated once, so they are equal in
+the stream, the final object and the store.
+
+Events are given as ``(name, payload)`` (``router.canonical.sse.NamedEvent``),
+serialized when they are made: the few events per item are built with the SDK's
+event types, the per-token deltas as plain dicts in the same shape and field
+order (the hot path; the tests validate them with the SDK's types).
 """
 
 from __future__ import annotations
@@ -57,16 +62,13 @@ from openai.types.responses import (
 from openai.types.responses.response import IncompleteDetails
 from openai.types.responses.response_error import ResponseError
 from openai.types.responses.response_reasoning_item import Content as ReasoningContent
-from pydantic import BaseModel
 
 from fleetgate.v1 import replica_pb2 as pb
 from router.canonical.ids import new_item_id, new_tool_call_id
 from router.canonical.segments import Segment, SegmentDelta, SegmentOpened, SegmentStep, SegmentStream
-from router.dialects.responses.response import usage_of
+from router.canonical.sse import NamedEvent, named
+from router.dialects.responses.response import to_json, usage_of
 from router.errors import ApiError, ErrorKind, from_error_code
-
-StreamEvent = BaseModel
-"""An ``openai.types.responses`` stream event; its ``type`` is the SSE event name."""
 
 ItemKind = Literal["reasoning", "message", "function_call"]
 ItemStatus = Literal["completed", "incomplete"]
@@ -126,20 +128,20 @@ class ResponseBuilder:
 
     # ------------------------------------------------------------ lifecycle
 
-    def open(self) -> list[StreamEvent]:
+    def open(self) -> list[NamedEvent]:
         """``response.created`` then ``response.in_progress``."""
         return [
-            self._emit(ResponseCreatedEvent, type="response.created", response=self._snapshot()),
-            self._emit(ResponseInProgressEvent, type="response.in_progress", response=self._snapshot()),
+            self._emit(ResponseCreatedEvent, type="response.created", response=self._response),
+            self._emit(ResponseInProgressEvent, type="response.in_progress", response=self._response),
         ]
 
-    def feed(self, event: pb.GenerateEvent) -> list[StreamEvent]:
+    def feed(self, event: pb.GenerateEvent) -> list[NamedEvent]:
         """The events for one canonical event; a ``finish`` settles the response and ends the stream."""
         if event.HasField("finish"):
             return [*self.settle(event.finish), *self.terminal()]
         return self._steps(self._segments.feed(event))
 
-    def settle(self, finish: pb.Finish) -> list[StreamEvent]:
+    def settle(self, finish: pb.Finish) -> list[NamedEvent]:
         """Everything before the terminal event: held output, the open item's done events, the final
         status and usage. After it, ``response`` is final; ``terminal()`` (or ``fail``) ends the stream."""
         out = self._steps(self._segments.feed(pb.GenerateEvent(finish=finish)))
@@ -156,10 +158,10 @@ class ResponseBuilder:
         self.settled = True
         return out
 
-    def terminal(self) -> list[StreamEvent]:
+    def terminal(self) -> list[NamedEvent]:
         """The last events: ``response.completed`` / ``response.incomplete``, or ``error`` + ``response.failed``."""
         self.done = True
-        response = self._snapshot()
+        response = self._response
         if self._failure is not None:
             code = _error_code(self._failure)
             return [
@@ -171,11 +173,11 @@ class ResponseBuilder:
             return [self._emit(ResponseIncompleteEvent, type="response.incomplete", response=response)]
         return [self._emit(ResponseCompletedEvent, type="response.completed", response=response)]
 
-    def fail(self, error: ApiError) -> list[StreamEvent]:
+    def fail(self, error: ApiError) -> list[NamedEvent]:
         """A failure after the stream began (also after ``settle``): ``error``, then ``response.failed``."""
         return [*self._settle_failed(error), *self.terminal()]
 
-    def _settle_failed(self, error: ApiError) -> list[StreamEvent]:
+    def _settle_failed(self, error: ApiError) -> list[NamedEvent]:
         out = self._steps(self._segments.close(), "incomplete")
         self._failure = error
         self._response.status = "failed"
@@ -186,8 +188,8 @@ class ResponseBuilder:
 
     # ------------------------------------------------------------ canonical events
 
-    def _steps(self, steps: list[SegmentStep | pb.GenerateEvent], closing: ItemStatus = "completed") -> list[StreamEvent]:
-        out: list[StreamEvent] = []
+    def _steps(self, steps: list[SegmentStep | pb.GenerateEvent], closing: ItemStatus = "completed") -> list[NamedEvent]:
+        out: list[NamedEvent] = []
         for step in steps:
             if isinstance(step, pb.GenerateEvent):
                 self._event(step)
@@ -207,7 +209,7 @@ class ResponseBuilder:
 
     # ------------------------------------------------------------ items
 
-    def _open_item(self, segment: Segment) -> list[StreamEvent]:
+    def _open_item(self, segment: Segment) -> list[NamedEvent]:
         kind = _ITEM_KINDS[segment.kind]
         item = self._open = _OpenItem(segment, new_item_id(_ITEM_ID_PREFIXES[kind]))
         if kind == "function_call":
@@ -231,23 +233,29 @@ class ResponseBuilder:
         )
         return [added, part_added]
 
-    def _delta(self, text: str) -> StreamEvent:
+    def _delta(self, text: str) -> NamedEvent:
+        """A delta of the open item, in the field order of the SDK's delta event types."""
         item = self._open
         assert item is not None
-        where = {"item_id": item.item_id, "output_index": item.output_index, "delta": text}
-        if item.kind == "reasoning":
-            return self._emit(ResponseReasoningTextDeltaEvent, type="response.reasoning_text.delta", content_index=0, **where)
         if item.kind == "message":
-            return self._emit(ResponseTextDeltaEvent, type="response.output_text.delta", content_index=0, logprobs=[], **where)
-        return self._emit(ResponseFunctionCallArgumentsDeltaEvent, type="response.function_call_arguments.delta", **where)
+            payload = {"content_index": 0, "delta": text, "item_id": item.item_id, "logprobs": [],
+                       "output_index": item.output_index, "sequence_number": self._next_sequence(),
+                       "type": "response.output_text.delta"}
+        elif item.kind == "reasoning":
+            payload = {"content_index": 0, "delta": text, "item_id": item.item_id, "output_index": item.output_index,
+                       "sequence_number": self._next_sequence(), "type": "response.reasoning_text.delta"}
+        else:
+            payload = {"delta": text, "item_id": item.item_id, "output_index": item.output_index,
+                       "sequence_number": self._next_sequence(), "type": "response.function_call_arguments.delta"}
+        return named(payload)
 
-    def _close_item(self, status: ItemStatus) -> list[StreamEvent]:
+    def _close_item(self, status: ItemStatus) -> list[NamedEvent]:
         """The done events of the open item, which joins the response's output."""
         item, self._open = self._open, None
         if item is None:
             return []
         where = {"item_id": item.item_id, "output_index": item.output_index}
-        out: list[StreamEvent] = []
+        out: list[NamedEvent] = []
         if item.kind == "reasoning":
             part: Any = {"type": "reasoning_text", "text": item.text}
             out.append(self._emit(ResponseReasoningTextDoneEvent, type="response.reasoning_text.done",
@@ -286,13 +294,15 @@ class ResponseBuilder:
 
     # ------------------------------------------------------------ plumbing
 
-    def _snapshot(self) -> Response:
-        return self._response.model_copy(deep=True)
-
-    def _emit(self, event_type: Any, **fields: Any) -> StreamEvent:
-        event = event_type(sequence_number=self._sequence, **fields)
+    def _next_sequence(self) -> int:
+        sequence = self._sequence
         self._sequence += 1
-        return event
+        return sequence
+
+    def _emit(self, event_type: Any, **fields: Any) -> NamedEvent:
+        """The SDK event ``event_type`` with the next sequence number, serialized now (the response it
+        may carry changes later)."""
+        return named(to_json(event_type(sequence_number=self._next_sequence(), **fields)))
 
 
 def _error_code(error: ApiError) -> Any:
