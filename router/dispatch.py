@@ -33,7 +33,7 @@ from fleetgate.registry import ReplicaRecord
 from fleetgate.v1 import replica_pb2 as pb
 from router import metrics
 from router.balancer import Balancer
-from router.canonical.fold import is_content
+from router.canonical.fold import CONTENT_EVENTS
 from router.errors import ApiError, from_error_code, invalid_request, model_not_found, overloaded, state_store_unavailable
 from router.registry_view import RegistryView
 from router.replica_client import ChannelPool
@@ -243,7 +243,7 @@ class EventStream:
             kind = event.WhichOneof("event")
             if kind == "started":
                 continue
-            if is_content(event):
+            if kind in CONTENT_EVENTS:
                 self._content_seen = True
             if kind == "finish":
                 self._finished = True

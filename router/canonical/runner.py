@@ -48,7 +48,7 @@ from fleetgate.v1 import replica_pb2 as pb
 from router.auth import authenticate
 from router.canonical import ids, sse
 from router.canonical.content import check_images
-from router.canonical.fold import Completion, CompletionFolder, is_content
+from router.canonical.fold import CONTENT_EVENTS, Completion, CompletionFolder, is_content
 from router.canonical.stats import STATS_KEY, GenerationClock, wants_stats
 from router.dialects.base import CallContext, Dialect, StreamEncoder
 from router.dispatch import EventStream
@@ -250,7 +250,8 @@ async def _stream_frames(
             yield pending
             pending = b""
         async for event in stream:
-            if event.HasField("finish"):
+            kind = event.WhichOneof("event")
+            if kind == "finish":
                 call.replica_id = stream.replica_id
                 folder.add(event)
                 completion = folder.completion
@@ -260,7 +261,7 @@ async def _stream_frames(
                         event = events.error(to_error_code(completion.error), completion.error.message)
                 finished = True
             else:
-                if is_content(event):
+                if kind in CONTENT_EVENTS:
                     observer.content_event()
                 folder.add(event)
             chunk = pending + encoder.encode(event)

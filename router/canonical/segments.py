@@ -93,10 +93,10 @@ class SegmentStream:
         self.segments: list[Segment] = []
 
     def feed(self, event: pb.GenerateEvent) -> list[Step]:
-        out: list[Step] = []
-        for ordered in self._order.feed(event):
-            out.extend(self._apply(ordered))
-        return out
+        ordered = self._order.feed(event)
+        if len(ordered) == 1:  # the usual case: nothing held back or released
+            return self._apply(ordered[0])
+        return [step for each in ordered for step in self._apply(each)]
 
     def close(self) -> list[SegmentStep]:
         """Close the open segment, if any."""
