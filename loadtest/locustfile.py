@@ -22,8 +22,8 @@ import time
 import orjson
 from locust import FastHttpUser, between, task
 
-from loadtest import payloads
-from loadtest.streaming import StreamResult, read_stream
+from fleetgate.loadtest import payloads
+from fleetgate.loadtest.streaming import StreamResult, read_stream
 
 MAX_TOKENS = int(os.environ.get("FLEETGATE_MAX_TOKENS", "32"))
 _model_cache: dict[str, str] = {}

@@ -8,9 +8,9 @@ defaults such as 32000), and refused otherwise.
 
 from __future__ import annotations
 
-from fleetgate.events import ErrorCode
+from fleetgate.core.events import ErrorCode
 from fleetgate.v1 import replica_pb2 as pb
-from replicas.refusal import Refusal
+from fleetgate.replicas.refusal import Refusal
 
 
 def requested_max_tokens(request: pb.GenerateRequest) -> int | None:

@@ -25,9 +25,9 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayError
 
-from fleetgate.config import FleetgateConfig, ModelConfig, load_config
-from replicas.main import DRAIN_GRACE_SECONDS, RunningReplica, new_replica_id, start_replica
-from replicas.placement import actor_options, placed_model, replica_placement
+from fleetgate.core.config import FleetgateConfig, ModelConfig, load_config
+from fleetgate.replicas.main import DRAIN_GRACE_SECONDS, RunningReplica, new_replica_id, start_replica
+from fleetgate.replicas.placement import actor_options, placed_model, replica_placement
 
 log = logging.getLogger(__name__)
 

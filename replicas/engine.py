@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 
-from fleetgate.registry import Capabilities, Load
+from fleetgate.core.registry import Capabilities, Load
 from fleetgate.v1 import replica_pb2 as pb
 
 

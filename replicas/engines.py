@@ -6,18 +6,18 @@ without loading torch.
 
 from __future__ import annotations
 
-from fleetgate.config import ModelConfig
-from replicas.engine import Engine
+from fleetgate.core.config import ModelConfig
+from fleetgate.replicas.engine import Engine
 
 
 def build_engine(model: ModelConfig, replica_id: str) -> Engine:
     """A new, not yet started engine for ``model``."""
     if model.engine == "sim":
-        from replicas.sim import SimEngine
+        from fleetgate.replicas.sim import SimEngine
 
         return SimEngine(model, replica_id)
     if model.engine == "vllm":
-        from replicas.vllm_engine import VllmEngine
+        from fleetgate.replicas.vllm_engine import VllmEngine
 
         return VllmEngine(model, replica_id)
     raise ValueError(f"model {model.name!r}: unknown engine {model.engine!r}")

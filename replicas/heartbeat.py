@@ -16,8 +16,8 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from fleetgate import registry
-from fleetgate.registry import Load, ReplicaRecord
+from fleetgate.core import registry
+from fleetgate.core.registry import Load, ReplicaRecord
 
 log = logging.getLogger(__name__)
 

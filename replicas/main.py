@@ -21,14 +21,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from fleetgate.config import FleetgateConfig, load_config
-from fleetgate.registry import ReplicaRecord
-from replicas.engine import Engine
-from replicas.engines import build_engine
-from replicas.heartbeat import Heartbeat
-from replicas.metrics_server import MetricsServer, start_metrics_server
-from replicas.ports import PORT_SEARCH_SPAN
-from replicas.server import ReplicaServer, start_replica_server
+from fleetgate.core.config import FleetgateConfig, load_config
+from fleetgate.core.registry import ReplicaRecord
+from fleetgate.replicas.engine import Engine
+from fleetgate.replicas.engines import build_engine
+from fleetgate.replicas.heartbeat import Heartbeat
+from fleetgate.replicas.metrics_server import MetricsServer, start_metrics_server
+from fleetgate.replicas.ports import PORT_SEARCH_SPAN
+from fleetgate.replicas.server import ReplicaServer, start_replica_server
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry, Metric, multiprocess, start_http_server
 
-from replicas.ports import bind_first_free
+from fleetgate.replicas.ports import bind_first_free
 
 
 def metrics_registry() -> CollectorRegistry:

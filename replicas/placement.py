@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetgate.config import ModelConfig
+from fleetgate.core.config import ModelConfig
 
 # Ray's prefix for accelerator resources (ray._common.utils.RESOURCE_CONSTRAINT_PREFIX).
 ACCELERATOR_RESOURCE_PREFIX = "accelerator_type:"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fleetgate.events import ErrorCode
+from fleetgate.core.events import ErrorCode
 
 
 class Refusal(Exception):

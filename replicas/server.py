@@ -16,15 +16,15 @@ from dataclasses import dataclass
 
 import grpc
 
-from fleetgate import grpc_keepalive
-from fleetgate.events import ErrorCode
-from fleetgate.events import error as error_event
-from fleetgate.registry import Load
+from fleetgate.core import grpc_keepalive
+from fleetgate.core.events import ErrorCode
+from fleetgate.core.events import error as error_event
+from fleetgate.core.registry import Load
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.v1 import replica_pb2_grpc
-from replicas import metrics
-from replicas.engine import Engine
-from replicas.ports import bind_first_free
+from fleetgate.replicas import metrics
+from fleetgate.replicas.engine import Engine
+from fleetgate.replicas.ports import bind_first_free
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ async def start_replica_server(
         options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
-            # Accept the routers' keepalive pings (fleetgate/grpc_keepalive.py).
+            # Accept the routers' keepalive pings (fleetgate/core/grpc_keepalive.py).
             *grpc_keepalive.SERVER_OPTIONS,
         ]
     )

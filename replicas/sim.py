@@ -36,15 +36,15 @@ import random
 import sys
 from collections.abc import AsyncIterator
 
-from fleetgate import events
-from fleetgate.config import ModelConfig, SimConfig
-from fleetgate.events import ErrorCode, Reason
-from fleetgate.registry import Capabilities, Load
+from fleetgate.core import events
+from fleetgate.core.config import ModelConfig, SimConfig
+from fleetgate.core.events import ErrorCode, Reason
+from fleetgate.core.registry import Capabilities, Load
 from fleetgate.v1 import replica_pb2 as pb
-from replicas.engine import Engine
-from replicas.refusal import Refusal
-from replicas.sim_plan import Plan, count_prompt_tokens, plan_completion, request_rng
-from replicas.stop_sequences import StopMatcher
+from fleetgate.replicas.engine import Engine
+from fleetgate.replicas.refusal import Refusal
+from fleetgate.replicas.sim_plan import Plan, count_prompt_tokens, plan_completion, request_rng
+from fleetgate.replicas.stop_sequences import StopMatcher
 
 log = logging.getLogger(__name__)
 

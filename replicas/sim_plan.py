@@ -18,13 +18,13 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from fleetgate.config import ModelConfig, SimConfig
-from fleetgate.events import ErrorCode
+from fleetgate.core.config import ModelConfig, SimConfig
+from fleetgate.core.events import ErrorCode
 from fleetgate.v1 import replica_pb2 as pb
-from replicas.completion_budget import completion_budget, requested_max_tokens
-from replicas.refusal import Refusal, parse_json_schema
-from replicas.schema_values import UnsatisfiableSchema, example_value
-from replicas.tool_call_ids import new_tool_call_id
+from fleetgate.replicas.completion_budget import completion_budget, requested_max_tokens
+from fleetgate.replicas.refusal import Refusal, parse_json_schema
+from fleetgate.replicas.schema_values import UnsatisfiableSchema, example_value
+from fleetgate.replicas.tool_call_ids import new_tool_call_id
 
 # An image part counts as this many prompt tokens (OpenAI's low-detail cost).
 IMAGE_TOKENS = 85

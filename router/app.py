@@ -16,20 +16,20 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI
 
-from fleetgate.config import FleetgateConfig
-from router.auth import BOOTSTRAP_KEY_NAME, KeyStore
-from router.balancer import Balancer
-from router.dialects.chat.routes import routes as chat_routes
-from router.dialects.completions.routes import routes as completions_routes
-from router.dialects.messages.routes import routes as messages_routes
-from router.dialects.responses.routes import routes as responses_routes
-from router.dispatch import Dispatcher
-from router.errors import install_error_handlers
-from router.meta_routes import routes as meta_routes
-from router.rate_limit_store import RateLimiter
-from router.registry_view import RegistryView
-from router.replica_client import ChannelPool
-from router.state import RouterState
+from fleetgate.core.config import FleetgateConfig
+from fleetgate.router.auth import BOOTSTRAP_KEY_NAME, KeyStore
+from fleetgate.router.balancer import Balancer
+from fleetgate.router.dialects.chat.routes import routes as chat_routes
+from fleetgate.router.dialects.completions.routes import routes as completions_routes
+from fleetgate.router.dialects.messages.routes import routes as messages_routes
+from fleetgate.router.dialects.responses.routes import routes as responses_routes
+from fleetgate.router.dispatch import Dispatcher
+from fleetgate.router.errors import install_error_handlers
+from fleetgate.router.meta_routes import routes as meta_routes
+from fleetgate.router.rate_limit_store import RateLimiter
+from fleetgate.router.registry_view import RegistryView
+from fleetgate.router.replica_client import ChannelPool
+from fleetgate.router.state import RouterState
 
 log = logging.getLogger("fleetgate.router")
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 import redis.asyncio as aioredis
 from starlette.requests import Request
 
-from router.errors import authentication_failed
-from router.rate_limit import Limits
+from fleetgate.router.errors import authentication_failed
+from fleetgate.router.rate_limit import Limits
 
 KEY_SECRET_PREFIX = "sk-fg-"
 KEY_RECORD_PREFIX = "fleetgate:apikey:"

@@ -15,8 +15,8 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 
-from fleetgate.registry import ReplicaRecord
-from router import metrics
+from fleetgate.core.registry import ReplicaRecord
+from fleetgate.router import metrics
 
 
 class Balancer:

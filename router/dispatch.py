@@ -28,15 +28,15 @@ import logging
 
 import grpc
 
-from fleetgate import events
-from fleetgate.registry import ReplicaRecord
+from fleetgate.core import events
+from fleetgate.core.registry import ReplicaRecord
 from fleetgate.v1 import replica_pb2 as pb
-from router import metrics
-from router.balancer import Balancer
-from router.canonical.fold import CONTENT_EVENTS
-from router.errors import ApiError, from_error_code, invalid_request, model_not_found, overloaded, state_store_unavailable
-from router.registry_view import RegistryView
-from router.replica_client import ChannelPool
+from fleetgate.router import metrics
+from fleetgate.router.balancer import Balancer
+from fleetgate.router.canonical.fold import CONTENT_EVENTS
+from fleetgate.router.errors import ApiError, from_error_code, invalid_request, model_not_found, overloaded, state_store_unavailable
+from fleetgate.router.registry_view import RegistryView
+from fleetgate.router.replica_client import ChannelPool
 
 log = logging.getLogger("fleetgate.router.dispatch")
 

@@ -14,7 +14,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from router.errors import invalid_request, request_too_large
+from fleetgate.router.errors import invalid_request, request_too_large
 
 # Names the replica that served a generation (every dialect, JSON and SSE).
 REPLICA_HEADER = "x-fleetgate-replica"

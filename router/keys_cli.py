@@ -17,9 +17,9 @@ from datetime import datetime, timezone
 
 import redis.asyncio as aioredis
 
-from fleetgate.config import load_config
-from router.auth import KeyInfo, KeyLookupError, KeyStore
-from router.rate_limit import Limits
+from fleetgate.core.config import load_config
+from fleetgate.router.auth import KeyInfo, KeyLookupError, KeyStore
+from fleetgate.router.rate_limit import Limits
 
 
 def _when(timestamp: float | None) -> str:

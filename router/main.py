@@ -24,8 +24,8 @@ import logging
 
 import uvicorn
 
-from fleetgate.config import load_config
-from router.app import create_app
+from fleetgate.core.config import load_config
+from fleetgate.router.app import create_app
 
 # Streams still open at shutdown get this long to finish.
 GRACEFUL_SHUTDOWN_SECONDS = 10

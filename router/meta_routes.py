@@ -17,11 +17,11 @@ from openai.types.model import Model
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from router import metrics
-from router.auth import Caller, authenticate
-from router.http_io import json_response
-from router.registry_view import ModelView
-from router.state import get_state
+from fleetgate.router import metrics
+from fleetgate.router.auth import Caller, authenticate
+from fleetgate.router.http_io import json_response
+from fleetgate.router.registry_view import ModelView
+from fleetgate.router.state import get_state
 
 routes = APIRouter()
 

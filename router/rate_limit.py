@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
 
-from router.errors import ApiError, ErrorFormat, rate_limited
+from fleetgate.router.errors import ApiError, ErrorFormat, rate_limited
 
 ANONYMOUS_BUCKET = "anonymous"
 

@@ -27,11 +27,11 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from fleetgate.config import RouterConfig
-from router.canonical.fold import Completion
-from router.dialects.base import CallContext
-from router.errors import ErrorFormat
-from router.rate_limit import Limits, WindowReading, bucket_for, rate_limit_error, rate_limit_headers
+from fleetgate.core.config import RouterConfig
+from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.dialects.base import CallContext
+from fleetgate.router.errors import ErrorFormat
+from fleetgate.router.rate_limit import Limits, WindowReading, bucket_for, rate_limit_error, rate_limit_headers
 
 log = logging.getLogger("fleetgate.router.rate_limit")
 

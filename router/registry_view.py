@@ -1,6 +1,6 @@
 """This router's view of the replica registry, refreshed from Redis every ``router.registry_refresh_seconds``.
 
-Reads the records ``fleetgate/registry.py`` defines (a replica's key expires when
+Reads the records ``fleetgate/core/registry.py`` defines (a replica's key expires when
 its heartbeat stops, and a draining replica is excluded). Per model it keeps the
 healthy replicas, their published load, context length and capabilities, and
 sets ``fleetgate_healthy_replicas``. A replica this router failed to reach is
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
-from fleetgate.config import ModelConfig
-from fleetgate.registry import Capabilities, ReplicaRecord, read_all
-from router import metrics
+from fleetgate.core.config import ModelConfig
+from fleetgate.core.registry import Capabilities, ReplicaRecord, read_all
+from fleetgate.router import metrics
 
 log = logging.getLogger("fleetgate.router.registry")
 

@@ -5,7 +5,7 @@ A channel whose address has been missing from the registry for
 still open on it; a brief gap (a Redis restart, a late heartbeat) closes nothing.
 Messages may be large (base64 images in a request), so the size limits are raised
 to match the replicas' receive limit. Channels send keepalive pings
-(``fleetgate.grpc_keepalive``), so a replica whose host vanished fails its open
+(``fleetgate.core.grpc_keepalive``), so a replica whose host vanished fails its open
 calls within seconds instead of leaving them waiting forever.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import grpc
 
-from fleetgate import grpc_keepalive
+from fleetgate.core import grpc_keepalive
 from fleetgate.v1 import replica_pb2_grpc
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024

@@ -20,9 +20,9 @@ from typing import Any
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from router import metrics
-from router.canonical.fold import Completion
-from router.errors import ApiError, ErrorKind
+from fleetgate.router import metrics
+from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.errors import ApiError, ErrorKind
 
 UNKNOWN_MODEL_LABEL = "unknown"
 CLIENT_CLOSED = 499

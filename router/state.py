@@ -12,14 +12,14 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from starlette.requests import Request
 
-from fleetgate.config import FleetgateConfig
-from router.auth import KeyStore
-from router.balancer import Balancer
-from router.dispatch import Dispatcher
-from router.rate_limit_store import RateLimiter
-from router.registry_view import RegistryView
-from router.replica_client import ChannelPool
-from router.request_metrics import UNKNOWN_MODEL_LABEL
+from fleetgate.core.config import FleetgateConfig
+from fleetgate.router.auth import KeyStore
+from fleetgate.router.balancer import Balancer
+from fleetgate.router.dispatch import Dispatcher
+from fleetgate.router.rate_limit_store import RateLimiter
+from fleetgate.router.registry_view import RegistryView
+from fleetgate.router.replica_client import ChannelPool
+from fleetgate.router.request_metrics import UNKNOWN_MODEL_LABEL
 
 
 @dataclass

@@ -12,7 +12,7 @@ from router_process import REPO, ROUTER_CONFIG
 def keys_cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "FLEETGATE_REDIS__URL": redis_url}
     return subprocess.run(
-        [sys.executable, "-m", "fleetgate.cli", "keys", "--config", str(ROUTER_CONFIG), *args],
+        [sys.executable, "-m", "fleetgate.launcher.cli", "keys", "--config", str(ROUTER_CONFIG), *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
     )
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import redis
 
-from fleetgate.registry import REPLICA_KEY_PREFIX, ReplicaRecord
+from fleetgate.core.registry import REPLICA_KEY_PREFIX, ReplicaRecord
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "tests" / "configs"
@@ -59,7 +59,7 @@ class ReplicaProcess:
         """Launch the process and return its registry record once it is registered."""
         env = {**os.environ, **self.env, "FLEETGATE_REDIS__URL": self.redis_url, "PYTHONUNBUFFERED": "1"}
         command = [
-            sys.executable, "-m", "fleetgate.cli", "replica",
+            sys.executable, "-m", "fleetgate.launcher.cli", "replica",
             "--config", str(self.config_path), "--model", self.model, "--replica-id", self.replica_id,
         ]
         with open(self.log_path, "wb") as log:

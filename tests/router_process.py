@@ -66,7 +66,7 @@ class RouterProcess:
 
     def start(self, timeout: float = 60.0) -> "RouterProcess":
         env = {**os.environ, **self.env, "FLEETGATE_REDIS__URL": self.redis_url, "PYTHONUNBUFFERED": "1"}
-        command = [sys.executable, "-m", "fleetgate.cli", "router", "--config", str(self.config_path), "--port", str(self.port)]
+        command = [sys.executable, "-m", "fleetgate.launcher.cli", "router", "--config", str(self.config_path), "--port", str(self.port)]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

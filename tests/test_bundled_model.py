@@ -12,7 +12,7 @@ import pytest
 from safetensors import safe_open
 from transformers import AutoTokenizer
 
-from fleetgate.bundled_model import BUNDLED_SCHEME, CACHE_ENV, PREPARED_MARKER, resolve_model_path
+from fleetgate.replicas.bundled_model import BUNDLED_SCHEME, CACHE_ENV, PREPARED_MARKER, resolve_model_path
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 def prepare(cache: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, CACHE_ENV: str(cache)}
     return subprocess.run(
-        [sys.executable, "-m", "fleetgate.cli", "models", "prepare", *flags],
+        [sys.executable, "-m", "fleetgate.launcher.cli", "models", "prepare", *flags],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=True,
     )
 

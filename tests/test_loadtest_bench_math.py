@@ -8,8 +8,8 @@ import math
 import orjson
 import pytest
 
-from loadtest.bench import configs
-from loadtest.bench.report import (
+from fleetgate.loadtest.bench import configs
+from fleetgate.loadtest.bench.report import (
     MET,
     MISSED,
     NOT_MEASURED,
@@ -19,10 +19,10 @@ from loadtest.bench.report import (
     target_rows,
     verdict,
 )
-from loadtest.bench.results import FLEETGATE, GRPC_DIRECT, LITELLM, VLLM_SERVER, BenchResults, Measurement
-from loadtest.bench.run import parse_parts
-from loadtest.bench.stats import CpuCostSplit, RequestRecord, RunSummary, percentile, ratio, split_cpu_cost, summarize
-from loadtest.streaming import StreamParser, read_stream
+from fleetgate.loadtest.bench.results import FLEETGATE, GRPC_DIRECT, LITELLM, VLLM_SERVER, BenchResults, Measurement
+from fleetgate.loadtest.bench.run import parse_parts
+from fleetgate.loadtest.bench.stats import CpuCostSplit, RequestRecord, RunSummary, percentile, ratio, split_cpu_cost, summarize
+from fleetgate.loadtest.streaming import StreamParser, read_stream
 
 
 # -- percentiles and summaries ------------------------------------------------------------

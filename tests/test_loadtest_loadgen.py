@@ -16,10 +16,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from loadtest.bench.cpu import CpuMeter, tree_cpu_seconds
-from loadtest.bench.loadgen import GrpcGenerateTarget, HttpChatTarget, LoadPlan, measure
-from loadtest.bench.processes import ProcessSet, start_replica, start_router
-from loadtest.bench.stats import summarize
+from fleetgate.loadtest.bench.cpu import CpuMeter, tree_cpu_seconds
+from fleetgate.loadtest.bench.loadgen import GrpcGenerateTarget, HttpChatTarget, LoadPlan, measure
+from fleetgate.loadtest.bench.processes import ProcessSet, start_replica, start_router
+from fleetgate.loadtest.bench.stats import summarize
 from replica_process import SIM_CONFIG
 
 MODEL = "sim"

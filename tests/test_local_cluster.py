@@ -17,7 +17,7 @@ import redis
 import yaml
 from conftest import REPO, free_port, wait_for_port
 
-from fleetgate.registry import REPLICA_KEY_PREFIX, ReplicaRecord
+from fleetgate.core.registry import REPLICA_KEY_PREFIX, ReplicaRecord
 
 
 @pytest.fixture()
@@ -62,7 +62,7 @@ def test_up_serves_the_configured_models_with_prometheus_and_stops_cleanly(clust
     config_path, redis_port, router_port = cluster_config
     prometheus_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETGATE_")}
-    command = [sys.executable, "-m", "fleetgate.cli", "up", "--config", str(config_path),
+    command = [sys.executable, "-m", "fleetgate.launcher.cli", "up", "--config", str(config_path),
                "--with-prometheus", "--prometheus-port", str(prometheus_port)]
     with open(tmp_path / "up.log", "wb") as log:
         up = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

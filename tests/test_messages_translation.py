@@ -14,14 +14,14 @@ from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import ValidationError
 from sse_frames import sdk_event
 
-from fleetgate import events as ev
+from fleetgate.core import events as ev
 from fleetgate.v1 import replica_pb2 as pb
-from router.dialects.messages import protocol as wire
-from router.dialects.messages.request import effort_from_budget, generate_request, prompt_request
-from router.dialects.messages.signature import thinking_signature
-from router.canonical.fold import CompletionFolder
-from router.dialects.messages.response import message_body
-from router.dialects.messages.stream import MessageStreamBuilder
+from fleetgate.router.dialects.messages import protocol as wire
+from fleetgate.router.dialects.messages.request import effort_from_budget, generate_request, prompt_request
+from fleetgate.router.dialects.messages.signature import thinking_signature
+from fleetgate.router.canonical.fold import CompletionFolder
+from fleetgate.router.dialects.messages.response import message_body
+from fleetgate.router.dialects.messages.stream import MessageStreamBuilder
 
 
 def _request(**body) -> wire.MessagesRequest:

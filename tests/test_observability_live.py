@@ -2,7 +2,7 @@
 
 Sim replicas run as real ``fleetgate replica`` processes registered in a real Redis, a
 real router serves the official OpenAI and Anthropic SDKs, and Prometheus (started by
-``fleetgate.local_prometheus``) finds the replicas through the registry.
+``fleetgate.launcher.local_prometheus``) finds the replicas through the registry.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from router_process import ROUTER_CONFIG, RouterProcess, router_factory  # noqa: F401
 
-from fleetgate.config import FleetgateConfig
-from fleetgate.local_prometheus import LocalPrometheus, start_prometheus
+from fleetgate.core.config import FleetgateConfig
+from fleetgate.launcher.local_prometheus import LocalPrometheus, start_prometheus
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.v1 import replica_pb2_grpc
 

@@ -1,4 +1,4 @@
-"""fleetgate/local_prometheus.py: registry → file-SD targets, runtime config, and a real Prometheus
+"""fleetgate/launcher/local_prometheus.py: registry → file-SD targets, runtime config, and a real Prometheus
 that discovers replicas as they come and go in a real Redis registry."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 import yaml
 
-from fleetgate.config import FleetgateConfig
-from fleetgate.local_prometheus import (
+from fleetgate.core.config import FleetgateConfig
+from fleetgate.launcher.local_prometheus import (
     BASE_CONFIG,
     REPLICAS_SD,
     ROUTERS_SD,
@@ -24,7 +24,7 @@ from fleetgate.local_prometheus import (
     start_prometheus,
     write_json_if_changed,
 )
-from fleetgate.registry import ReplicaRecord, publish, withdraw
+from fleetgate.core.registry import ReplicaRecord, publish, withdraw
 
 
 def record(replica_id: str, metrics_url: str | None, model: str = "sim") -> ReplicaRecord:

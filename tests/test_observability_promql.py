@@ -19,8 +19,8 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-import replicas.metrics
-import router.metrics
+from fleetgate.replicas import metrics as replica_metrics
+from fleetgate.router import metrics as router_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 GRAFANA = REPO / "deploy" / "grafana"
@@ -58,7 +58,7 @@ def module_series_names(module: ModuleType) -> set[str]:
 
 def exported_names() -> set[str]:
     vllm = set().union(*(series_names(name, kind) for name, kind in VLLM_METRICS.items()))
-    return module_series_names(router.metrics) | module_series_names(replicas.metrics) | vllm
+    return module_series_names(router_metrics) | module_series_names(replica_metrics) | vllm
 
 
 # --- a small PromQL metric-name extractor ---------------------------------------------

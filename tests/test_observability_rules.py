@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleetgate.local_prometheus import BASE_CONFIG, write_runtime_config
+from fleetgate.launcher.local_prometheus import BASE_CONFIG, write_runtime_config
 
 PROMETHEUS = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))

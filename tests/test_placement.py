@@ -8,8 +8,8 @@ from ray.util.accelerators import NVIDIA_H100
 from ray.util.placement_group import PlacementGroup
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from fleetgate.config import ModelConfig
-from replicas.placement import accelerator_resource, actor_options, placed_model, replica_placement
+from fleetgate.core.config import ModelConfig
+from fleetgate.replicas.placement import accelerator_resource, actor_options, placed_model, replica_placement
 
 H100 = f"{RESOURCE_CONSTRAINT_PREFIX}{NVIDIA_H100}"
 

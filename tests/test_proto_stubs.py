@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleetgate.protogen import PROTO_ROOT, generate
+from fleetgate.core.protogen import PROTO_ROOT, generate
 
 
 def test_committed_stubs_match_the_proto(tmp_path: Path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.errors import ErrorFormat, anthropic_error_body, openai_error_body
-from router.rate_limit import Limits, WindowReading, exceeded, go_duration, rate_limit_error, rate_limit_headers
+from fleetgate.router.errors import ErrorFormat, anthropic_error_body, openai_error_body
+from fleetgate.router.rate_limit import Limits, WindowReading, exceeded, go_duration, rate_limit_error, rate_limit_headers
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

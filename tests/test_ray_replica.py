@@ -13,13 +13,13 @@ import ray
 from conftest import free_port
 from replica_process import SIM_CONFIG
 
-from fleetgate.config import FleetgateConfig, load_config
-from fleetgate.registry import REPLICA_KEY_PREFIX, ReplicaRecord
+from fleetgate.core.config import FleetgateConfig, load_config
+from fleetgate.core.registry import REPLICA_KEY_PREFIX, ReplicaRecord
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.v1 import replica_pb2_grpc
-from replicas.controller import ReplicaActor, ReplicaController
-from replicas.placement import actor_options
-from replicas.ports import port_is_free
+from fleetgate.replicas.controller import ReplicaActor, ReplicaController
+from fleetgate.replicas.placement import actor_options
+from fleetgate.replicas.ports import port_is_free
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from openai.types.responses import Response
 from replica_process import ReplicaProcess
 from router_process import RouterProcess, router_cluster, router_factory, sim_router  # noqa: F401
 
-from router.auth import KeyStore
+from fleetgate.router.auth import KeyStore
 
 RESPONSES_CONFIG = Path(__file__).parent / "configs" / "responses-sim.yaml"
 REPLICA_HEADER = "x-fleetgate-replica"

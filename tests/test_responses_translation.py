@@ -17,17 +17,17 @@ from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 from sse_frames import sdk_event
 
-from fleetgate import events as ev
+from fleetgate.core import events as ev
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical.contiguous import ContiguousEvents
-from router.dialects.base import CallContext
-from router.dialects.responses.adapter import ResponsesDialect
-from router.dialects.responses.conversation import normalize_items, parse_items, to_messages
-from router.dialects.responses.protocol import ResponsesRequest, UnknownItem
-from router.dialects.responses.request import to_generate_request
-from router.dialects.responses.response import response_shell, to_json
-from router.dialects.responses.stream import ResponseBuilder
-from router.errors import ApiError
+from fleetgate.router.canonical.contiguous import ContiguousEvents
+from fleetgate.router.dialects.base import CallContext
+from fleetgate.router.dialects.responses.adapter import ResponsesDialect
+from fleetgate.router.dialects.responses.conversation import normalize_items, parse_items, to_messages
+from fleetgate.router.dialects.responses.protocol import ResponsesRequest, UnknownItem
+from fleetgate.router.dialects.responses.request import to_generate_request
+from fleetgate.router.dialects.responses.response import response_shell, to_json
+from fleetgate.router.dialects.responses.stream import ResponseBuilder
+from fleetgate.router.errors import ApiError
 
 Reason = pb.Finish.Reason
 

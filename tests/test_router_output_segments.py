@@ -11,11 +11,11 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from sse_frames import data_payloads, sdk_event
 
-from fleetgate import events as ev
+from fleetgate.core import events as ev
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical import sse
-from router.dialects.base import CallContext
-from router.dialects.chat.response import ChatStreamEncoder, render_completion
+from fleetgate.router.canonical import sse
+from fleetgate.router.dialects.base import CallContext
+from fleetgate.router.dialects.chat.response import ChatStreamEncoder, render_completion
 
 
 def test_fold_keeps_ordered_segments_and_the_joined_conveniences():

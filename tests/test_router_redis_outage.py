@@ -24,7 +24,7 @@ from messages_helpers import anthropic_client
 from replica_process import ReplicaProcess
 from router_process import ROUTER_CONFIG, RouterProcess
 
-from router.auth import KeyStore
+from fleetgate.router.auth import KeyStore
 
 HELLO = [{"role": "user", "content": "hi"}]
 UNAVAILABLE = "shared state store unavailable, retry"

@@ -23,7 +23,7 @@ import redis
 from messages_helpers import anthropic_client
 from router_process import RouterProcess, router_cluster, sim_router  # noqa: F401
 
-from fleetgate.registry import REPLICA_KEY_PREFIX, ReplicaRecord
+from fleetgate.core.registry import REPLICA_KEY_PREFIX, ReplicaRecord
 
 HELLO = [{"role": "user", "content": "hi"}]
 REPLICA_HEADER = "x-fleetgate-replica"

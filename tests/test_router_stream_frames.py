@@ -12,12 +12,12 @@ from openai.types.chat import ChatCompletionChunk
 from openai.types.completion import Completion as TextCompletion
 from sse_frames import data_payloads, frames, sdk_event
 
-from fleetgate import events as ev
+from fleetgate.core import events as ev
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical import sse
-from router.dialects.base import CallContext
-from router.dialects.chat.response import ChatStreamEncoder
-from router.dialects.completions.dialect import CompletionStreamEncoder
+from fleetgate.router.canonical import sse
+from fleetgate.router.dialects.base import CallContext
+from fleetgate.router.dialects.chat.response import ChatStreamEncoder
+from fleetgate.router.dialects.completions.dialect import CompletionStreamEncoder
 
 CALL = CallContext(dialect="chat", request_id="req1", model="sim", stream=True, created=1700000000)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from router.stream_response import EventStreamResponse, FinalChunk, Keepalive
+from fleetgate.router.stream_response import EventStreamResponse, FinalChunk, Keepalive
 
 
 class Client:

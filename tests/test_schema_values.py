@@ -5,8 +5,8 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from replicas.schema_values import UnsatisfiableSchema, example_value
-from replicas.stop_sequences import StopMatcher
+from fleetgate.replicas.schema_values import UnsatisfiableSchema, example_value
+from fleetgate.replicas.stop_sequences import StopMatcher
 
 SCHEMAS = {
     "empty": {},

@@ -11,11 +11,11 @@ import jsonschema
 import pytest
 from replica_process import SIM_CONFIG
 
-from fleetgate.config import load_config
+from fleetgate.core.config import load_config
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.v1 import replica_pb2_grpc
-from replicas.engines import build_engine
-from replicas.server import start_replica_server
+from fleetgate.replicas.engines import build_engine
+from fleetgate.replicas.server import start_replica_server
 
 Reason = pb.Finish.Reason
 MODELS = ["sim", "sim-reasoning", "sim-echo", "sim-slow", "sim-faulty"]

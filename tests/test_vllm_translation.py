@@ -7,16 +7,16 @@ import re
 
 import pytest
 
-from fleetgate.events import ErrorCode
+from fleetgate.core.events import ErrorCode
 from fleetgate.v1 import replica_pb2 as pb
-from replicas.completion_budget import completion_budget
-from replicas.refusal import Refusal
-from replicas.formats.openai_chat import chat_message, chat_template_kwargs, chat_tool_choice, chat_tools
-from replicas.formats.tool_call_events import ToolCallEvents
-from replicas.formats.vllm_parsers import PlainTextOutput
-from replicas.vllm_engine.finish import finish_event
-from replicas.vllm_engine.forced_tool_calls import ForcedToolCallParser
-from replicas.vllm_engine.sampling import sampling_params
+from fleetgate.replicas.completion_budget import completion_budget
+from fleetgate.replicas.refusal import Refusal
+from fleetgate.replicas.formats.openai_chat import chat_message, chat_template_kwargs, chat_tool_choice, chat_tools
+from fleetgate.replicas.formats.tool_call_events import ToolCallEvents
+from fleetgate.replicas.formats.vllm_parsers import PlainTextOutput
+from fleetgate.replicas.vllm_engine.finish import finish_event
+from fleetgate.replicas.vllm_engine.forced_tool_calls import ForcedToolCallParser
+from fleetgate.replicas.vllm_engine.sampling import sampling_params
 
 Reason = pb.Finish.Reason
 Mode = pb.ToolChoice.Mode
@@ -152,7 +152,7 @@ def test_finish_reasons(finish_reason, stop_reason, tool_calls, reason, stop_seq
 def smollm2_tokenizer():
     from vllm.tokenizers import get_tokenizer
 
-    from fleetgate.bundled_model import resolve_model_path
+    from fleetgate.replicas.bundled_model import resolve_model_path
 
     return get_tokenizer(resolve_model_path("bundled:smollm2-135m"))
 
@@ -165,7 +165,7 @@ def smollm2_tokenizer():
     ],
 )
 def test_vllm_tool_parser_output_becomes_tool_call_events(smollm2_tokenizer, tool_parser, output, text):
-    from replicas.formats.vllm_parsers import VllmParserOutput, parser_class, vllm_chat_request
+    from fleetgate.replicas.formats.vllm_parsers import VllmParserOutput, parser_class, vllm_chat_request
 
     request = pb.GenerateRequest(
         messages=[text_message(pb.ROLE_USER, "Weather in Paris?")],

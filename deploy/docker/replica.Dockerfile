@@ -20,11 +20,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/fleetgate
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY fleetgate ./fleetgate
-COPY router ./router
 COPY replicas ./replicas
-COPY loadtest ./loadtest
+COPY deploy/__init__.py deploy/*.yaml ./deploy/
+COPY deploy/prometheus ./deploy/prometheus
+COPY deploy/grafana ./deploy/grafana
 # The image's own vLLM stays (no `gpu` extra, so pip does not replace it).
 RUN python3 -m pip install . "ray[default]==${RAY_VERSION}"
 

@@ -10,11 +10,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /opt/fleetgate
-COPY pyproject.toml README.md ./
+# The router needs only the core, the launcher, the router and the shipped files:
+# no Ray, no replicas/, no loadtest/ (setup.py leaves out folders that are not there).
+COPY pyproject.toml setup.py README.md ./
 COPY fleetgate ./fleetgate
 COPY router ./router
-COPY replicas ./replicas
-COPY loadtest ./loadtest
+COPY deploy/__init__.py deploy/*.yaml ./deploy/
+COPY deploy/prometheus ./deploy/prometheus
+COPY deploy/grafana ./deploy/grafana
 RUN pip install . \
  && useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin fleetgate
 

@@ -6,7 +6,7 @@ routing, retries, metrics or dialect objects. Each text event becomes one Chat
 Completions chunk, then a usage chunk and ``[DONE]``. What the router costs
 above this is fleetgate's own work; this much is the frameworks'.
 
-    python -m loadtest.bench.bare_relay --replica HOST:PORT --model sim --port N
+    python -m fleetgate.loadtest.bench.bare_relay --replica HOST:PORT --model sim --port N
 """
 
 from __future__ import annotations

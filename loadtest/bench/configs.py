@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from fleetgate.config import DEFAULT_CONFIG, FleetgateConfig, ModelConfig, load_config
+from fleetgate.core.config import DEFAULT_CONFIG, FleetgateConfig, ModelConfig, load_config
 
 SIM_MODEL = "sim"
 VLLM_MODEL = "smollm2-135m"

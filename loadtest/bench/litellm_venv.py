@@ -13,7 +13,7 @@ import sys
 import venv
 from pathlib import Path
 
-from loadtest.bench.processes import REPO
+from fleetgate.loadtest.bench.processes import REPO
 
 LITELLM_VERSION = "1.82.6"
 COMPROMISED_VERSIONS = frozenset({"1.82.7", "1.82.8", "1.107.0"})

@@ -25,10 +25,10 @@ import orjson
 
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.v1 import replica_pb2_grpc
-from loadtest import payloads
-from loadtest.bench.cpu import CpuMeter
-from loadtest.bench.stats import RequestRecord
-from loadtest.streaming import StreamParser
+from fleetgate.loadtest import payloads
+from fleetgate.loadtest.bench.cpu import CpuMeter
+from fleetgate.loadtest.bench.stats import RequestRecord
+from fleetgate.loadtest.streaming import StreamParser
 
 
 def bench_prompt(index: int) -> str:

@@ -12,8 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-from loadtest.bench.report import ROUTER_CPU_PER_REQUEST_MAX, ROUTER_CPU_PER_TOKEN_MAX  # noqa: E402
-from loadtest.bench.results import BARE_RELAY, FLEETGATE, GRPC_DIRECT, LITELLM, BenchResults  # noqa: E402
+from fleetgate.loadtest.bench.report import ROUTER_CPU_PER_REQUEST_MAX, ROUTER_CPU_PER_TOKEN_MAX  # noqa: E402
+from fleetgate.loadtest.bench.results import BARE_RELAY, FLEETGATE, GRPC_DIRECT, LITELLM, BenchResults  # noqa: E402
 
 _COLORS = {GRPC_DIRECT: "tab:gray", BARE_RELAY: "tab:olive", FLEETGATE: "tab:blue", LITELLM: "tab:orange"}
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from fleetgate.registry import REPLICA_KEY_PREFIX, ReplicaRecord
+from fleetgate.core.registry import REPLICA_KEY_PREFIX, ReplicaRecord
 
 REPO = Path(__file__).resolve().parents[2]
 LOCALHOST = "127.0.0.1"
@@ -167,7 +167,7 @@ def start_redis(processes: ProcessSet) -> str:
 
 
 def _fleetgate(*args: str) -> list[str]:
-    return [sys.executable, "-m", "fleetgate.cli", *args]
+    return [sys.executable, "-m", "fleetgate.launcher.cli", *args]
 
 
 def start_replica(processes: ProcessSet, config_path: Path, model: str, redis_url: str, *, name: str,
@@ -209,7 +209,7 @@ def start_bare_relay(processes: ProcessSet, replica_address: str, model: str, *,
                      timeout: float = 60.0) -> tuple[ManagedProcess, str]:
     """The reference relay (``loadtest.bench.bare_relay``) in front of one replica; returns its base URL."""
     port = free_port()
-    process = processes.spawn("bare-relay", [sys.executable, "-m", "loadtest.bench.bare_relay", "--replica",
+    process = processes.spawn("bare-relay", [sys.executable, "-m", "fleetgate.loadtest.bench.bare_relay", "--replica",
                                              replica_address, "--model", model, "--port", str(port)])
     base_url = f"http://{LOCALHOST}:{port}"
     wait_until(serves_model(base_url, model), process, timeout, "bare relay")

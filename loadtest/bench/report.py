@@ -10,8 +10,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loadtest.bench.cpu import MACHINE
-from loadtest.bench.results import (
+from fleetgate.loadtest.bench.cpu import MACHINE
+from fleetgate.loadtest.bench.results import (
     BARE_RELAY,
     FLEETGATE,
     GRPC_DIRECT,
@@ -20,7 +20,7 @@ from loadtest.bench.results import (
     BenchResults,
     Measurement,
 )
-from loadtest.bench.stats import ratio
+from fleetgate.loadtest.bench.stats import ratio
 
 # Targets from the load-testing issue (printed next to the numbers, never asserted).
 ROUTER_TTFT_P50_ADDED_MAX = 0.001

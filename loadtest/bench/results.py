@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtest.bench.stats import CpuCostSplit, RunSummary
+from fleetgate.loadtest.bench.stats import CpuCostSplit, RunSummary
 
 # Targets a measurement can have (the name tells what was in the path).
 GRPC_DIRECT = "gRPC direct to sim replica"

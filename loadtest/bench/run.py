@@ -2,7 +2,7 @@
 
     fleetgate bench [--quick] [--parts a,b,c,d] [--out loadtest/results] [--work-dir DIR]
 
-(the arguments are declared in ``fleetgate/cli.py``, which imports this module only for ``bench``)
+(the arguments are declared in ``fleetgate/launcher/cli.py``, which imports this module only for ``bench``)
 
 (a) router overhead, (b) end to end on vLLM CPU, (c) scale-out, (d) LiteLLM's
 proxy measured inside (a) and (b). A part that fails is noted in the report and
@@ -20,16 +20,16 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from loadtest.bench.litellm_venv import ensure_litellm
-from loadtest.bench.machine import describe_machine
-from loadtest.bench.parts.common import BenchContext, say
-from loadtest.bench.parts.e2e import run_end_to_end
-from loadtest.bench.parts.overhead import run_overhead
-from loadtest.bench.parts.scaleout import run_scale_out
-from loadtest.bench.plots import write_plots
-from loadtest.bench.processes import REPO, ProcessFailed
-from loadtest.bench.report import render_markdown
-from loadtest.bench.results import BenchResults
+from fleetgate.loadtest.bench.litellm_venv import ensure_litellm
+from fleetgate.loadtest.bench.machine import describe_machine
+from fleetgate.loadtest.bench.parts.common import BenchContext, say
+from fleetgate.loadtest.bench.parts.e2e import run_end_to_end
+from fleetgate.loadtest.bench.parts.overhead import run_overhead
+from fleetgate.loadtest.bench.parts.scaleout import run_scale_out
+from fleetgate.loadtest.bench.plots import write_plots
+from fleetgate.loadtest.bench.processes import REPO, ProcessFailed
+from fleetgate.loadtest.bench.report import render_markdown
+from fleetgate.loadtest.bench.results import BenchResults
 
 ALL_PARTS = ("a", "b", "c", "d")
 DEFAULT_OUT = REPO / "loadtest" / "results"

@@ -17,11 +17,11 @@ import jinja2
 import jinja2.meta
 import jinja2.sandbox
 
-from fleetgate.config import ModelConfig
+from fleetgate.core.config import ModelConfig
 from fleetgate.v1 import replica_pb2 as pb
-from replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
-from replicas.formats.openai_chat import chat_messages, chat_template_kwargs, chat_tools
-from replicas.formats.vllm_parsers import PlainTextOutput, VllmParserOutput, parser_class, vllm_chat_request
+from fleetgate.replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
+from fleetgate.replicas.formats.openai_chat import chat_messages, chat_template_kwargs, chat_tools
+from fleetgate.replicas.formats.vllm_parsers import PlainTextOutput, VllmParserOutput, parser_class, vllm_chat_request
 
 if TYPE_CHECKING:
     from vllm.renderers.base import BaseRenderer

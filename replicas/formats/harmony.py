@@ -59,10 +59,10 @@ from openai_harmony import (
     load_harmony_encoding,
 )
 
-from fleetgate import events
+from fleetgate.core import events
 from fleetgate.v1 import replica_pb2 as pb
-from replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
-from replicas.tool_call_ids import new_tool_call_id
+from fleetgate.replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
+from fleetgate.replicas.tool_call_ids import new_tool_call_id
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fleetgate import events
+from fleetgate.core import events
 from fleetgate.v1 import replica_pb2 as pb
-from replicas.tool_call_ids import new_tool_call_id
+from fleetgate.replicas.tool_call_ids import new_tool_call_id
 
 
 @dataclass

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fleetgate import events
+from fleetgate.core import events
 from fleetgate.v1 import replica_pb2 as pb
-from replicas.formats.base import OutputParser
-from replicas.formats.openai_chat import chat_messages, chat_tool_choice, chat_tools
-from replicas.formats.tool_call_events import ToolCallEvents
+from fleetgate.replicas.formats.base import OutputParser
+from fleetgate.replicas.formats.openai_chat import chat_messages, chat_tool_choice, chat_tools
+from fleetgate.replicas.formats.tool_call_events import ToolCallEvents
 
 if TYPE_CHECKING:
     from vllm.entrypoints.generate.base.protocol import DeltaMessage

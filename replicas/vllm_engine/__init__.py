@@ -1,5 +1,5 @@
 """The ``vllm`` engine: vLLM ``AsyncLLM`` behind fleetgate's ``Engine`` interface (imports vLLM; load it lazily)."""
 
-from replicas.vllm_engine.engine import VllmEngine
+from fleetgate.replicas.vllm_engine.engine import VllmEngine
 
 __all__ = ["VllmEngine"]

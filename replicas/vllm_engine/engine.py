@@ -27,22 +27,22 @@ from vllm.sampling_params import SamplingParams
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
 
-from fleetgate import events
-from fleetgate.config import ModelConfig
-from fleetgate.events import ErrorCode
-from fleetgate.registry import Capabilities, Load
+from fleetgate.core import events
+from fleetgate.core.config import ModelConfig
+from fleetgate.core.events import ErrorCode
+from fleetgate.core.registry import Capabilities, Load
 from fleetgate.v1 import replica_pb2 as pb
-from replicas.completion_budget import completion_budget, requested_max_tokens
-from replicas.engine import Engine
-from replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
-from replicas.formats.openai_chat import forces_tool_call
-from replicas.formats.vllm_parsers import PlainTextOutput
-from replicas.refusal import Refusal
-from replicas.vllm_engine.engine_args import apply_cpu_defaults, build_engine_args
-from replicas.vllm_engine.finish import finish_event
-from replicas.vllm_engine.forced_tool_calls import ForcedToolCallParser, tool_call_constraint, without_tool_choice
-from replicas.vllm_engine.load_stats import LatestSchedulerStats
-from replicas.vllm_engine.sampling import response_format_constraint, sampling_params
+from fleetgate.replicas.completion_budget import completion_budget, requested_max_tokens
+from fleetgate.replicas.engine import Engine
+from fleetgate.replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
+from fleetgate.replicas.formats.openai_chat import forces_tool_call
+from fleetgate.replicas.formats.vllm_parsers import PlainTextOutput
+from fleetgate.replicas.refusal import Refusal
+from fleetgate.replicas.vllm_engine.engine_args import apply_cpu_defaults, build_engine_args
+from fleetgate.replicas.vllm_engine.finish import finish_event
+from fleetgate.replicas.vllm_engine.forced_tool_calls import ForcedToolCallParser, tool_call_constraint, without_tool_choice
+from fleetgate.replicas.vllm_engine.load_stats import LatestSchedulerStats
+from fleetgate.replicas.vllm_engine.sampling import response_format_constraint, sampling_params
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +92,10 @@ class VllmEngine(Engine):
     def _new_format(self, llm: AsyncLLM) -> PromptFormat:
         """Harmony for gpt-oss, the model's chat template otherwise (which also tells whether tools are rendered)."""
         if self.model.uses_harmony:
-            from replicas.formats.harmony import HarmonyFormat
+            from fleetgate.replicas.formats.harmony import HarmonyFormat
 
             return HarmonyFormat()
-        from replicas.formats.chat_template import ChatTemplateFormat
+        from fleetgate.replicas.formats.chat_template import ChatTemplateFormat
 
         chat_template = ChatTemplateFormat(llm.renderer, self.model)
         self._capabilities.tools = chat_template.supports_tools

@@ -14,8 +14,8 @@ import os
 
 from vllm.engine.arg_utils import AsyncEngineArgs
 
-from fleetgate.bundled_model import resolve_model_path
-from fleetgate.config import ModelConfig
+from fleetgate.replicas.bundled_model import resolve_model_path
+from fleetgate.core.config import ModelConfig
 
 CPU_KVCACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
 # GiB of KV cache for a CPU replica when its environment does not say.

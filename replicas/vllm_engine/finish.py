@@ -6,8 +6,8 @@ vLLM reports ``finish_reason`` (stop, length, abort, error, repetition) and a
 
 from __future__ import annotations
 
-from fleetgate import events
-from fleetgate.events import ErrorCode, Reason
+from fleetgate.core import events
+from fleetgate.core.events import ErrorCode, Reason
 from fleetgate.v1 import replica_pb2 as pb
 
 

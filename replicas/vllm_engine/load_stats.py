@@ -15,7 +15,7 @@ from vllm.config import VllmConfig
 from vllm.v1.metrics.loggers import StatLoggerBase
 from vllm.v1.metrics.stats import IterationStats, MultiModalCacheStats, SchedulerStats
 
-from fleetgate.registry import Load
+from fleetgate.core.registry import Load
 
 
 class LatestSchedulerStats:

@@ -7,7 +7,7 @@ from typing import Any
 from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
 from fleetgate.v1 import replica_pb2 as pb
-from replicas.refusal import parse_json_schema
+from fleetgate.replicas.refusal import parse_json_schema
 
 Kind = pb.ResponseFormat.Kind
 

@@ -18,8 +18,8 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical.segments import Segment, SegmentStream, ToolCallOut
-from router.errors import ApiError, from_error_code
+from fleetgate.router.canonical.segments import Segment, SegmentStream, ToolCallOut
+from fleetgate.router.errors import ApiError, from_error_code
 
 Reason = pb.Finish.Reason
 

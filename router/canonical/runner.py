@@ -43,16 +43,16 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fleetgate import events
+from fleetgate.core import events
 from fleetgate.v1 import replica_pb2 as pb
-from router.auth import authenticate
-from router.canonical import ids, sse
-from router.canonical.content import check_images
-from router.canonical.fold import CONTENT_EVENTS, Completion, CompletionFolder, is_content
-from router.canonical.stats import STATS_KEY, GenerationClock, wants_stats
-from router.dialects.base import CallContext, Dialect, StreamEncoder
-from router.dispatch import EventStream
-from router.errors import (
+from fleetgate.router.auth import authenticate
+from fleetgate.router.canonical import ids, sse
+from fleetgate.router.canonical.content import check_images
+from fleetgate.router.canonical.fold import CONTENT_EVENTS, Completion, CompletionFolder, is_content
+from fleetgate.router.canonical.stats import STATS_KEY, GenerationClock, wants_stats
+from fleetgate.router.dialects.base import CallContext, Dialect, StreamEncoder
+from fleetgate.router.dispatch import EventStream
+from fleetgate.router.errors import (
     ApiError,
     error_format_for_path,
     error_response,
@@ -60,10 +60,10 @@ from router.errors import (
     state_store_unavailable,
     to_error_code,
 )
-from router.http_io import REPLICA_HEADER, json_response, read_json_body
-from router.request_metrics import CLIENT_CLOSED, RequestMetrics
-from router.state import RouterState, get_state
-from router.stream_response import EventStreamResponse, FinalChunk, Keepalive
+from fleetgate.router.http_io import REPLICA_HEADER, json_response, read_json_body
+from fleetgate.router.request_metrics import CLIENT_CLOSED, RequestMetrics
+from fleetgate.router.state import RouterState, get_state
+from fleetgate.router.stream_response import EventStreamResponse, FinalChunk, Keepalive
 
 log = logging.getLogger("fleetgate.router.runner")
 

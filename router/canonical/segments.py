@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical.contiguous import ContiguousEvents
+from fleetgate.router.canonical.contiguous import ContiguousEvents
 
 SegmentKind = Literal["reasoning", "text", "tool_call"]
 

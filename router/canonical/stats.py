@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from router.canonical.fold import Completion
+from fleetgate.router.canonical.fold import Completion
 
 STATS_HEADER = "x-fleetgate-stats"
 STATS_FIELD = "fleetgate_stats"

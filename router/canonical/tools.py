@@ -18,7 +18,7 @@ import jsonschema
 import orjson
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.errors import invalid_request
+from fleetgate.router.errors import invalid_request
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 EMPTY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}

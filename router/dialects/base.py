@@ -54,9 +54,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical.fold import Completion
-from router.errors import from_validation_error, invalid_request
-from router.rate_limit import Limits
+from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.errors import from_validation_error, invalid_request
+from fleetgate.router.rate_limit import Limits
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 

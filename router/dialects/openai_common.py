@@ -14,10 +14,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical import sse
-from router.canonical.fold import UsageCounts
-from router.dialects.base import StreamEncoder
-from router.errors import from_error_code, invalid_request, openai_error_body
+from fleetgate.router.canonical import sse
+from fleetgate.router.canonical.fold import UsageCounts
+from fleetgate.router.dialects.base import StreamEncoder
+from fleetgate.router.errors import from_error_code, invalid_request, openai_error_body
 
 Reason = pb.Finish.Reason
 FinishReason = Literal["stop", "length", "tool_calls"]

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtest.bench import configs
-from loadtest.bench.cpu import MACHINE, CpuMeter, MachineCpuMeter
-from loadtest.bench.loadgen import LoadPlan, LoadTarget, measure
-from loadtest.bench.processes import ManagedProcess, ProcessSet, start_litellm_proxy
-from loadtest.bench.results import BenchResults, Measurement
-from loadtest.bench.stats import summarize
+from fleetgate.loadtest.bench import configs
+from fleetgate.loadtest.bench.cpu import MACHINE, CpuMeter, MachineCpuMeter
+from fleetgate.loadtest.bench.loadgen import LoadPlan, LoadTarget, measure
+from fleetgate.loadtest.bench.processes import ManagedProcess, ProcessSet, start_litellm_proxy
+from fleetgate.loadtest.bench.results import BenchResults, Measurement
+from fleetgate.loadtest.bench.stats import summarize
 
 
 @dataclass

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fleetgate.bundled_model import resolve_model_path
-from loadtest.bench import configs
-from loadtest.bench.cpu import CpuMeter
-from loadtest.bench.loadgen import HttpChatTarget, LoadPlan
-from loadtest.bench.parts.common import BenchContext, record_run, say, start_litellm_in_front
-from loadtest.bench.processes import ProcessSet, start_redis, start_replica, start_router, start_vllm_server
-from loadtest.bench.results import FLEETGATE, LITELLM, VLLM_SERVER
+from fleetgate.replicas.bundled_model import resolve_model_path
+from fleetgate.loadtest.bench import configs
+from fleetgate.loadtest.bench.cpu import CpuMeter
+from fleetgate.loadtest.bench.loadgen import HttpChatTarget, LoadPlan
+from fleetgate.loadtest.bench.parts.common import BenchContext, record_run, say, start_litellm_in_front
+from fleetgate.loadtest.bench.processes import ProcessSet, start_redis, start_replica, start_router, start_vllm_server
+from fleetgate.loadtest.bench.results import FLEETGATE, LITELLM, VLLM_SERVER
 
 PART = "b"
 # A vLLM CPU engine loads in ~30 s with enforce_eager; leave room for a busy machine.

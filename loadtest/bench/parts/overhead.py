@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadtest.bench import configs
-from loadtest.bench.cpu import CpuMeter
-from loadtest.bench.loadgen import GrpcGenerateTarget, HttpChatTarget, LoadPlan
-from loadtest.bench.parts.common import BenchContext, record_run, say, start_litellm_in_front
-from loadtest.bench.processes import ProcessSet, start_bare_relay, start_redis, start_replica, start_router
-from loadtest.bench.results import BARE_RELAY, FLEETGATE, GRPC_DIRECT, LITELLM
-from loadtest.bench.stats import split_cpu_cost
+from fleetgate.loadtest.bench import configs
+from fleetgate.loadtest.bench.cpu import CpuMeter
+from fleetgate.loadtest.bench.loadgen import GrpcGenerateTarget, HttpChatTarget, LoadPlan
+from fleetgate.loadtest.bench.parts.common import BenchContext, record_run, say, start_litellm_in_front
+from fleetgate.loadtest.bench.processes import ProcessSet, start_bare_relay, start_redis, start_replica, start_router
+from fleetgate.loadtest.bench.results import BARE_RELAY, FLEETGATE, GRPC_DIRECT, LITELLM
+from fleetgate.loadtest.bench.stats import split_cpu_cost
 
 PART = "a"
 SHORT_LABEL = "CPU split: 1-token outputs"

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadtest.bench import configs
-from loadtest.bench.cpu import CpuMeter
-from loadtest.bench.loadgen import HttpChatTarget, LoadPlan
-from loadtest.bench.parts.common import BenchContext, record_run, say
-from loadtest.bench.processes import ProcessSet, start_redis, start_replica, start_router
-from loadtest.bench.results import FLEETGATE
+from fleetgate.loadtest.bench import configs
+from fleetgate.loadtest.bench.cpu import CpuMeter
+from fleetgate.loadtest.bench.loadgen import HttpChatTarget, LoadPlan
+from fleetgate.loadtest.bench.parts.common import BenchContext, record_run, say
+from fleetgate.loadtest.bench.processes import ProcessSet, start_redis, start_replica, start_router
+from fleetgate.loadtest.bench.results import FLEETGATE
 
 PART = "c"
 TOPOLOGIES = ((1, 1), (1, 4), (2, 1), (2, 4))  # (routers, replicas)

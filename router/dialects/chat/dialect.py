@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical.fold import Completion
-from router.dialects.base import CallContext, Dialect, StreamEncoder
-from router.dialects.chat.protocol import ChatCompletionRequest
-from router.dialects.chat.request import to_generate_request
-from router.dialects.chat.response import ChatStreamEncoder, render_completion
+from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.dialects.base import CallContext, Dialect, StreamEncoder
+from fleetgate.router.dialects.chat.protocol import ChatCompletionRequest
+from fleetgate.router.dialects.chat.request import to_generate_request
+from fleetgate.router.dialects.chat.response import ChatStreamEncoder, render_completion
 
 
 class ChatDialect(Dialect[ChatCompletionRequest]):

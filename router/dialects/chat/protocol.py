@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
-from router.dialects.openai_common import OpenAISamplingFields, Wire
+from fleetgate.router.dialects.openai_common import OpenAISamplingFields, Wire
 
 
 class TextPart(Wire):

@@ -20,11 +20,11 @@ from typing import Any
 import orjson
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical import tools as canonical_tools
-from router.canonical.content import image_part, text_part
-from router.dialects.chat import protocol as wire
-from router.dialects.openai_common import canonical_reasoning, canonical_sampling, check_single_choice
-from router.errors import invalid_request
+from fleetgate.router.canonical import tools as canonical_tools
+from fleetgate.router.canonical.content import image_part, text_part
+from fleetgate.router.dialects.chat import protocol as wire
+from fleetgate.router.dialects.openai_common import canonical_reasoning, canonical_sampling, check_single_choice
+from fleetgate.router.errors import invalid_request
 
 _ROLES = {
     "system": pb.ROLE_SYSTEM,

@@ -23,10 +23,10 @@ from openai.types.chat.chat_completion_message import ChatCompletionMessage
 from openai.types.chat.chat_completion_message_function_tool_call import ChatCompletionMessageFunctionToolCall, Function
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical import ids
-from router.canonical.fold import Completion
-from router.dialects.base import CallContext
-from router.dialects.openai_common import FinishReason, OpenAIStreamEncoder, dump, finish_reason, usage_body
+from fleetgate.router.canonical import ids
+from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.dialects.base import CallContext
+from fleetgate.router.dialects.openai_common import FinishReason, OpenAIStreamEncoder, dump, finish_reason, usage_body
 
 
 def tool_call_id(replica_id: str) -> str:

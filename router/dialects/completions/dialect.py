@@ -15,11 +15,11 @@ from openai.types.completion import Completion as TextCompletion
 from openai.types.completion_choice import CompletionChoice
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical import ids
-from router.canonical.fold import Completion
-from router.dialects.base import CallContext, Dialect, StreamEncoder
-from router.dialects.completions.protocol import CompletionRequest
-from router.dialects.openai_common import (
+from fleetgate.router.canonical import ids
+from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.dialects.base import CallContext, Dialect, StreamEncoder
+from fleetgate.router.dialects.completions.protocol import CompletionRequest
+from fleetgate.router.dialects.openai_common import (
     FinishReason,
     OpenAIStreamEncoder,
     canonical_sampling,
@@ -28,7 +28,7 @@ from router.dialects.openai_common import (
     finish_reason,
     usage_body,
 )
-from router.errors import invalid_request
+from fleetgate.router.errors import invalid_request
 
 
 def to_generate_request(request: CompletionRequest) -> pb.GenerateRequest:

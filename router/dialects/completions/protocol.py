@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from router.dialects.openai_common import OpenAISamplingFields
+from fleetgate.router.dialects.openai_common import OpenAISamplingFields
 
 
 class CompletionRequest(OpenAISamplingFields):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from router.canonical import runner
-from router.dialects.completions.dialect import COMPLETIONS
+from fleetgate.router.canonical import runner
+from fleetgate.router.dialects.completions.dialect import COMPLETIONS
 
 routes = APIRouter()
 

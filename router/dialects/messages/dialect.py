@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical import ids, sse
-from router.canonical.fold import Completion
-from router.dialects.base import CallContext, Dialect, StreamEncoder
-from router.dialects.messages import protocol as wire
-from router.dialects.messages.request import generate_request, prompt_request
-from router.dialects.messages.response import message_body
-from router.dialects.messages.stream import PING, MessageStreamBuilder
+from fleetgate.router.canonical import ids, sse
+from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.dialects.base import CallContext, Dialect, StreamEncoder
+from fleetgate.router.dialects.messages import protocol as wire
+from fleetgate.router.dialects.messages.request import generate_request, prompt_request
+from fleetgate.router.dialects.messages.response import message_body
+from fleetgate.router.dialects.messages.stream import PING, MessageStreamBuilder
 
 DIALECT_NAME = "messages"
 

@@ -26,9 +26,9 @@ from collections.abc import Sequence
 import orjson
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical import tools as canonical_tools
-from router.canonical.content import data_url, image_part, text_part
-from router.dialects.messages import protocol as wire
+from fleetgate.router.canonical import tools as canonical_tools
+from fleetgate.router.canonical.content import data_url, image_part, text_part
+from fleetgate.router.dialects.messages import protocol as wire
 
 # Thinking budget (tokens) → reasoning effort. Anthropic clients pick budgets, the
 # canonical request carries an effort: below LOW_BUDGET_MAX is "low" (the 1024

@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 
-from router.canonical.fold import Completion
-from router.canonical.segments import Segment, ToolCallOut
-from router.dialects.messages.signature import thinking_signature
-from router.dialects.messages.usage import final_usage, stop_reason, stop_sequence
+from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.canonical.segments import Segment, ToolCallOut
+from fleetgate.router.dialects.messages.signature import thinking_signature
+from fleetgate.router.dialects.messages.usage import final_usage, stop_reason, stop_sequence
 
 TOOL_USE_PREFIX = "toolu_"
 # Prefixes replicas give canonical tool-call ids, replaced by Anthropic's.

@@ -11,9 +11,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from router.canonical import runner
-from router.dialects.messages.dialect import COUNT_TOKENS, MESSAGES, count_tokens_body
-from router.http_io import json_response
+from fleetgate.router.canonical import runner
+from fleetgate.router.dialects.messages.dialect import COUNT_TOKENS, MESSAGES, count_tokens_body
+from fleetgate.router.http_io import json_response
 
 routes = APIRouter()
 

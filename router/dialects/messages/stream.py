@@ -22,13 +22,13 @@ from __future__ import annotations
 from typing import Any
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical.fold import UsageCounts
-from router.canonical.segments import Segment, SegmentDelta, SegmentOpened, SegmentStep, SegmentStream
-from router.canonical.sse import NamedEvent, named
-from router.dialects.messages.response import message_object, tool_use_id
-from router.dialects.messages.signature import thinking_signature
-from router.dialects.messages.usage import final_usage, start_usage, stop_reason, stop_sequence
-from router.errors import ApiError, ErrorKind, anthropic_error_body, from_error_code
+from fleetgate.router.canonical.fold import UsageCounts
+from fleetgate.router.canonical.segments import Segment, SegmentDelta, SegmentOpened, SegmentStep, SegmentStream
+from fleetgate.router.canonical.sse import NamedEvent, named
+from fleetgate.router.dialects.messages.response import message_object, tool_use_id
+from fleetgate.router.dialects.messages.signature import thinking_signature
+from fleetgate.router.dialects.messages.usage import final_usage, start_usage, stop_reason, stop_sequence
+from fleetgate.router.errors import ApiError, ErrorKind, anthropic_error_body, from_error_code
 
 PING: NamedEvent = named({"type": "ping"})
 

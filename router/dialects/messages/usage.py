@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical.fold import UsageCounts
+from fleetgate.router.canonical.fold import UsageCounts
 
 Reason = pb.Finish.Reason
 

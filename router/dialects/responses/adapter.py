@@ -18,19 +18,19 @@ from collections.abc import Sequence
 
 from openai.types.responses import Response
 
-from fleetgate import events
+from fleetgate.core import events
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical import sse
-from router.canonical.sse import NamedEvent
-from router.canonical.fold import Completion
-from router.canonical.ids import response_id
-from router.dialects.base import CallContext, Dialect, StreamEncoder
-from router.dialects.responses.conversation import ConversationItem, normalize_items
-from router.dialects.responses.protocol import ResponsesRequest
-from router.dialects.responses.request import to_generate_request
-from router.dialects.responses.response import response_shell, to_json
-from router.dialects.responses.stream import ResponseBuilder
-from router.errors import from_error_code
+from fleetgate.router.canonical import sse
+from fleetgate.router.canonical.sse import NamedEvent
+from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.canonical.ids import response_id
+from fleetgate.router.dialects.base import CallContext, Dialect, StreamEncoder
+from fleetgate.router.dialects.responses.conversation import ConversationItem, normalize_items
+from fleetgate.router.dialects.responses.protocol import ResponsesRequest
+from fleetgate.router.dialects.responses.request import to_generate_request
+from fleetgate.router.dialects.responses.response import response_shell, to_json
+from fleetgate.router.dialects.responses.stream import ResponseBuilder
+from fleetgate.router.errors import from_error_code
 
 
 class ResponsesDialect(Dialect[ResponsesRequest]):

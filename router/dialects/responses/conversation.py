@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.dialects.responses.protocol import (
+from fleetgate.router.dialects.responses.protocol import (
     ContentPart,
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -35,8 +35,8 @@ from router.dialects.responses.protocol import (
     UnknownItem,
     UnknownPart,
 )
-from router.canonical.ids import new_item_id
-from router.errors import invalid_request
+from fleetgate.router.canonical.ids import new_item_id
+from fleetgate.router.errors import invalid_request
 
 ConversationItem = dict[str, Any]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from router.errors import invalid_request
+from fleetgate.router.errors import invalid_request
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

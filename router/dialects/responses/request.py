@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical.tools import (
+from fleetgate.router.canonical.tools import (
     JSON_OBJECT_FORMAT,
     TEXT_FORMAT,
     canonical_json_schema_format,
@@ -21,8 +21,8 @@ from router.canonical.tools import (
     check_unique_names,
     named_tool_choice,
 )
-from router.dialects.responses.conversation import ConversationItem, parse_items, to_messages
-from router.dialects.responses.protocol import FunctionTool, FunctionToolChoice, ResponsesRequest, TextFormat
+from fleetgate.router.dialects.responses.conversation import ConversationItem, parse_items, to_messages
+from fleetgate.router.dialects.responses.protocol import FunctionTool, FunctionToolChoice, ResponsesRequest, TextFormat
 
 _MODES = {
     "auto": pb.ToolChoice.MODE_AUTO,

@@ -24,7 +24,7 @@ from openai.types.shared import Reasoning, ResponseFormatJSONObject, ResponseFor
 from pydantic import BaseModel
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.dialects.responses.protocol import FunctionToolChoice, ResponsesRequest, TextFormat
+from fleetgate.router.dialects.responses.protocol import FunctionToolChoice, ResponsesRequest, TextFormat
 
 
 class WireResponse(Response):

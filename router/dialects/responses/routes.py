@@ -21,18 +21,18 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from router.auth import authenticate
-from router.canonical import runner
-from router.canonical.fold import Completion
-from router.dialects.base import CallContext
-from router.dialects.responses.adapter import ResponsesDialect
-from router.dialects.responses.listing import DEFAULT_LIMIT, MAX_LIMIT, item_page
-from router.dialects.responses.protocol import ResponsesRequest
-from router.dialects.responses.response import to_json
-from router.errors import not_found
-from router.http_io import REPLICA_HEADER, json_response
-from router.response_store import ResponseStore, StoredResponse
-from router.state import RouterState, get_state
+from fleetgate.router.auth import authenticate
+from fleetgate.router.canonical import runner
+from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.dialects.base import CallContext
+from fleetgate.router.dialects.responses.adapter import ResponsesDialect
+from fleetgate.router.dialects.responses.listing import DEFAULT_LIMIT, MAX_LIMIT, item_page
+from fleetgate.router.dialects.responses.protocol import ResponsesRequest
+from fleetgate.router.dialects.responses.response import to_json
+from fleetgate.router.errors import not_found
+from fleetgate.router.http_io import REPLICA_HEADER, json_response
+from fleetgate.router.response_store import ResponseStore, StoredResponse
+from fleetgate.router.state import RouterState, get_state
 
 routes = APIRouter()
 

@@ -64,11 +64,11 @@ from openai.types.responses.response_error import ResponseError
 from openai.types.responses.response_reasoning_item import Content as ReasoningContent
 
 from fleetgate.v1 import replica_pb2 as pb
-from router.canonical.ids import new_item_id, new_tool_call_id
-from router.canonical.segments import Segment, SegmentDelta, SegmentOpened, SegmentStep, SegmentStream
-from router.canonical.sse import NamedEvent, named
-from router.dialects.responses.response import to_json, usage_of
-from router.errors import ApiError, ErrorKind, from_error_code
+from fleetgate.router.canonical.ids import new_item_id, new_tool_call_id
+from fleetgate.router.canonical.segments import Segment, SegmentDelta, SegmentOpened, SegmentStep, SegmentStream
+from fleetgate.router.canonical.sse import NamedEvent, named
+from fleetgate.router.dialects.responses.response import to_json, usage_of
+from fleetgate.router.errors import ApiError, ErrorKind, from_error_code
 
 ItemKind = Literal["reasoning", "message", "function_call"]
 ItemStatus = Literal["completed", "incomplete"]

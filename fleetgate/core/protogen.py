@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-PROTO_ROOT = Path(__file__).resolve().parent.parent / "proto"
+# A development tool: it reads proto/ of a checkout (an installed wheel ships the generated stubs).
+PROTO_ROOT = Path(__file__).resolve().parents[2] / "proto"
 
 
 def proto_files() -> list[Path]:

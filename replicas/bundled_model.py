@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetgate.config import FleetgateConfig
+from fleetgate.core.config import FleetgateConfig
 
 BUNDLED_SCHEME = "bundled:"
 CACHE_ENV = "FLEETGATE_MODEL_CACHE"

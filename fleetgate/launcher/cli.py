@@ -99,31 +99,31 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "up":
-        from fleetgate.local_cluster import run_local_cluster
+        from fleetgate.launcher.local_cluster import run_local_cluster
 
         return run_local_cluster(args)
     if args.command == "router":
-        from router.main import run_router
+        from fleetgate.router.main import run_router
 
         return run_router(args)
     if args.command == "replica":
-        from replicas.main import run_replica
+        from fleetgate.replicas.main import run_replica
 
         return run_replica(args)
     if args.command == "controller":
-        from replicas.controller import run_controller
+        from fleetgate.replicas.controller import run_controller
 
         return run_controller(args)
     if args.command == "models":
-        from fleetgate.bundled_model import prepare_cli
+        from fleetgate.replicas.bundled_model import prepare_cli
 
         return prepare_cli(args)
     if args.command == "keys":
-        from router.keys_cli import keys_cli
+        from fleetgate.router.keys_cli import keys_cli
 
         return keys_cli(args)
     if args.command == "bench":
-        from loadtest.bench.run import run_bench
+        from fleetgate.loadtest.bench.run import run_bench
 
         return run_bench(args)
     return 2

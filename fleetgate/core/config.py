@@ -15,9 +15,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from fleetgate.core.shipped import shipped_path
+
 ENV_PREFIX = "FLEETGATE_"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO_ROOT / "deploy" / "local.yaml"
+# The shipped local-cluster config (deploy/local.yaml), found in a checkout and in an installed wheel alike.
+DEFAULT_CONFIG = shipped_path("local.yaml")
 
 
 class _Strict(BaseModel):

@@ -6,7 +6,7 @@ already), start a local Ray (limited CPUs, no dashboard) or join
 ``ray.address``, start the configured replicas as Ray actors
 (``ReplicaController``), start the router (``fleetgate router``) as a
 subprocess, and with ``--with-prometheus`` a local Prometheus
-(``fleetgate.local_prometheus``) on ``--prometheus-port`` (default 9090; its
+(``fleetgate.launcher.local_prometheus``) on ``--prometheus-port`` (default 9090; its
 files in ``~/.cache/fleetgate/prometheus/<port>``). Ctrl-C or SIGTERM stops everything in the
 reverse order: the router, the replicas (drained), Ray, then Redis, leaving no
 process behind.
@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from fleetgate.config import DEFAULT_CONFIG, FleetgateConfig, load_config
+from fleetgate.core.config import DEFAULT_CONFIG, FleetgateConfig, load_config
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def running_ray(config: FleetgateConfig) -> Iterator[None]:
 
 @contextlib.contextmanager
 def running_replicas(config: FleetgateConfig, cancel: threading.Event) -> Iterator[None]:
-    from replicas.controller import ReplicaController
+    from fleetgate.replicas.controller import ReplicaController
 
     controller = ReplicaController(config)
     try:
@@ -134,7 +134,7 @@ def running_replicas(config: FleetgateConfig, cancel: threading.Event) -> Iterat
 def running_router(config_path: Path, host: str, port: int, redis_url: str) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "FLEETGATE_REDIS__URL": redis_url}
     process = subprocess.Popen(
-        [sys.executable, "-m", "fleetgate.cli", "router", "--config", str(config_path), "--host", host, "--port", str(port)],
+        [sys.executable, "-m", "fleetgate.launcher.cli", "router", "--config", str(config_path), "--host", host, "--port", str(port)],
         env=env, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     try:
@@ -146,8 +146,8 @@ def running_router(config_path: Path, host: str, port: int, redis_url: str) -> I
 
 @contextlib.contextmanager
 def running_prometheus(config: FleetgateConfig, router_address: str, port: int) -> Iterator[None]:
-    """Prometheus on ``port`` through ``fleetgate.local_prometheus`` (owned by observability)."""
-    from fleetgate.local_prometheus import start_prometheus
+    """Prometheus on ``port`` through ``fleetgate.launcher.local_prometheus`` (owned by observability)."""
+    from fleetgate.launcher.local_prometheus import start_prometheus
 
     if port_open("127.0.0.1", port):
         raise RuntimeError(f"port {port} is taken (another Prometheus?); choose another with --prometheus-port")
@@ -162,14 +162,14 @@ def running_prometheus(config: FleetgateConfig, router_address: str, port: int) 
 
 def prepare_bundled_models(config: FleetgateConfig) -> None:
     if any(model.model and model.model.startswith("bundled:") for model in config.models):
-        from fleetgate.bundled_model import ensure_prepared
+        from fleetgate.replicas.bundled_model import ensure_prepared
 
         ensure_prepared(config)
 
 
 def run_local_cluster(args: argparse.Namespace) -> int:
     """Run the local cluster until Ctrl-C / SIGTERM; exit 1 if the router dies on its own."""
-    from replicas.controller import install_stop_signals  # imports Ray: only when the cluster runs
+    from fleetgate.replicas.controller import install_stop_signals  # imports Ray: only when the cluster runs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config_path = Path(args.config) if args.config else DEFAULT_CONFIG

@@ -16,7 +16,7 @@ functions; the feeder loop and the Prometheus process are the I/O around them.
     handle.stop()
 
 Run by hand beside an already running cluster:
-``python -m fleetgate.local_prometheus --config deploy/local-sim.yaml``.
+``python -m fleetgate.launcher.local_prometheus --config deploy/local-sim.yaml``.
 """
 
 from __future__ import annotations
@@ -43,12 +43,13 @@ import httpx
 import redis.asyncio as aioredis
 import yaml
 
-from fleetgate.config import REPO_ROOT, FleetgateConfig, load_config
-from fleetgate.registry import ReplicaRecord, read_all
+from fleetgate.core.config import FleetgateConfig, load_config
+from fleetgate.core.shipped import shipped_path
+from fleetgate.core.registry import ReplicaRecord, read_all
 
 log = logging.getLogger(__name__)
 
-PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
+PROMETHEUS_DIR = shipped_path("prometheus")
 BASE_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 ROUTERS_SD = Path("sd") / "routers.json"
 REPLICAS_SD = Path("sd") / "replicas.json"
