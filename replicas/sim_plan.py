@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 from fleetgate.core.config import ModelConfig, SimConfig
 from fleetgate.core.events import ErrorCode
+from fleetgate.core.tool_call_ids import new_tool_call_id
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.completion_budget import completion_budget, requested_max_tokens
 from fleetgate.replicas.refusal import Refusal, parse_json_schema
 from fleetgate.replicas.schema_values import UnsatisfiableSchema, example_value
-from fleetgate.replicas.tool_call_ids import new_tool_call_id
 
 # An image part counts as this many prompt tokens (OpenAI's low-detail cost).
 IMAGE_TOKENS = 85
@@ -117,7 +117,7 @@ def plan_completion(request: pb.GenerateRequest, model: ModelConfig, rng: random
         plan.reasoning = _cycled(_THOUGHTS, count)
     tool = _tool_to_call(request, sim, rng)
     if tool is not None:
-        plan.tool_calls = [PlannedToolCall(new_tool_call_id(rng), tool.name, _argument_tokens(tool))]
+        plan.tool_calls = [PlannedToolCall(new_tool_call_id(rng=rng), tool.name, _argument_tokens(tool))]
     else:
         plan.text = _text_tokens(request, sim)
     return plan

@@ -60,9 +60,9 @@ from openai_harmony import (
 )
 
 from fleetgate.core import events
+from fleetgate.core.tool_call_ids import new_tool_call_id
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
-from fleetgate.replicas.tool_call_ids import new_tool_call_id
 
 logger = logging.getLogger(__name__)
 

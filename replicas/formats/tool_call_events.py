@@ -4,7 +4,7 @@ Each call becomes ``tool_call_start`` (with a canonical index counting from 0,
 its id and name), ``tool_call_delta`` events with argument text, and
 ``tool_call_end`` when the next call starts or the output ends. Argument text
 that arrives before a call's name is known is held until the name arrives. A call
-the source gives no id gets one from ``replicas.tool_call_ids``.
+the source gives no id gets one from ``fleetgate.core.tool_call_ids``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fleetgate.core import events
+from fleetgate.core.tool_call_ids import new_tool_call_id
 from fleetgate.v1 import replica_pb2 as pb
-from fleetgate.replicas.tool_call_ids import new_tool_call_id
 
 
 @dataclass

@@ -87,7 +87,7 @@ class ForcedToolCallParser(OutputParser):
             previous_text=previous, current_text=self._text, tool_call_idx=None, tool_call_id_type="random"
         )
         if message is not None:
-            # vLLM's ids here are random ones it makes up: the calls get ours (replicas.tool_call_ids).
+            # vLLM's ids here are random ones it makes up: the calls get ours (fleetgate.core.tool_call_ids).
             for call in message.tool_calls:
                 call.id = None
         return delta_events(message, self._tool_calls)

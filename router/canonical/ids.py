@@ -3,6 +3,7 @@
 One random request id per request (also the canonical ``request_id`` sent to the
 replica, so logs on both sides correlate); each dialect derives its public object
 id from it with its own prefix, so the id is stable across all chunks of a stream.
+Tool-call ids follow the scheme router and replicas share (``fleetgate.core.tool_call_ids``).
 """
 
 from __future__ import annotations
@@ -45,11 +46,6 @@ def message_id(request_id: str) -> str:
 
 def response_id(request_id: str) -> str:
     return f"resp_{request_id}"
-
-
-def new_tool_call_id(prefix: str = "call_") -> str:
-    """A fresh tool call id, e.g. ``call_…`` (OpenAI) or ``toolu_…`` (Anthropic)."""
-    return prefix + random_token()
 
 
 def new_item_id(prefix: str) -> str:

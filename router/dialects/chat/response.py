@@ -22,6 +22,7 @@ from openai.types.chat.chat_completion import ChatCompletion, Choice
 from openai.types.chat.chat_completion_message import ChatCompletionMessage
 from openai.types.chat.chat_completion_message_function_tool_call import ChatCompletionMessageFunctionToolCall, Function
 
+from fleetgate.core.tool_call_ids import new_tool_call_id
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import ids
 from fleetgate.router.canonical.fold import Completion
@@ -31,7 +32,7 @@ from fleetgate.router.dialects.openai_common import FinishReason, OpenAIStreamEn
 
 def tool_call_id(replica_id: str) -> str:
     """The replica's call id, or a fresh ``call_…`` when it sent none."""
-    return replica_id or ids.new_tool_call_id()
+    return replica_id or new_tool_call_id()
 
 
 def render_completion(completion: Completion, call: CallContext) -> dict[str, Any]:

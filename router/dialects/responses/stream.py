@@ -63,8 +63,9 @@ from openai.types.responses.response import IncompleteDetails
 from openai.types.responses.response_error import ResponseError
 from openai.types.responses.response_reasoning_item import Content as ReasoningContent
 
+from fleetgate.core.tool_call_ids import new_tool_call_id
 from fleetgate.v1 import replica_pb2 as pb
-from fleetgate.router.canonical.ids import new_item_id, new_tool_call_id
+from fleetgate.router.canonical.ids import new_item_id
 from fleetgate.router.canonical.segments import Segment, SegmentDelta, SegmentOpened, SegmentStep, SegmentStream
 from fleetgate.router.canonical.sse import NamedEvent, named
 from fleetgate.router.dialects.responses.response import to_json, usage_of
