@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from fleetgate.core import grpc_keepalive
+from fleetgate.core import grpc_options
 from fleetgate.core.events import ErrorCode
 from fleetgate.core.events import error as error_event
 from fleetgate.core.registry import Load
@@ -172,10 +172,9 @@ async def start_replica_server(
     """
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
-            # Accept the routers' keepalive pings (fleetgate/core/grpc_keepalive.py).
-            *grpc_keepalive.SERVER_OPTIONS,
+            # The message size limit and keepalive the routers use (fleetgate/core/grpc_options.py).
+            *grpc_options.SERVER_OPTIONS,
         ]
     )
     servicer = ReplicaServicer(engine, replica_id=replica_id, model_name=model_name)

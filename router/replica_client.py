@@ -3,10 +3,10 @@
 A channel whose address has been missing from the registry for
 ``ABSENT_CLOSE_SECONDS`` is closed (``retain``), with a grace period for calls
 still open on it; a brief gap (a Redis restart, a late heartbeat) closes nothing.
-Messages may be large (base64 images in a request), so the size limits are raised
-to match the replicas' receive limit. Channels send keepalive pings
-(``fleetgate.core.grpc_keepalive``), so a replica whose host vanished fails its open
-calls within seconds instead of leaving them waiting forever.
+Channels take the options replicas agree with (``fleetgate.core.grpc_options``):
+the raised message size limit (base64 images in a request) and keepalive pings, so
+a replica whose host vanished fails its open calls within seconds instead of
+leaving them waiting forever.
 """
 
 from __future__ import annotations
@@ -17,19 +17,16 @@ from collections.abc import Iterable
 
 import grpc
 
-from fleetgate.core import grpc_keepalive
+from fleetgate.core import grpc_options
 from fleetgate.v1 import replica_pb2_grpc
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 ABSENT_CLOSE_SECONDS = 60.0
 CLOSE_GRACE_SECONDS = 60.0
 CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     # Fail fast on a dead address instead of backing off for long between attempts.
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
-    *grpc_keepalive.CHANNEL_OPTIONS,
+    *grpc_options.CHANNEL_OPTIONS,
 ]
 
 

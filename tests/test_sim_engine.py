@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 from replica_process import SIM_CONFIG
 
+from fleetgate.core import grpc_options
 from fleetgate.core.config import load_config
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.v1 import replica_pb2_grpc
@@ -46,14 +47,14 @@ BOOKING_SCHEMA = {
 
 @pytest.fixture(scope="module")
 async def stubs():
-    """One in-process replica server per sim model of tests/configs/sim.yaml, with a gRPC stub each."""
+    """One in-process replica server per sim model of tests/configs/sim.yaml, with a gRPC stub each (router options)."""
     config = load_config(SIM_CONFIG)
     servers, channels, result = [], [], {}
     for name in MODELS:
         engine = build_engine(config.model(name), f"{name}-0")
         await engine.start()
         server = await start_replica_server(engine, replica_id=f"{name}-0", model_name=name)
-        channel = grpc.aio.insecure_channel(server.address)
+        channel = grpc.aio.insecure_channel(server.address, options=grpc_options.CHANNEL_OPTIONS)
         servers.append(server)
         channels.append(channel)
         result[name] = replica_pb2_grpc.ReplicaStub(channel)
@@ -305,6 +306,14 @@ async def test_info_and_health(stubs):
     assert info.capabilities.tools and info.capabilities.reasoning and info.capabilities.structured_output
     assert not info.capabilities.vision
     assert (await stubs["sim"].Health(pb.HealthRequest())).healthy
+
+
+async def test_a_request_above_grpcs_4_mib_default_is_served(stubs):
+    words = 2 * 1024 * 1024  # "w " each: 4 MiB of text, plus the rest of the message
+    large = request("sim", "w " * words)
+    assert large.ByteSize() > 4 * 1024 * 1024
+    assert large.ByteSize() < grpc_options.MAX_MESSAGE_BYTES
+    assert (await stubs["sim"].CountTokens(large)).prompt_tokens == words + 1  # + the role marker
 
 
 async def test_replica_that_dies_mid_stream_breaks_the_stream(replica_factory):

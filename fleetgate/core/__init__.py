@@ -2,6 +2,6 @@
 
 ``config`` (the validated configuration), ``registry`` (the replica registry schema in
 Redis), ``events`` (canonical event constructors over the generated ``fleetgate.v1``
-stubs), ``grpc_keepalive`` (channel and server options both sides must agree on),
+stubs), ``grpc_options`` (the message size limit and keepalive both sides must agree on),
 ``shipped`` (files shipped with the package) and ``protogen`` (regenerating the stubs).
 """
