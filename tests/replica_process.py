@@ -18,12 +18,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import redis
 
+from fleetgate.core import local_processes
 from fleetgate.core.registry import REPLICA_KEY_PREFIX, ReplicaRecord
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,15 +68,17 @@ class ReplicaProcess:
         return self.record
 
     def wait_registered(self, timeout: float) -> ReplicaRecord:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        records: list[ReplicaRecord] = []
+
+        def registered() -> bool:
             record = self.registry_record()
             if record is not None:
-                return record
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"replica {self.replica_id} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            time.sleep(0.1)
-        raise TimeoutError(f"replica {self.replica_id} not registered after {timeout}s:\n{self.log_tail()}")
+                records.append(record)
+            return record is not None
+
+        local_processes.wait_until(registered, what=f"replica {self.replica_id}", timeout=timeout,
+                                   process=self.proc, log_path=self.log_path)
+        return records[-1]
 
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM (drain) and wait for the exit code."""
@@ -109,12 +111,8 @@ class ReplicaProcess:
 
     def stop(self) -> None:
         """Terminate if running; kill when it does not drain in time."""
-        if not self.alive:
-            return
-        try:
-            self.terminate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.proc is not None:
+            local_processes.terminate(self.proc, what=f"replica {self.replica_id}", timeout=30)
 
     # -- what it serves ----------------------------------------------------------
 
@@ -133,7 +131,4 @@ class ReplicaProcess:
         return ReplicaRecord.model_validate_json(raw) if raw else None
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return local_processes.log_tail(self.log_path, lines)

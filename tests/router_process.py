@@ -13,7 +13,6 @@ afterwards), ``router_cluster`` (session: the always-on sim replicas of
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,18 +27,12 @@ import pytest
 
 from replica_process import ReplicaProcess
 
+from fleetgate.core.local_processes import free_port, log_tail, terminate, wait_until
+
 REPO = Path(__file__).resolve().parent.parent
 ROUTER_CONFIG = REPO / "tests" / "configs" / "router-sim.yaml"
 # Sim models of ROUTER_CONFIG that the session keeps running (one replica each).
 ALWAYS_ON_MODELS = ("rt-sim", "rt-echo", "rt-reasoning", "rt-vision")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RouterProcess:
@@ -56,7 +49,7 @@ class RouterProcess:
         self.config_path = Path(config_path)
         self.redis_url = redis_url
         self.env = env or {}
-        self.port = _free_port()
+        self.port = free_port()
         self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"fleetgate-router-{uuid.uuid4().hex[:6]}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -69,27 +62,13 @@ class RouterProcess:
         command = [sys.executable, "-m", "fleetgate.launcher.cli", "router", "--config", str(self.config_path), "--port", str(self.port)]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"router exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.base_url}/health", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"router not up after {timeout}s:\n{self.log_tail()}")
+        wait_until(lambda: httpx.get(f"{self.base_url}/health", timeout=1.0).status_code == 200, what="router",
+                   timeout=timeout, process=self.proc, log_path=self.log_path, tolerate=(httpx.HTTPError,))
+        return self
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            terminate(self.proc, what="router", timeout=20)
 
     def __enter__(self) -> "RouterProcess":
         return self.start()
@@ -98,10 +77,7 @@ class RouterProcess:
         self.stop()
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     # -- clients -------------------------------------------------------------------
 

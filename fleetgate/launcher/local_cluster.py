@@ -22,15 +22,14 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from fleetgate.core.config import DEFAULT_CONFIG, FleetgateConfig, load_config
+from fleetgate.core.local_processes import port_open, terminate, wait_for_port
 
 log = logging.getLogger(__name__)
 
@@ -40,35 +39,6 @@ PROMETHEUS_WORK_DIR = "~/.cache/fleetgate/prometheus/{port}"
 RAY_OBJECT_STORE_BYTES = 256 * 1024**2
 STOP_TIMEOUT_SECONDS = 15.0
 REPLICA_START_TIMEOUT_SECONDS = 900.0
-
-
-def port_open(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-        return True
-    return False
-
-
-def wait_for_port(process: subprocess.Popen[bytes], host: str, port: int, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not port_open(host, port):
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {process.returncode}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not listening on {host}:{port} after {timeout:.0f}s")
-        time.sleep(0.1)
-
-
-def terminate(process: subprocess.Popen[bytes], what: str) -> None:
-    """SIGTERM, then SIGKILL when it does not exit in time."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        log.warning("%s did not stop in %.0fs; killing it", what, STOP_TIMEOUT_SECONDS)
-        process.kill()
-        process.wait()
 
 
 @contextlib.contextmanager
@@ -91,11 +61,11 @@ def running_redis(config: FleetgateConfig) -> Iterator[str]:
         stdin=subprocess.DEVNULL, start_new_session=True,
     )
     try:
-        wait_for_port(process, "127.0.0.1", port, "redis-server", timeout=30)
+        wait_for_port(port, timeout=30, process=process, what="redis-server")
         log.info("redis-server on port %d, data in %s", port, data_dir)
         yield config.redis_url
     finally:
-        terminate(process, "redis-server")
+        terminate(process, what="redis-server", timeout=STOP_TIMEOUT_SECONDS)
 
 
 @contextlib.contextmanager
@@ -138,10 +108,10 @@ def running_router(config_path: Path, host: str, port: int, redis_url: str) -> I
         env=env, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     try:
-        wait_for_port(process, host, port, "router", timeout=60)
+        wait_for_port(port, host=host, timeout=60, process=process, what="router")
         yield process
     finally:
-        terminate(process, "router")
+        terminate(process, what="router", timeout=STOP_TIMEOUT_SECONDS)
 
 
 @contextlib.contextmanager

@@ -29,11 +29,9 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ import redis.asyncio as aioredis
 import yaml
 
 from fleetgate.core.config import FleetgateConfig, load_config
+from fleetgate.core.local_processes import free_port, terminate, wait_until
 from fleetgate.core.shipped import shipped_path
 from fleetgate.core.registry import ReplicaRecord, read_all
 
@@ -204,13 +203,7 @@ class LocalPrometheus:
 
     def stop(self) -> None:
         self.feeder.stop()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, what="prometheus", timeout=15)
         shutil.rmtree(self.storage_dir, ignore_errors=True)
 
     def __enter__(self) -> "LocalPrometheus":
@@ -220,24 +213,9 @@ class LocalPrometheus:
         self.stop()
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def _wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"prometheus exited with {process.returncode}:\n{log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"prometheus at {url} not ready after {timeout}s; log: {log_path}")
+    wait_until(lambda: httpx.get(f"{url}/-/ready", timeout=1.0).status_code == 200, what=f"prometheus at {url}",
+               timeout=timeout, process=process, log_path=log_path, interval=0.2, tolerate=(httpx.HTTPError,))
 
 
 def start_prometheus(
@@ -266,7 +244,7 @@ def start_prometheus(
     feeder.start()
 
     executable = binary or shutil.which("prometheus") or DEFAULT_BINARY
-    port = port or _free_port(host)
+    port = port or free_port(host)
     url = f"http://{host}:{port}"
     storage_dir = Path(tempfile.mkdtemp(prefix="tsdb-", dir=work))
     log_path = work / "prometheus.log"

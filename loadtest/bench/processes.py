@@ -5,7 +5,8 @@ stops what it spawned (vLLM's engine core, uvicorn workers). ``ProcessSet`` is
 a context manager: leaving it, normally or by an exception or Ctrl-C, stops
 every process it started, newest first (SIGTERM, then SIGKILL after a grace
 period). Output goes to one log file per process, whose tail is shown when a
-process fails to come up.
+process fails to come up. Ports, waiting and log tails are
+``fleetgate.core.local_processes``, shared with ``fleetgate up`` and the tests.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,16 +24,13 @@ from pathlib import Path
 import httpx
 import redis
 
+from fleetgate.core import local_processes
+from fleetgate.core.local_processes import LOCALHOST, free_port
 from fleetgate.core.registry import REPLICA_KEY_PREFIX, ReplicaRecord
 
 REPO = Path(__file__).resolve().parents[2]
-LOCALHOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOCALHOST, 0))
-        return s.getsockname()[1]
+# Poll a part's readiness this often.
+READY_POLL_SECONDS = 0.25
 
 
 class ProcessFailed(RuntimeError):
@@ -54,16 +50,6 @@ class ManagedProcess:
     @property
     def alive(self) -> bool:
         return self.proc.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def check_alive(self) -> None:
-        if not self.alive:
-            raise ProcessFailed(f"{self.name} exited with {self.proc.returncode}; log {self.log_path}:\n{self.log_tail()}")
 
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM the process group, SIGKILL it when it has not exited after ``grace`` seconds."""
@@ -119,18 +105,13 @@ class ProcessSet:
 
 
 def wait_until(ready: Callable[[], bool], process: ManagedProcess, timeout: float, what: str) -> None:
-    """Poll ``ready()`` until true; fail early when ``process`` exits, or after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        process.check_alive()
-        try:
-            if ready():
-                return
-        except (OSError, httpx.HTTPError, redis.RedisError):
-            pass
-        time.sleep(0.25)
-    raise ProcessFailed(f"{process.name}: {what} not ready after {timeout:.0f}s; log {process.log_path}:\n"
-                        f"{process.log_tail()}")
+    """Poll ``ready()`` until true; ``ProcessFailed`` when ``process`` exits first, or after ``timeout`` seconds."""
+    try:
+        local_processes.wait_until(ready, what=f"{process.name}: {what}", timeout=timeout, process=process.proc,
+                                   log_path=process.log_path, interval=READY_POLL_SECONDS,
+                                   tolerate=(OSError, httpx.HTTPError, redis.RedisError))
+    except (RuntimeError, TimeoutError) as exc:
+        raise ProcessFailed(str(exc)) from exc
 
 
 def serves_model(base_url: str, model: str) -> Callable[[], bool]:

@@ -1,0 +1,104 @@
+"""Helpers for the processes a machine runs for itself: free ports, waiting until one serves, stopping it, its log.
+
+Used by ``fleetgate up`` and its local Prometheus (``fleetgate.launcher``), the
+benchmark (``fleetgate.loadtest.bench.processes``) and the tests' process
+fixtures, so a port is found, a start is awaited and a process is stopped the
+same way everywhere. Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+LOCALHOST = "127.0.0.1"
+# How long ``port_open`` waits for a connection.
+_CONNECT_TIMEOUT_SECONDS = 0.5
+
+
+def free_port(host: str = LOCALHOST) -> int:
+    """A port nothing listens on at ``host`` right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    """Whether something accepts connections on ``host:port``."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT_SECONDS):
+        return True
+    return False
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of the log at ``path`` (``(no log)`` when it cannot be read)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    what: str,
+    timeout: float,
+    process: subprocess.Popen[bytes] | None = None,
+    log_path: Path | None = None,
+    interval: float = 0.1,
+    tolerate: tuple[type[BaseException], ...] = (),
+) -> None:
+    """Poll ``ready()`` every ``interval`` seconds until it returns true.
+
+    Raises ``RuntimeError`` as soon as ``process`` has exited ("<what> exited with <code>")
+    and ``TimeoutError`` after ``timeout`` seconds; both end with the tail of ``log_path``
+    when one is given. An exception of a ``tolerate`` type from ``ready()`` counts as not ready.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(*tolerate):
+            if ready():
+                return
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}{_log_suffix(log_path)}")
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} not ready after {timeout:.0f}s{_log_suffix(log_path)}")
+        time.sleep(interval)
+
+
+def wait_for_port(
+    port: int,
+    *,
+    host: str = LOCALHOST,
+    timeout: float = 30.0,
+    process: subprocess.Popen[bytes] | None = None,
+    what: str | None = None,
+    interval: float = 0.05,
+) -> None:
+    """Until something listens on ``host:port``; fails early when ``process`` exits (see ``wait_until``)."""
+    wait_until(lambda: port_open(host, port), what=what or f"{host}:{port}", timeout=timeout, process=process,
+               interval=interval)
+
+
+def terminate(process: subprocess.Popen[bytes], *, what: str, timeout: float = 15.0) -> int:
+    """SIGTERM, then SIGKILL when it has not exited after ``timeout`` seconds; returns the exit code."""
+    if process.poll() is not None:
+        return process.returncode
+    process.terminate()
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop in %.0fs; killing it", what, timeout)
+        process.kill()
+        return process.wait()
+
+
+def _log_suffix(log_path: Path | None) -> str:
+    return "" if log_path is None else f"; log {log_path}:\n{log_tail(log_path)}"
