@@ -56,3 +56,24 @@ def test_vllm_max_tokens_and_stop_sequence(vllm_replica, sim_router: RouterProce
     stopped = client.messages.create(model=VLLM_MODEL, max_tokens=24, messages=CAPITAL, stop_sequences=[stop], extra_body=GREEDY)
     assert (stopped.stop_reason, stopped.stop_sequence) == ("stop_sequence", stop)
     assert stopped.content == [] or full.startswith(stopped.content[0].text)
+
+
+def test_vllm_system_blocks_arrive_whole_after_claude_codes_attribution_header(vllm_replica, sim_router: RouterProcess):
+    """Claude Code's first system block is its attribution header; the blocks after it must all reach the model."""
+    sim_router.wait_for_replicas(VLLM_MODEL, 1, timeout=60)
+    client = anthropic_client(sim_router)
+    # Longer than SmolLM2's default system prompt, which its template adds when the system text is empty.
+    prompt = ("You are a helpful assistant for a team of software engineers. Answer every question in one short "
+              "sentence, name the file you mean when you refer to code, and say so plainly when you do not know.")
+    header = {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197.0df; cc_entrypoint=cli;"}
+    alone = client.messages.count_tokens(model=VLLM_MODEL, messages=HELLO, system=prompt).input_tokens
+    behind_header = client.messages.count_tokens(
+        model=VLLM_MODEL, messages=HELLO, system=[header, {"type": "text", "text": prompt}]).input_tokens
+    split = client.messages.count_tokens(
+        model=VLLM_MODEL, messages=HELLO,
+        system=[header, {"type": "text", "text": "You are a helpful assistant."},
+                {"type": "text", "text": prompt}]).input_tokens
+    # vLLM drops the header's own line (its value changes every request); everything after it stays.
+    assert behind_header >= alone
+    # Two blocks after the header are a line apart, never glued: at least the tokens of both.
+    assert split > alone

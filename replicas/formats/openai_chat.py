@@ -33,8 +33,14 @@ def content_parts(message: pb.Message) -> list[dict[str, Any]]:
     return parts
 
 
+# Text parts of one message are joined as vLLM joins OpenAI content parts: a line apart, never glued,
+# so a block boundary stays visible to the model and to vLLM's per-line handling (its Claude Code
+# attribution-header strip drops the first line of a system text, and only that line).
+PART_SEPARATOR = "\n"
+
+
 def message_text(message: pb.Message) -> str:
-    return "".join(part.text for part in message.content if part.WhichOneof("part") == "text")
+    return PART_SEPARATOR.join(part.text for part in message.content if part.WhichOneof("part") == "text")
 
 
 def chat_message(message: pb.Message) -> dict[str, Any]:
