@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from fleetgate.core.config import FleetgateConfig, load_config
 from fleetgate.core.registry import ReplicaRecord
-from fleetgate.replicas.engine import Engine
-from fleetgate.replicas.engines import build_engine
+from fleetgate.replicas.engine_factory import build_engine
+from fleetgate.replicas.engine_interface import Engine
 from fleetgate.replicas.heartbeat import Heartbeat
 from fleetgate.replicas.metrics_server import MetricsServer, start_metrics_server
 from fleetgate.replicas.ports import PORT_SEARCH_SPAN

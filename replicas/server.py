@@ -23,7 +23,7 @@ from fleetgate.core.registry import Load
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.v1 import replica_pb2_grpc
 from fleetgate.replicas import metrics
-from fleetgate.replicas.engine import Engine
+from fleetgate.replicas.engine_interface import Engine
 from fleetgate.replicas.ports import bind_first_free
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from fleetgate.replicas.schema_values import UnsatisfiableSchema, example_value
+from fleetgate.replicas.sim_engine.schema_values import UnsatisfiableSchema, example_value
 from fleetgate.replicas.stop_sequences import StopMatcher
 
 SCHEMAS = {

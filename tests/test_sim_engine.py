@@ -15,7 +15,7 @@ from fleetgate.core import grpc_options
 from fleetgate.core.config import load_config
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.v1 import replica_pb2_grpc
-from fleetgate.replicas.engines import build_engine
+from fleetgate.replicas.engine_factory import build_engine
 from fleetgate.replicas.server import start_replica_server
 
 Reason = pb.Finish.Reason

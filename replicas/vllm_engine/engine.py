@@ -33,7 +33,7 @@ from fleetgate.core.events import ErrorCode
 from fleetgate.core.registry import Capabilities, Load
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.completion_budget import completion_budget, requested_max_tokens
-from fleetgate.replicas.engine import Engine
+from fleetgate.replicas.engine_interface import Engine
 from fleetgate.replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
 from fleetgate.replicas.formats.openai_chat import forces_tool_call
 from fleetgate.replicas.formats.vllm_parsers import PlainTextOutput

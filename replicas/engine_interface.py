@@ -1,4 +1,4 @@
-"""The interface every engine implements (vLLM, sim).
+"""The interface every engine implements (``vllm_engine``, ``sim_engine``); ``engine_factory`` builds them.
 
 An engine turns one canonical request (``fleetgate.v1.GenerateRequest``) into a
 stream of canonical events. The stream always begins with ``started`` (or a

@@ -24,7 +24,7 @@ from fleetgate.core.tool_call_ids import new_tool_call_id
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.completion_budget import completion_budget, requested_max_tokens
 from fleetgate.replicas.refusal import Refusal, parse_json_schema
-from fleetgate.replicas.schema_values import UnsatisfiableSchema, example_value
+from fleetgate.replicas.sim_engine.schema_values import UnsatisfiableSchema, example_value
 
 # An image part counts as this many prompt tokens (OpenAI's low-detail cost).
 IMAGE_TOKENS = 85

@@ -1,0 +1,36 @@
+"""The ``sim`` engine: a GPU-free simulator of an LLM replica, a product feature for load tests and benchmarks.
+
+It speaks the full canonical event protocol with realistic timing and no model,
+in the spirit of llm-d's inference simulator, so routers, dashboards and load
+tests can be exercised on any machine. Configured by ``SimConfig``:
+
+- timing: ``ttft_ms`` plus ``prefill_ms_per_token`` × prompt tokens before the
+  first token, ``itl_ms`` between tokens, each with relative ``jitter``;
+- text: deterministic lorem ipsum (``output_tokens`` words, then a natural stop)
+  or an echo of the last user message; JSON that validates for
+  ``response_format`` json_schema / json_object; words count as tokens;
+- tool calls whose arguments validate against the tool's JSON schema, when tools
+  are offered and tool_choice is required / named (always) or auto (with
+  ``tool_call_probability``): ``tool_call_start``, argument deltas,
+  ``tool_call_end``, finish ``tool_calls``;
+- reasoning deltas first when ``reasoning`` is on and the request does not turn
+  it off (scaled by reasoning effort: low ½, high 2×);
+- ``max_tokens`` (finish ``length``, clamped to the context that is left), stop
+  sequences (finish ``stop_sequence``, text cut before the match), the context
+  length check, images refused unless ``vision``, raw prompts;
+- faults: with probability ``error_rate`` a request is refused with
+  ``ERROR_CODE_INTERNAL`` as its first event (nothing was generated, so routers
+  may retry it elsewhere); with ``die_after_tokens`` N the whole replica process
+  exits abruptly (``os._exit``) once a request has produced N tokens, so routers
+  see a replica die mid-stream.
+
+Load reports every accepted, unfinished request as running; nothing queues.
+
+What it answers is planned up front (``plan``, with ``schema_values`` for JSON that
+validates), then emitted token by token at the configured pace (``pacing``) by
+``SimEngine`` (``engine``).
+"""
+
+from fleetgate.replicas.sim_engine.engine import SimEngine
+
+__all__ = ["SimEngine"]
