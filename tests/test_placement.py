@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 import ray
 from ray._common.utils import RESOURCE_CONSTRAINT_PREFIX
 from ray.util.accelerators import NVIDIA_H100
@@ -71,10 +74,34 @@ def test_cpu_replica_asks_for_no_gpu_and_no_placement_group():
     assert options["runtime_env"] == {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "2"}}
 
 
-def test_ray_accepts_the_actor_options():
-    @ray.remote
-    class Probe:
-        pass
+@ray.remote
+class Probe:
+    pass
 
-    Probe.options(**actor_options(gpu_model(1), some_placement_group()))
-    Probe.options(**actor_options(ModelConfig(name="s", engine="sim")))
+
+def ray_rejection(options: dict[str, Any]) -> str | None:
+    """What Ray's own check of actor options (``ActorClass.options``) says about ``options``; None: accepted."""
+    try:
+        Probe.options(**options)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.parametrize("model, in_group", [
+    (gpu_model(1), True),
+    (gpu_model(4), True),
+    (ModelConfig(name="small", engine="vllm", model="bundled:smollm2-135m", env={"VLLM_CPU_KVCACHE_SPACE": "2"}), False),
+    (ModelConfig(name="s", engine="sim"), False),
+], ids=["1xH100", "TP4-H100", "cpu-vllm", "sim"])
+def test_ray_accepts_the_actor_options(model: ModelConfig, in_group: bool):
+    assert ray_rejection(actor_options(model, some_placement_group() if in_group else None)) is None
+
+
+def test_rays_check_rejects_wrong_actor_options():
+    """The check the test above relies on is real: a misspelt, a negative and a mistyped option are refused."""
+    options = actor_options(gpu_model(1), some_placement_group())
+    assert ray_rejection(options) is None
+    assert "Invalid option keyword num_gpu" in (ray_rejection({**options, "num_gpu": 1}) or "")
+    assert "cannot be negative" in (ray_rejection({**options, "num_cpus": -1}) or "")
+    assert "env_vars" in (ray_rejection({**options, "runtime_env": {"env_vars": {"HF_HOME": 1}}}) or "")
