@@ -13,6 +13,9 @@ tests can be exercised on any machine. Configured by ``SimConfig``:
   are offered and tool_choice is required / named (always) or auto (with
   ``tool_call_probability``): ``tool_call_start``, argument deltas,
   ``tool_call_end``, finish ``tool_calls``;
+- scripted turns (``script.py``): ``[[sim:call NAME {args}]]`` and
+  ``[[sim:say TEXT]]`` in a user message make the sim call that tool or say that
+  text, one step per assistant turn (tests drive agents through tool loops so);
 - reasoning deltas first when ``reasoning`` is on and the request does not turn
   it off (scaled by reasoning effort: low ½, high 2×);
 - ``max_tokens`` (finish ``length``, clamped to the context that is left), stop

@@ -9,6 +9,8 @@ request allows it), then either one tool call (when tools are offered and the
 tool choice demands one, or allows one with ``tool_call_probability``) or text:
 JSON for ``response_format`` json_schema / json_object, otherwise lorem ipsum
 (``output_tokens`` words, then a natural stop) or the last user message echoed.
+A prompt that scripts the turn (``script.py``: ``[[sim:call ...]]``,
+``[[sim:say ...]]``) gets exactly the scripted tool call or text instead.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.completion_budget import completion_budget, requested_max_tokens
 from fleetgate.replicas.refusal import Refusal, parse_json_schema
 from fleetgate.replicas.sim_engine.schema_values import UnsatisfiableSchema, example_value
+from fleetgate.replicas.sim_engine.script import ScriptedCall, scripted_step
 
 # An image part counts as this many prompt tokens (OpenAI's low-detail cost).
 IMAGE_TOKENS = 85
@@ -115,6 +118,13 @@ def plan_completion(request: pb.GenerateRequest, model: ModelConfig, rng: random
     if sim.reasoning and not (request.HasField("enable_reasoning") and not request.enable_reasoning):
         count = max(1, round(sim.reasoning_tokens * _EFFORT_SCALE.get(request.reasoning_effort, 1.0)))
         plan.reasoning = _cycled(_THOUGHTS, count)
+    scripted = scripted_step(request)
+    if isinstance(scripted, ScriptedCall):
+        plan.tool_calls = [PlannedToolCall(new_tool_call_id(rng=rng), scripted.name, split_tokens(scripted.arguments))]
+        return plan
+    if scripted is not None:
+        plan.text = split_tokens(scripted.text)
+        return plan
     tool = _tool_to_call(request, sim, rng)
     if tool is not None:
         plan.tool_calls = [PlannedToolCall(new_tool_call_id(rng=rng), tool.name, _argument_tokens(tool))]
