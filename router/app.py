@@ -24,7 +24,7 @@ from fleetgate.router.dialects.completions.routes import routes as completions_r
 from fleetgate.router.dialects.messages.routes import routes as messages_routes
 from fleetgate.router.dialects.responses.routes import routes as responses_routes
 from fleetgate.router.dispatch import Dispatcher
-from fleetgate.router.errors import install_error_handlers
+from fleetgate.router.error_responses import install_error_handlers
 from fleetgate.router.meta_routes import routes as meta_routes
 from fleetgate.router.rate_limit_store import RateLimiter
 from fleetgate.router.registry_view import RegistryView

@@ -33,7 +33,7 @@ from fleetgate.core.registry import ReplicaRecord
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router import metrics
 from fleetgate.router.balancer import Balancer
-from fleetgate.router.canonical.fold import CONTENT_EVENTS
+from fleetgate.router.canonical.event_kinds import CONTENT_EVENTS
 from fleetgate.router.errors import ApiError, from_error_code, invalid_request, model_not_found, overloaded, state_store_unavailable
 from fleetgate.router.registry_view import RegistryView
 from fleetgate.router.replica_client import ChannelPool

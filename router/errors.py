@@ -3,12 +3,10 @@
 Every failure a client can see is an ``ApiError`` (status, kind, message, param,
 retry_after, code; optionally OpenAI's own error ``type`` and extra response headers,
 as a rate limit's 429 has). Routes and adapters raise it; the exception handlers
-installed by ``install_error_handlers`` render it in the shape the request path
-calls for: ``/v1/messages*`` gets Anthropic's ``{"type": "error", "error": {...}}``,
+of ``router.error_responses`` render it in the shape the request path calls for:
+``/v1/messages*`` gets Anthropic's ``{"type": "error", "error": {...}}``,
 everything else OpenAI's ``{"error": {"message", "type", "param", "code"}}``.
-Malformed JSON, pydantic validation errors, unknown routes, Redis being
-unreachable (503 ``state_store_unavailable``) and unexpected exceptions all end
-up here, so nothing is ever a bare 500 with a traceback.
+This module is pure (no HTTP, no Redis), so the canonical layer raises its errors too.
 
 Mid-stream failures are not exceptions: they arrive as a canonical ``finish``
 event with reason ERROR, and each dialect's stream encoder renders its own error
@@ -18,21 +16,15 @@ event with ``openai_error_body`` / ``anthropic_error_body``.
 from __future__ import annotations
 
 import enum
-import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from redis.exceptions import RedisError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
 
 from fleetgate.v1 import replica_pb2 as pb
 
-log = logging.getLogger("fleetgate.router.errors")
+if TYPE_CHECKING:
+    from fastapi.exceptions import RequestValidationError
 
 
 class ErrorKind(enum.StrEnum):
@@ -176,7 +168,7 @@ def from_validation_error(exc: ValidationError | RequestValidationError, *, pref
     When a union's members fail at different depths (``content`` is neither a
     string nor a valid list of parts), only the deepest failures are reported.
     """
-    found = [(field_path([*prefix, *_field_locations(e.get("loc", ()))]), str(e.get("msg", "invalid value"))) for e in exc.errors()]
+    found = [(field_path([*prefix, *_field_locations(e.get("loc", ()))]), _error_message(e)) for e in exc.errors()]
     paths = [path for path, _ in found]
     described: list[str] = []
     params: list[str] = []
@@ -189,6 +181,15 @@ def from_validation_error(exc: ValidationError | RequestValidationError, *, pref
             params.append(path)
     message = "; ".join(described[:3]) + (f" (and {len(described) - 3} more)" if len(described) > 3 else "")
     return invalid_request(message or "Invalid request", params[0] if params and params[0] else None)
+
+
+def _error_message(error: Any) -> str:
+    """pydantic's message, except for a tagged union's unknown tag: that names the type the client sent."""
+    ctx = error.get("ctx") or {}
+    if error.get("type") == "union_tag_invalid" and "tag" in ctx:
+        discriminator = str(ctx.get("discriminator", "type")).strip("'")
+        return f"unsupported {discriminator} {ctx['tag']!r} (expected one of {ctx.get('expected_tags', '')})"
+    return str(error.get("msg", "invalid value"))
 
 
 def _is_inside(path: str, parent: str) -> bool:
@@ -249,65 +250,3 @@ def anthropic_error_body(err: ApiError) -> dict[str, Any]:
 
 def error_body(err: ApiError, fmt: ErrorFormat) -> dict[str, Any]:
     return anthropic_error_body(err) if fmt is ErrorFormat.ANTHROPIC else openai_error_body(err)
-
-
-def error_response(err: ApiError, fmt: ErrorFormat) -> Response:
-    return Response(
-        orjson.dumps(error_body(err, fmt)), status_code=err.status, headers=err.headers, media_type="application/json"
-    )
-
-
-# ------------------------------------------------------------------ handlers
-
-_HTTP_KINDS = {
-    400: ErrorKind.INVALID_REQUEST,
-    401: ErrorKind.AUTHENTICATION,
-    403: ErrorKind.PERMISSION,
-    404: ErrorKind.NOT_FOUND,
-    405: ErrorKind.INVALID_REQUEST,
-    413: ErrorKind.REQUEST_TOO_LARGE,
-    429: ErrorKind.RATE_LIMIT,
-    503: ErrorKind.OVERLOADED,
-}
-
-
-def _http_exception_error(exc: StarletteHTTPException, path: str) -> ApiError:
-    kind = _HTTP_KINDS.get(exc.status_code, ErrorKind.API_ERROR if exc.status_code >= 500 else ErrorKind.INVALID_REQUEST)
-    message = str(exc.detail) if exc.detail else "Error"
-    if exc.status_code == 404 and message == "Not Found":
-        message = f"No route {path}"
-    return ApiError(exc.status_code, kind, message)
-
-
-def install_error_handlers(app: FastAPI, *, retry_after_seconds: int | None = None) -> None:
-    """Render every exception as an ApiError in the request path's dialect shape.
-
-    A ``RedisError`` anywhere in a request is ``state_store_unavailable`` (503 with
-    ``Retry-After: retry_after_seconds``)."""
-
-    async def on_api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
-        return error_response(exc, error_format_for_path(request.url.path))
-
-    async def on_http_exception(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        return error_response(_http_exception_error(exc, request.url.path), error_format_for_path(request.url.path))
-
-    async def on_validation_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, (RequestValidationError, ValidationError))
-        return error_response(from_validation_error(exc), error_format_for_path(request.url.path))
-
-    async def on_state_store_error(request: Request, exc: Exception) -> Response:
-        log.warning("shared state store unavailable on %s %s: %s", request.method, request.url.path, exc)
-        return error_response(state_store_unavailable(retry_after_seconds), error_format_for_path(request.url.path))
-
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(internal_error(), error_format_for_path(request.url.path))
-
-    app.add_exception_handler(ApiError, on_api_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_exception)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(ValidationError, on_validation_error)
-    app.add_exception_handler(RedisError, on_state_store_error)
-    app.add_exception_handler(Exception, on_unexpected)

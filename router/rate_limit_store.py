@@ -29,8 +29,8 @@ from redis.exceptions import RedisError
 
 from fleetgate.core.config import RouterConfig
 from fleetgate.router.canonical.fold import Completion
-from fleetgate.router.dialects.base import CallContext
 from fleetgate.router.errors import ErrorFormat
+from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.rate_limit import Limits, WindowReading, bucket_for, rate_limit_error, rate_limit_headers
 
 log = logging.getLogger("fleetgate.router.rate_limit")
@@ -69,7 +69,7 @@ end
 return 1
 """
 
-BeforeFinish = Callable[[Completion, CallContext], Awaitable[None]]
+BeforeFinish = Callable[[Completion, RequestContext], Awaitable[None]]
 
 
 def _limit_arg(limit: int | None) -> int:
@@ -91,7 +91,7 @@ class RateLimiter:
         defaults = Limits(settings.rate_limit_requests_per_minute, settings.rate_limit_tokens_per_minute)
         return cls(redis, defaults, settings.rate_limit_window_seconds)
 
-    async def admit(self, call: CallContext, fmt: ErrorFormat, before_finish: BeforeFinish | None) -> BeforeFinish | None:
+    async def admit(self, call: RequestContext, fmt: ErrorFormat, before_finish: BeforeFinish | None) -> BeforeFinish | None:
         """Count ``call`` in its key's window or raise the 429; the rate-limit headers go to
         ``call.response_headers``. Returns ``before_finish``, wrapped to charge the tokens when the key has a
         token limit."""
@@ -111,7 +111,7 @@ class RateLimiter:
         return before_finish if limits.tokens is None else self._charging(bucket, before_finish)
 
     def _charging(self, bucket: str, then: BeforeFinish | None) -> BeforeFinish:
-        async def charge_then(completion: Completion, call: CallContext) -> None:
+        async def charge_then(completion: Completion, call: RequestContext) -> None:
             try:
                 if then is not None:
                     await then(completion, call)

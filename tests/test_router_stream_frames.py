@@ -15,11 +15,11 @@ from sse_frames import data_payloads, frames, sdk_event
 from fleetgate.core import events as ev
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import sse
-from fleetgate.router.dialects.base import CallContext
+from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.chat.response import ChatStreamEncoder
 from fleetgate.router.dialects.completions.dialect import CompletionStreamEncoder
 
-CALL = CallContext(dialect="chat", request_id="req1", model="sim", stream=True, created=1700000000)
+CALL = RequestContext(dialect="chat", request_id="req1", model="sim", stream=True, created=1700000000)
 
 TOOL_CALL = [
     ev.started(4, "r1", 32), ev.reasoning("Hm."), ev.text("Sure"),

@@ -23,14 +23,6 @@ from fleetgate.router.errors import ApiError, from_error_code
 
 Reason = pb.Finish.Reason
 
-CONTENT_EVENTS = frozenset({"text", "reasoning", "tool_call_start", "tool_call_delta", "tool_call_end"})
-
-
-def is_content(event: pb.GenerateEvent) -> bool:
-    """Whether the event is model output (text, reasoning or a tool call part)."""
-    return event.WhichOneof("event") in CONTENT_EVENTS
-
-
 @dataclass
 class UsageCounts:
     prompt_tokens: int = 0

@@ -2,7 +2,7 @@
 
 A dialect (Chat Completions, Completions, Anthropic Messages, Responses) is PURE
 translation. It never touches Redis, gRPC or the HTTP request; the shared runner
-(``router.canonical.runner``) does auth, body reading, dispatch, retries,
+(``router.pipeline.runner``) does auth, body reading, dispatch, retries,
 metrics and disconnects, and calls the adapter at four points:
 
 1. ``parse(body)``: the decoded JSON body -> the dialect's pydantic wire model
@@ -10,17 +10,17 @@ metrics and disconnects, and calls the adapter at four points:
    ``wire_model`` and turns a ``ValidationError`` into a 400 naming the field.
    ``model_name`` and ``wants_stream`` read two facts the runner needs from it
    (by default the ``model`` and ``stream`` fields).
-2. ``to_canonical(request, call)``: wire model -> ``pb.GenerateRequest``. Raise
+2. ``to_canonical(request, ctx)``: wire model -> ``pb.GenerateRequest``. Raise
    ``router.errors.invalid_request(...)`` for anything the schema could not catch.
    The runner fills ``request_id`` and ``caller.key_id`` itself and checks images
    against the model's capabilities afterwards.
-3. ``render_json(request, completion, call)``: the folded ``Completion`` (see
+3. ``render_json(request, completion, ctx)``: the folded ``Completion`` (see
    ``router.canonical.fold``) -> the non-streaming JSON body. A completion that
    carries an error never reaches it: the runner answers with that error. A
    dialect with several output blocks or items renders ``completion.segments``
    in order (the same segments its stream encoder shows). The runner adds the
    opt-in ``stats`` object and the ``x-fleetgate-replica`` header itself.
-4. ``stream_encoder(request, call)``: a fresh ``StreamEncoder`` for one streamed
+4. ``stream_encoder(request, ctx)``: a fresh ``StreamEncoder`` for one streamed
    response. The runner feeds it every canonical event, the ``started`` event
    first and exactly one ``finish`` last (a mid-stream failure arrives as a
    ``finish`` with reason ERROR: render the dialect's own error event for it,
@@ -47,8 +47,6 @@ last frame or the JSON body is sent.
 from __future__ import annotations
 
 import abc
-import time
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -56,32 +54,9 @@ from pydantic import BaseModel, ValidationError
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.errors import from_validation_error, invalid_request
-from fleetgate.router.rate_limit import Limits
+from fleetgate.router.pipeline.context import RequestContext
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
-
-
-@dataclass
-class CallContext:
-    """Facts about one API call that adapters may use when rendering."""
-
-    dialect: str
-    # Random id of this call: the canonical request id, and the base of the dialect's public ids.
-    request_id: str
-    model: str = ""
-    stream: bool = False
-    # Unix seconds when the request arrived (OpenAI's `created`).
-    created: int = field(default_factory=lambda: int(time.time()))
-    # The API key that made the call ("" when auth is off), and its own rate limits.
-    key_id: str = ""
-    key_name: str = ""
-    key_limits: Limits = Limits()
-    # The replica serving the call, known once it started (updated on a transparent retry).
-    replica_id: str = ""
-    # The caller asked for the ``stats`` object (router.canonical.stats); the runner adds it.
-    wants_stats: bool = False
-    # Headers the runner adds to every answer of the call (the key's rate-limit headers).
-    response_headers: dict[str, str] = field(default_factory=dict)
 
 
 class StreamEncoder(abc.ABC):
@@ -128,10 +103,10 @@ class Dialect(abc.ABC, Generic[RequestT]):
         return bool(getattr(request, "stream", False))
 
     @abc.abstractmethod
-    def to_canonical(self, request: RequestT, call: CallContext) -> pb.GenerateRequest: ...
+    def to_canonical(self, request: RequestT, ctx: RequestContext) -> pb.GenerateRequest: ...
 
     @abc.abstractmethod
-    def render_json(self, request: RequestT, completion: Completion, call: CallContext) -> dict[str, Any]: ...
+    def render_json(self, request: RequestT, completion: Completion, ctx: RequestContext) -> dict[str, Any]: ...
 
     @abc.abstractmethod
-    def stream_encoder(self, request: RequestT, call: CallContext) -> StreamEncoder: ...
+    def stream_encoder(self, request: RequestT, ctx: RequestContext) -> StreamEncoder: ...

@@ -26,7 +26,7 @@ from fleetgate.core.tool_call_ids import new_tool_call_id
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import ids
 from fleetgate.router.canonical.fold import Completion
-from fleetgate.router.dialects.base import CallContext
+from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.openai_common import FinishReason, OpenAIStreamEncoder, dump, finish_reason, usage_body
 
 
@@ -35,7 +35,7 @@ def tool_call_id(replica_id: str) -> str:
     return replica_id or new_tool_call_id()
 
 
-def render_completion(completion: Completion, call: CallContext) -> dict[str, Any]:
+def render_completion(completion: Completion, ctx: RequestContext) -> dict[str, Any]:
     tool_calls = [
         ChatCompletionMessageFunctionToolCall(
             id=tool_call_id(c.id), type="function", function=Function(name=c.name, arguments=c.arguments)
@@ -49,10 +49,10 @@ def render_completion(completion: Completion, call: CallContext) -> dict[str, An
         reasoning=completion.reasoning or None,
     )
     body = ChatCompletion(
-        id=ids.chat_completion_id(call.request_id),
+        id=ids.chat_completion_id(ctx.request_id),
         object="chat.completion",
-        created=call.created,
-        model=call.model,
+        created=ctx.created,
+        model=ctx.model,
         choices=[
             Choice(
                 index=0,
@@ -75,8 +75,8 @@ class ChatStreamEncoder(OpenAIStreamEncoder):
     object_type = "chat.completion.chunk"
     null_usage_on_chunks = True
 
-    def __init__(self, call: CallContext, *, include_usage: bool) -> None:
-        super().__init__(object_id=ids.chat_completion_id(call.request_id), created=call.created, model=call.model,
+    def __init__(self, ctx: RequestContext, *, include_usage: bool) -> None:
+        super().__init__(object_id=ids.chat_completion_id(ctx.request_id), created=ctx.created, model=ctx.model,
                          include_usage=include_usage)
 
     def content_chunk(self, kind: str, event: pb.GenerateEvent) -> dict[str, Any] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from fleetgate.router.canonical import runner
+from fleetgate.router.pipeline import runner
 from fleetgate.router.dialects.chat.dialect import CHAT
 
 routes = APIRouter()

@@ -17,7 +17,8 @@ from openai.types.completion_choice import CompletionChoice
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import ids
 from fleetgate.router.canonical.fold import Completion
-from fleetgate.router.dialects.base import CallContext, Dialect, StreamEncoder
+from fleetgate.router.dialects.base import Dialect, StreamEncoder
+from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.completions.protocol import CompletionRequest
 from fleetgate.router.dialects.openai_common import (
     FinishReason,
@@ -52,12 +53,12 @@ def to_generate_request(request: CompletionRequest) -> pb.GenerateRequest:
     )
 
 
-def render_completion(completion: Completion, call: CallContext) -> dict[str, Any]:
+def render_completion(completion: Completion, ctx: RequestContext) -> dict[str, Any]:
     choice = CompletionChoice(
         index=0, text=completion.text, logprobs=None, finish_reason=finish_reason(completion.finish_reason, False)
     )
     body = TextCompletion(
-        id=ids.text_completion_id(call.request_id), object="text_completion", created=call.created, model=call.model,
+        id=ids.text_completion_id(ctx.request_id), object="text_completion", created=ctx.created, model=ctx.model,
         choices=[choice], usage=usage_body(completion.usage),
     )
     return dump(body)
@@ -71,8 +72,8 @@ def _choice(text: str, reason: FinishReason | None) -> list[dict[str, Any]]:
 class CompletionStreamEncoder(OpenAIStreamEncoder):
     object_type = "text_completion"
 
-    def __init__(self, call: CallContext, *, include_usage: bool) -> None:
-        super().__init__(object_id=ids.text_completion_id(call.request_id), created=call.created, model=call.model,
+    def __init__(self, ctx: RequestContext, *, include_usage: bool) -> None:
+        super().__init__(object_id=ids.text_completion_id(ctx.request_id), created=ctx.created, model=ctx.model,
                          include_usage=include_usage)
 
     def content_chunk(self, kind: str, event: pb.GenerateEvent) -> dict[str, Any] | None:
@@ -86,14 +87,14 @@ class CompletionsDialect(Dialect[CompletionRequest]):
     name = "completions"
     wire_model = CompletionRequest
 
-    def to_canonical(self, request: CompletionRequest, call: CallContext) -> pb.GenerateRequest:
+    def to_canonical(self, request: CompletionRequest, ctx: RequestContext) -> pb.GenerateRequest:
         return to_generate_request(request)
 
-    def render_json(self, request: CompletionRequest, completion: Completion, call: CallContext) -> dict[str, Any]:
-        return render_completion(completion, call)
+    def render_json(self, request: CompletionRequest, completion: Completion, ctx: RequestContext) -> dict[str, Any]:
+        return render_completion(completion, ctx)
 
-    def stream_encoder(self, request: CompletionRequest, call: CallContext) -> StreamEncoder:
-        return CompletionStreamEncoder(call, include_usage=request.include_usage)
+    def stream_encoder(self, request: CompletionRequest, ctx: RequestContext) -> StreamEncoder:
+        return CompletionStreamEncoder(ctx, include_usage=request.include_usage)
 
 
 COMPLETIONS = CompletionsDialect()

@@ -13,7 +13,8 @@ from typing import Any
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import ids, sse
 from fleetgate.router.canonical.fold import Completion
-from fleetgate.router.dialects.base import CallContext, Dialect, StreamEncoder
+from fleetgate.router.dialects.base import Dialect, StreamEncoder
+from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.messages import protocol as wire
 from fleetgate.router.dialects.messages.request import generate_request, prompt_request
 from fleetgate.router.dialects.messages.response import message_body
@@ -47,14 +48,14 @@ class MessagesDialect(Dialect[wire.MessagesRequest]):
     def wants_stream(self, request: wire.MessagesRequest) -> bool:
         return request.stream
 
-    def to_canonical(self, request: wire.MessagesRequest, call: CallContext) -> pb.GenerateRequest:
+    def to_canonical(self, request: wire.MessagesRequest, ctx: RequestContext) -> pb.GenerateRequest:
         return generate_request(request)
 
-    def render_json(self, request: wire.MessagesRequest, completion: Completion, call: CallContext) -> dict[str, Any]:
-        return message_body(ids.message_id(call.request_id), request.model, completion)
+    def render_json(self, request: wire.MessagesRequest, completion: Completion, ctx: RequestContext) -> dict[str, Any]:
+        return message_body(ids.message_id(ctx.request_id), request.model, completion)
 
-    def stream_encoder(self, request: wire.MessagesRequest, call: CallContext) -> StreamEncoder:
-        return MessagesStreamEncoder(ids.message_id(call.request_id), request.model)
+    def stream_encoder(self, request: wire.MessagesRequest, ctx: RequestContext) -> StreamEncoder:
+        return MessagesStreamEncoder(ids.message_id(ctx.request_id), request.model)
 
 
 class CountTokensDialect(Dialect[wire.CountTokensRequest]):
@@ -69,13 +70,13 @@ class CountTokensDialect(Dialect[wire.CountTokensRequest]):
     def wants_stream(self, request: wire.CountTokensRequest) -> bool:
         return False
 
-    def to_canonical(self, request: wire.CountTokensRequest, call: CallContext) -> pb.GenerateRequest:
+    def to_canonical(self, request: wire.CountTokensRequest, ctx: RequestContext) -> pb.GenerateRequest:
         return prompt_request(request)
 
-    def render_json(self, request: wire.CountTokensRequest, completion: Completion, call: CallContext) -> dict[str, Any]:
+    def render_json(self, request: wire.CountTokensRequest, completion: Completion, ctx: RequestContext) -> dict[str, Any]:
         raise NotImplementedError("count_tokens generates nothing; see count_tokens_body")
 
-    def stream_encoder(self, request: wire.CountTokensRequest, call: CallContext) -> StreamEncoder:
+    def stream_encoder(self, request: wire.CountTokensRequest, ctx: RequestContext) -> StreamEncoder:
         raise NotImplementedError("count_tokens is never streamed")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from fleetgate.router.canonical import runner
+from fleetgate.router.pipeline import runner
 from fleetgate.router.dialects.messages.dialect import COUNT_TOKENS, MESSAGES, count_tokens_body
 from fleetgate.router.http_io import json_response
 

@@ -24,7 +24,8 @@ from fleetgate.router.canonical import sse
 from fleetgate.router.canonical.sse import NamedEvent
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.ids import response_id
-from fleetgate.router.dialects.base import CallContext, Dialect, StreamEncoder
+from fleetgate.router.dialects.base import Dialect, StreamEncoder
+from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.responses.conversation import ConversationItem, normalize_items
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest
 from fleetgate.router.dialects.responses.request import to_generate_request
@@ -49,24 +50,24 @@ class ResponsesDialect(Dialect[ResponsesRequest]):
     def wants_stream(self, request: ResponsesRequest) -> bool:
         return request.stream
 
-    def to_canonical(self, request: ResponsesRequest, call: CallContext) -> pb.GenerateRequest:
+    def to_canonical(self, request: ResponsesRequest, ctx: RequestContext) -> pb.GenerateRequest:
         self.conversation = [*self.history, *normalize_items(request.items)]
-        return to_generate_request(request, self.conversation, call.request_id)
+        return to_generate_request(request, self.conversation, ctx.request_id)
 
-    def render_json(self, request: ResponsesRequest, completion: Completion, call: CallContext) -> dict:
-        return to_json(self.final_response(request, completion, call))
+    def render_json(self, request: ResponsesRequest, completion: Completion, ctx: RequestContext) -> dict:
+        return to_json(self.final_response(request, completion, ctx))
 
-    def stream_encoder(self, request: ResponsesRequest, call: CallContext) -> StreamEncoder:
-        self._encoder = ResponsesStreamEncoder(_builder(request, call))
+    def stream_encoder(self, request: ResponsesRequest, ctx: RequestContext) -> StreamEncoder:
+        self._encoder = ResponsesStreamEncoder(_builder(request, ctx))
         return self._encoder
 
-    def final_response(self, request: ResponsesRequest, completion: Completion, call: CallContext) -> Response:
+    def final_response(self, request: ResponsesRequest, completion: Completion, ctx: RequestContext) -> Response:
         """The finished response object (built once; see the module docstring)."""
         if self._final is None:
             if self._encoder is not None:
                 self._final = self._encoder.settle(completion)
             else:
-                builder = _builder(request, call)
+                builder = _builder(request, ctx)
                 builder.open()
                 for event in replay(completion):
                     builder.feed(event)
@@ -74,8 +75,8 @@ class ResponsesDialect(Dialect[ResponsesRequest]):
         return self._final
 
 
-def _builder(request: ResponsesRequest, call: CallContext) -> ResponseBuilder:
-    return ResponseBuilder(response_shell(request, response_id(call.request_id), call.created))
+def _builder(request: ResponsesRequest, ctx: RequestContext) -> ResponseBuilder:
+    return ResponseBuilder(response_shell(request, response_id(ctx.request_id), ctx.created))
 
 
 class ResponsesStreamEncoder(StreamEncoder):

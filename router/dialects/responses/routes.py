@@ -22,9 +22,9 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from fleetgate.router.auth import authenticate
-from fleetgate.router.canonical import runner
+from fleetgate.router.pipeline import runner
 from fleetgate.router.canonical.fold import Completion
-from fleetgate.router.dialects.base import CallContext
+from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.responses.adapter import ResponsesDialect
 from fleetgate.router.dialects.responses.listing import DEFAULT_LIMIT, MAX_LIMIT, item_page
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest
@@ -54,15 +54,15 @@ async def create_response(http: Request) -> Response:
     state = get_state(http)
     dialect = ResponsesDialect()
 
-    async def prepare(request: ResponsesRequest, call: CallContext) -> runner.Prepared:
+    async def prepare(request: ResponsesRequest, ctx: RequestContext) -> runner.Prepared:
         affinity = None
         if request.previous_response_id:
-            previous = await _load(state, request.previous_response_id, call.key_id, "previous_response_id")
+            previous = await _load(state, request.previous_response_id, ctx.key_id, "previous_response_id")
             dialect.history = previous.conversation
             affinity = previous.replica_id or None
-        canonical = dialect.to_canonical(request, call)
+        canonical = dialect.to_canonical(request, ctx)
 
-        async def store_response(completion: Completion, finished: CallContext) -> None:
+        async def store_response(completion: Completion, finished: RequestContext) -> None:
             response = dialect.final_response(request, completion, finished)
             stored = StoredResponse(
                 id=response.id, key_id=finished.key_id, replica_id=finished.replica_id,

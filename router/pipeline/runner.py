@@ -48,26 +48,22 @@ from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.auth import authenticate
 from fleetgate.router.canonical import ids, sse
 from fleetgate.router.canonical.content import check_images
-from fleetgate.router.canonical.fold import CONTENT_EVENTS, Completion, CompletionFolder, is_content
+from fleetgate.router.canonical.event_kinds import CONTENT_EVENTS, is_content
+from fleetgate.router.canonical.fold import Completion, CompletionFolder
 from fleetgate.router.canonical.stats import STATS_KEY, GenerationClock, wants_stats
-from fleetgate.router.dialects.base import CallContext, Dialect, StreamEncoder
+from fleetgate.router.dialects.base import Dialect, StreamEncoder
 from fleetgate.router.dispatch import EventStream
-from fleetgate.router.errors import (
-    ApiError,
-    error_format_for_path,
-    error_response,
-    internal_error,
-    state_store_unavailable,
-    to_error_code,
-)
+from fleetgate.router.error_responses import error_response
+from fleetgate.router.errors import ApiError, error_format_for_path, internal_error, state_store_unavailable, to_error_code
 from fleetgate.router.http_io import REPLICA_HEADER, json_response, read_json_body
+from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.request_metrics import CLIENT_CLOSED, RequestMetrics
 from fleetgate.router.state import RouterState, get_state
 from fleetgate.router.stream_response import EventStreamResponse, FinalChunk, Keepalive
 
 log = logging.getLogger("fleetgate.router.runner")
 
-BeforeFinish = Callable[[Completion, CallContext], Awaitable[None]]
+BeforeFinish = Callable[[Completion, RequestContext], Awaitable[None]]
 
 
 @dataclass
@@ -79,13 +75,13 @@ class Prepared:
     before_finish: BeforeFinish | None = None
 
 
-Prepare = Callable[[Any, CallContext], Awaitable[Prepared]]
+Prepare = Callable[[Any, RequestContext], Awaitable[Prepared]]
 
 
 async def serve(http: Request, dialect: Dialect[Any], *, prepare: Prepare | None = None) -> Response:
     """Serve one API call of ``dialect``; see the module docstring."""
     state = get_state(http)
-    call = CallContext(dialect=dialect.name, request_id=ids.new_request_id())
+    call = RequestContext(dialect=dialect.name, request_id=ids.new_request_id())
     observer = RequestMetrics(dialect.name)
     clock = GenerationClock()
     try:
@@ -116,7 +112,7 @@ async def serve(http: Request, dialect: Dialect[Any], *, prepare: Prepare | None
                                headers={**sse.HEADERS, **_served_by(call)})
 
 
-def _served_by(call: CallContext) -> dict[str, str]:
+def _served_by(call: RequestContext) -> dict[str, str]:
     served = {REPLICA_HEADER: call.replica_id} if call.replica_id else {}
     return {**call.response_headers, **served}
 
@@ -128,7 +124,7 @@ def _state_store_error(state: RouterState) -> ApiError:
 async def count_prompt_tokens(http: Request, dialect: Dialect[Any]) -> int:
     """Prompt tokens of the request ``dialect`` parses from ``http``, counted by a replica (same rendering as generation)."""
     state = get_state(http)
-    call = CallContext(dialect=dialect.name, request_id=ids.new_request_id())
+    call = RequestContext(dialect=dialect.name, request_id=ids.new_request_id())
     _, prepared = await _accept(http, state, dialect, call, None, None)
     return await state.dispatcher.count_tokens(prepared.request)
 
@@ -137,7 +133,7 @@ async def _accept(
     http: Request,
     state: RouterState,
     dialect: Dialect[Any],
-    call: CallContext,
+    call: RequestContext,
     observer: RequestMetrics | None,
     prepare: Prepare | None,
 ) -> tuple[Any, Prepared]:
@@ -173,7 +169,7 @@ async def _respond_json(
     state: RouterState,
     dialect: Dialect[Any],
     parsed: Any,
-    call: CallContext,
+    call: RequestContext,
     stream: EventStream,
     prepared: Prepared,
     observer: RequestMetrics,
@@ -230,7 +226,7 @@ async def _stream_frames(
     state: RouterState,
     encoder: StreamEncoder,
     stream: EventStream,
-    call: CallContext,
+    call: RequestContext,
     prepared: Prepared,
     observer: RequestMetrics,
 ) -> AsyncIterator[bytes]:
@@ -288,7 +284,7 @@ async def _stream_frames(
         observer.finish(status, folder.completion)
 
 
-async def _run_before_finish(state: RouterState, completion: Completion, call: CallContext, prepared: Prepared) -> None:
+async def _run_before_finish(state: RouterState, completion: Completion, call: RequestContext, prepared: Prepared) -> None:
     """Run ``before_finish`` on a folded, successful ``completion``; a failure there turns it into an error."""
     if prepared.before_finish is None or completion.error is not None:
         return

@@ -1,0 +1,17 @@
+"""Kinds of canonical events (pure): which ones are model output.
+
+The pipeline (time to first token, inter-token latency, the stats clock) and the
+dispatcher (no transparent retry once output was seen) both ask this of every
+event, by its ``WhichOneof("event")`` case.
+"""
+
+from __future__ import annotations
+
+from fleetgate.v1 import replica_pb2 as pb
+
+CONTENT_EVENTS = frozenset({"text", "reasoning", "tool_call_start", "tool_call_delta", "tool_call_end"})
+
+
+def is_content(event: pb.GenerateEvent) -> bool:
+    """Whether the event is model output (text, reasoning or a tool call part)."""
+    return event.WhichOneof("event") in CONTENT_EVENTS
