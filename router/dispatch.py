@@ -1,14 +1,15 @@
 """Dispatching one canonical request to a replica, with one transparent retry before the first token.
 
-``Dispatcher.open_stream`` picks a replica (``Balancer`` over the ``RegistryView``),
-opens the gRPC ``Generate`` call and waits for its first event:
+``Dispatcher.choose_replica`` picks the replica to try first (``Balancer`` over the
+``RegistryView``; 404 for a model nobody serves, 503 with ``Retry-After`` when no
+replica is healthy). ``Dispatcher.open_stream`` opens the gRPC ``Generate`` call on
+it and waits for its first event:
 
 - ``started``: returns an ``EventStream``, an async iterator of the remaining
   events (``.started``, ``.replica_id``, ``.model``), always ending with exactly
   one ``finish``;
 - ``finish`` with an error: raises the mapped ``ApiError`` (400 context length,
-  404 unknown model, ...);
-- no healthy replica: raises 503 with ``Retry-After``.
+  404 unknown model, ...).
 
 A call that fails before any content event (connection refused, UNAVAILABLE,
 a replica that died or refused as overloaded before its first token) is retried
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import grpc
 
@@ -54,12 +56,24 @@ class Dispatcher:
         self.channels = channels
         self.retry_after_seconds = retry_after_seconds
 
-    async def open_stream(self, request: pb.GenerateRequest, *, affinity_replica: str | None = None) -> EventStream:
-        """Start ``request`` on a replica; see the module docstring."""
-        if not self.registry.serves(request.model):
-            raise self.unknown_model(request.model)
-        stream = EventStream(self, request, affinity_replica)
-        first = await stream.connect()
+    def choose_replica(self, model: str, *, affinity_replica: str | None = None) -> ReplicaRecord:
+        """The replica to start a request for ``model`` on (``affinity_replica``: a hint); see the module docstring."""
+        if not self.registry.serves(model):
+            raise self.unknown_model(model)
+        record = self.pick(model, affinity=affinity_replica)
+        if record is None:
+            raise overloaded(_no_healthy_replica(model), self.retry_after_seconds)
+        return record
+
+    def pick(self, model: str, *, exclude: Sequence[str] = (), affinity: str | None = None) -> ReplicaRecord | None:
+        """A healthy replica of ``model`` not in ``exclude``, chosen by the balancer; None when there is none."""
+        candidates = self.registry.healthy(model, exclude=exclude)
+        return self.balancer.choose(candidates, affinity=affinity) if candidates else None
+
+    async def open_stream(self, request: pb.GenerateRequest, replica: ReplicaRecord) -> EventStream:
+        """Start ``request`` on ``replica`` (another one if it fails before its first token); see the module docstring."""
+        stream = EventStream(self, request)
+        first = await stream.connect(replica)
         if first.HasField("finish"):
             await stream.aclose()
             err = from_error_code(first.finish.error_code, first.finish.error_message)
@@ -81,10 +95,9 @@ class Dispatcher:
         tried: list[str] = []
         failure = ""
         while len(tried) < MAX_ATTEMPTS:
-            candidates = self.registry.healthy(request.model, exclude=tried)
-            if not candidates:
+            record = self.pick(request.model, exclude=tried)
+            if record is None:
                 break
-            record = self.balancer.choose(candidates)
             tried.append(record.replica_id)
             try:
                 reply = await self.channels.stub(record.address).CountTokens(request, timeout=COUNT_TOKENS_TIMEOUT_SECONDS)
@@ -96,18 +109,19 @@ class Dispatcher:
                 log.warning(failure)
                 continue
             return reply.prompt_tokens
-        raise overloaded(
-            failure or f"No healthy replica serves model {request.model!r} right now; retry later", self.retry_after_seconds
-        )
+        raise overloaded(failure or _no_healthy_replica(request.model), self.retry_after_seconds)
+
+
+def _no_healthy_replica(model: str) -> str:
+    return f"No healthy replica serves model {model!r} right now; retry later"
 
 
 class EventStream:
     """The events of one request after ``started``; iterate it, and ``aclose()`` it when done."""
 
-    def __init__(self, dispatcher: Dispatcher, request: pb.GenerateRequest, affinity_replica: str | None) -> None:
+    def __init__(self, dispatcher: Dispatcher, request: pb.GenerateRequest) -> None:
         self._dispatcher = dispatcher
         self._request = request
-        self._affinity = affinity_replica
         self.model = request.model
         self.started = pb.Started()
         self.record: ReplicaRecord | None = None
@@ -129,28 +143,15 @@ class EventStream:
 
     # -- connecting --------------------------------------------------------------
 
-    def _pick(self) -> ReplicaRecord | None:
-        d = self._dispatcher
-        candidates = d.registry.healthy(self.model, exclude=self._tried)
-        if not candidates:
-            return None
-        affinity = self._affinity if not self._tried else None
-        return d.balancer.choose(candidates, affinity=affinity)
-
-    async def connect(self, failure: str = "") -> pb.GenerateEvent:
-        """The first event of a call on a replica not tried yet: ``started``, or a ``finish`` with an error.
+    async def connect(self, record: ReplicaRecord | None, failure: str = "") -> pb.GenerateEvent:
+        """The first event of a call on ``record``, or on another replica not tried yet when it fails before its
+        first token: ``started``, or a ``finish`` with an error.
 
         ``failure`` says why the previous replica was left (a retry).
         """
         while True:
-            record = self._pick()
             if record is None:
-                reason = (
-                    f"{failure}, and no other healthy replica serves it"
-                    if failure
-                    else f"No healthy replica serves model {self.model!r} right now; retry later"
-                )
-                return events.error(ErrorCode.ERROR_CODE_OVERLOADED, reason)
+                return events.error(ErrorCode.ERROR_CODE_OVERLOADED, f"{failure}, and no other healthy replica serves it")
             self._tried.append(record.replica_id)
             first, failure = await self._start_call(record)
             if first is not None and first.HasField("started"):
@@ -161,6 +162,7 @@ class EventStream:
                 return first
             if not self._may_retry(failure):
                 return first if first is not None else events.error(ErrorCode.ERROR_CODE_OVERLOADED, failure)
+            record = self._dispatcher.pick(self.model, exclude=self._tried)
 
     def _may_retry(self, failure: str) -> bool:
         """Whether the retry budget allows another replica after ``failure`` (counted in fleetgate_retries)."""
@@ -261,7 +263,10 @@ class EventStream:
                 ErrorCode.ERROR_CODE_INTERNAL, f"replica {failed.replica_id} failed mid-stream ({self._last_failure})"
             )
         failure = f"replica {failed.replica_id} failed before its first token ({self._last_failure})"
-        first = await self.connect(failure) if self._may_retry(failure) else events.error(ErrorCode.ERROR_CODE_OVERLOADED, failure)
+        if self._may_retry(failure):
+            first = await self.connect(self._dispatcher.pick(self.model, exclude=self._tried), failure)
+        else:
+            first = events.error(ErrorCode.ERROR_CODE_OVERLOADED, failure)
         if first.HasField("started"):
             return None
         self._finished = True

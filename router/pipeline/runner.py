@@ -88,7 +88,8 @@ async def serve(http: Request, dialect: Dialect[Any], *, prepare: Prepare | None
         parsed, prepared = await _accept(http, state, dialect, call, observer, prepare)
         fmt = error_format_for_path(http.url.path)
         prepared.before_finish = await state.rate_limiter.admit(call, fmt, prepared.before_finish)
-        stream = await state.dispatcher.open_stream(prepared.request, affinity_replica=prepared.affinity_replica)
+        replica = state.dispatcher.choose_replica(prepared.request.model, affinity_replica=prepared.affinity_replica)
+        stream = await state.dispatcher.open_stream(prepared.request, replica)
     except RedisError as exc:
         err = _state_store_error(state)
         observer.failed(err)
