@@ -162,13 +162,17 @@ def to_error_code(err: ApiError) -> int:
     return _TO_CODE.get(err.kind, pb.ERROR_CODE_INTERNAL)
 
 
-def from_validation_error(exc: ValidationError | RequestValidationError, *, prefix: Sequence[str | int] = ()) -> ApiError:
+def from_validation_error(
+    exc: ValidationError | RequestValidationError, *, prefix: Sequence[str | int] = (), body: Any = None
+) -> ApiError:
     """A 400 whose message names the offending field(s), e.g. ``messages[0].role: Input should be ...``.
 
     When a union's members fail at different depths (``content`` is neither a
-    string nor a valid list of parts), only the deepest failures are reported.
+    string nor a valid list of parts), only the deepest failures are reported. With
+    the validated ``body``, the tags pydantic puts into a tagged union's location (a
+    message's ``role``, a block's ``type``) are left out of the path.
     """
-    found = [(field_path([*prefix, *_field_locations(e.get("loc", ()))]), _error_message(e)) for e in exc.errors()]
+    found = [(field_path([*prefix, *_field_locations(e.get("loc", ()), body)]), _error_message(e)) for e in exc.errors()]
     paths = [path for path, _ in found]
     described: list[str] = []
     params: list[str] = []
@@ -202,18 +206,26 @@ def _is_inside(path: str, parent: str) -> bool:
 _TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "bytes", "tuple", "set", "literal"}
 
 
-def _field_locations(loc: Iterable[Any]) -> list[str | int]:
+def _field_locations(loc: Iterable[Any], body: Any = None) -> list[str | int]:
     kept: list[str | int] = []
+    node = body
     for part in loc:
         if isinstance(part, int):
             kept.append(part)
+            node = node[part] if isinstance(node, list) and -len(node) <= part < len(node) else None
         elif part in ("body",) and not kept:
             continue
-        elif "[" in part or part in _TYPE_TAGS:
+        elif "[" in part or part in _TYPE_TAGS or _is_union_tag(node, part):
             continue
         else:
             kept.append(part)
+            node = node.get(part) if isinstance(node, dict) else None
     return kept
+
+
+def _is_union_tag(node: Any, part: str) -> bool:
+    """``part`` is the tag of the tagged-union member ``node`` was validated as, not one of its fields."""
+    return isinstance(node, dict) and part not in node and part in (node.get("type"), node.get("role"))
 
 
 def field_path(parts: Sequence[str | int]) -> str:

@@ -3,7 +3,9 @@
 Rendering goes through the engine's vLLM renderer, exactly as ``vllm serve``
 renders a chat completion: OpenAI-shaped messages (``openai_chat``), the
 request's tools passed to the template, content-format and developer-role
-handling, images for vision models. A conversation that ends in an assistant
+handling, images for vision models. A template that refuses a system message
+after the conversation started (Claude Code sends them) gets it folded into the
+next user message instead (``fold_late_system_messages``). A conversation that ends in an assistant
 message is continued (prefill). Output is parsed by vLLM's reasoning / tool
 parsers named in the model config (``vllm_parsers``), or passed through as text.
 """
@@ -20,7 +22,12 @@ import jinja2.sandbox
 from fleetgate.core.config import ModelConfig
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
-from fleetgate.replicas.formats.openai_chat import chat_messages, chat_template_kwargs, chat_tools
+from fleetgate.replicas.formats.openai_chat import (
+    chat_messages,
+    chat_template_kwargs,
+    chat_tools,
+    fold_late_system_messages,
+)
 from fleetgate.replicas.formats.vllm_parsers import PlainTextOutput, VllmParserOutput, parser_class, vllm_chat_request
 
 if TYPE_CHECKING:
@@ -60,7 +67,14 @@ class ChatTemplateFormat(PromptFormat):
         from vllm.renderers.params import ChatParams
 
         params = ChatParams(chat_template_kwargs=chat_template_kwargs(request, chat_tools(request)))
-        _, prompt = self._renderer.render_messages(chat_messages(request), params)
+        messages = chat_messages(request)
+        try:
+            _, prompt = self._renderer.render_messages(messages, params)
+        except jinja2.TemplateError:
+            folded = fold_late_system_messages(messages)
+            if folded == messages:
+                raise
+            _, prompt = self._renderer.render_messages(folded, params)
         token_ids = prompt.get("prompt_token_ids")
         if token_ids is None:
             token_ids = self._tokenizer.encode(prompt["prompt"], add_special_tokens=False)

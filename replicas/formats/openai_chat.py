@@ -69,6 +69,34 @@ def chat_message(message: pb.Message) -> dict[str, Any]:
     return out
 
 
+def fold_late_system_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For chat templates that refuse a system message after the conversation started (Gemma,
+    Mistral, ...): each such message becomes a ``<system>`` block at the start of the next user
+    message, or a user message of its own when no user message follows. Leading system messages
+    stay where they are."""
+    out: list[dict[str, Any]] = []
+    pending: list[str] = []
+    started = False
+    for message in messages:
+        if message["role"] == "system" and started:
+            pending.append(f"<system>\n{message['content']}\n</system>")
+            continue
+        started = started or message["role"] != "system"
+        if pending and message["role"] == "user":
+            message = {**message, "content": _prepend_text(PART_SEPARATOR.join(pending), message["content"])}
+            pending = []
+        out.append(message)
+    if pending:
+        out.append({"role": "user", "content": PART_SEPARATOR.join(pending)})
+    return out
+
+
+def _prepend_text(text: str, content: str | list[dict[str, Any]] | None) -> str | list[dict[str, Any]]:
+    if isinstance(content, list):
+        return [{"type": "text", "text": text}, *content]
+    return f"{text}{PART_SEPARATOR}{content}" if content else text
+
+
 def chat_messages(request: pb.GenerateRequest) -> list[dict[str, Any]]:
     return [chat_message(m) for m in request.messages]
 

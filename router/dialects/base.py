@@ -92,7 +92,7 @@ class Dialect(abc.ABC, Generic[RequestT]):
         try:
             return self.wire_model.model_validate(body)  # type: ignore[return-value]
         except ValidationError as exc:
-            raise from_validation_error(exc) from None
+            raise from_validation_error(exc, body=body) from None
 
     def model_name(self, request: RequestT) -> str:
         """The requested model (default: the wire model's ``model`` field)."""

@@ -93,7 +93,14 @@ class AssistantMessage(_Wire):
     content: str | list[AssistantContentBlock]
 
 
-InputMessage = Annotated[Union[UserMessage, AssistantMessage], Field(discriminator="role")]
+class SystemMessage(_Wire):
+    """A system turn inside ``messages`` (Claude Code's ``mid-conversation-system`` beta)."""
+
+    role: Literal["system"]
+    content: str | list[TextBlock]
+
+
+InputMessage = Annotated[Union[UserMessage, AssistantMessage, SystemMessage], Field(discriminator="role")]
 
 # ---------------------------------------------------------------- tools
 

@@ -3,6 +3,9 @@
 Mapping, field by field:
 
 - ``system`` (a string or text blocks; ``cache_control`` ignored) → one SYSTEM message;
+- a ``role: "system"`` turn inside ``messages`` (the ``mid-conversation-system`` beta)
+  → a SYSTEM message at its place in the conversation (how a replica renders a
+  system message after the first turn is the prompt format's business);
 - user ``text`` / ``image`` blocks → a USER message (base64 images become data URLs);
   each ``tool_result`` block → a TOOL message (``tool_call_id``, ``is_error``, its
   string or text / image content; ``name`` looked up from the matching ``tool_use``);
@@ -96,8 +99,8 @@ def content_parts(blocks: str | Sequence[wire.TextBlock | wire.ImageBlock], para
     ]
 
 
-def system_message(system: str | list[wire.TextBlock]) -> pb.Message:
-    return pb.Message(role=pb.ROLE_SYSTEM, content=content_parts(system, "system"))
+def system_message(system: str | list[wire.TextBlock], param: str = "system") -> pb.Message:
+    return pb.Message(role=pb.ROLE_SYSTEM, content=content_parts(system, param))
 
 
 def _assistant_message(message: wire.AssistantMessage) -> pb.Message:
@@ -158,6 +161,8 @@ def canonical_messages(request: wire.CountTokensRequest) -> list[pb.Message]:
             converted = _assistant_message(message)
             tool_names.update((call.id, call.name) for call in converted.tool_calls)
             out.append(converted)
+        elif isinstance(message, wire.SystemMessage):
+            out.append(system_message(message.content, f"messages[{i}].content"))
         else:
             out.extend(_user_messages(message, tool_names, f"messages[{i}]"))
     return out
