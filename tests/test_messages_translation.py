@@ -121,8 +121,7 @@ def _play(events: list[pb.GenerateEvent]) -> tuple[list[str], Message]:
     snapshot = None
     json_bufs: dict[int, bytes] = {}
     for event in events:
-        folder.add(event)
-        for name, payload in builder.feed(event):
+        for name, payload in builder.feed(folder.add(event)):
             assert name == payload["type"]
             names.append(name)
             parsed = sdk_event(payload, RawMessageStreamEvent)
@@ -188,7 +187,8 @@ def test_stream_stop_sequence_and_max_tokens():
 
 def test_stream_error_after_start_is_an_anthropic_error_event():
     builder = MessageStreamBuilder("msg_test", "sim")
-    frames = [*builder.feed(ev.started(3, "r1", 8)), *builder.feed(ev.text("a")),
-              *builder.feed(ev.error(pb.ERROR_CODE_INTERNAL, "replica r1 failed mid-stream"))]
+    folder = CompletionFolder()
+    events = [ev.started(3, "r1", 8), ev.text("a"), ev.error(pb.ERROR_CODE_INTERNAL, "replica r1 failed mid-stream")]
+    frames = [frame for event in events for frame in builder.feed(folder.add(event))]
     assert [name for name, _ in frames] == ["message_start", "content_block_start", "content_block_delta", "error"]
     assert frames[-1][1] == {"type": "error", "error": {"type": "api_error", "message": "replica r1 failed mid-stream"}}

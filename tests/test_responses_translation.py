@@ -20,6 +20,7 @@ from sse_frames import sdk_event
 from fleetgate.core import events as ev
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.contiguous import ContiguousEvents
+from fleetgate.router.canonical.fold import CompletionFolder
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.responses.adapter import ResponsesDialect
 from fleetgate.router.dialects.responses.conversation import normalize_items, parse_items, to_messages
@@ -165,9 +166,11 @@ def test_stored_conversation_round_trips_through_normalize_and_parse():
 def _run(events: list[pb.GenerateEvent], **body) -> tuple[list, ResponseBuilder]:
     """The builder's events for ``events``, each checked to be exactly an SDK stream event, as SDK objects."""
     builder = ResponseBuilder(response_shell(_request(input="hi", **body), "resp_test", int(time.time())))
+    folder = CompletionFolder()
     out = builder.open()
     for event in events:
-        out.extend(builder.feed(event))
+        steps = folder.add(event)
+        out.extend(builder.finish(steps) if event.HasField("finish") else builder.feed(steps))
     assert all(name == payload["type"] for name, payload in out)
     return [sdk_event(payload, ResponseStreamEvent) for _, payload in out], builder
 

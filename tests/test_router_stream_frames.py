@@ -15,6 +15,7 @@ from sse_frames import data_payloads, frames, sdk_event
 from fleetgate.core import events as ev
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import sse
+from fleetgate.router.canonical.fold import CompletionFolder
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.chat.response import ChatStreamEncoder
 from fleetgate.router.dialects.completions.dialect import CompletionStreamEncoder
@@ -29,8 +30,9 @@ TOOL_CALL = [
 
 
 def _bodies(encoder: ChatStreamEncoder | CompletionStreamEncoder, events: list[pb.GenerateEvent]) -> list[bytes]:
-    """What the encoder gives for each event, then for ``close()``."""
-    return [*(encoder.encode(event) for event in events), encoder.close()]
+    """What the encoder gives for each event (given the folder's steps, as the pipeline does), then for ``close()``."""
+    folder = CompletionFolder()
+    return [*(encoder.encode(event, folder.add(event)) for event in events), encoder.close()]
 
 
 @pytest.mark.parametrize("include_usage", [True, False])

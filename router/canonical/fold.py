@@ -2,8 +2,10 @@
 
 Non-streaming responses of every dialect are the streamed events folded, so
 streaming and non-streaming can never disagree. ``CompletionFolder`` folds one
-event at a time (the runner feeds it while streaming, so the finished completion
-is known when the last frame is sent); ``fold`` folds a whole async stream.
+event at a time (the pipeline feeds it while streaming, so the finished completion
+is known when the last frame is sent) and hands back the event's segment steps,
+which the Messages and Responses stream encoders render: each token is segmented
+once.
 
 The output is kept as the ordered list of segments (``router.canonical.segments``:
 reasoning, text, tool call, in the order the stream shows them), which dialects
@@ -14,11 +16,10 @@ wire shape has one of each (Chat, Completions).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 
 from fleetgate.v1 import replica_pb2 as pb
-from fleetgate.router.canonical.segments import Segment, SegmentStream, ToolCallOut
+from fleetgate.router.canonical.segments import Segment, SegmentStream, Step, ToolCallOut
 from fleetgate.router.errors import ApiError, from_error_code
 
 Reason = pb.Finish.Reason
@@ -73,10 +74,14 @@ class CompletionFolder:
         self._segments = SegmentStream()
         self._usage_seen = False
 
-    def add(self, event: pb.GenerateEvent) -> None:
-        for step in self._segments.feed(event):
+    def add(self, event: pb.GenerateEvent) -> list[Step]:
+        """Fold ``event``; returns its segment steps (``router.canonical.segments``), which stream encoders
+        that show blocks or items render instead of segmenting the event again."""
+        steps = self._segments.feed(event)
+        for step in steps:
             if isinstance(step, pb.GenerateEvent):
                 self._apply(step)
+        return steps
 
     def _apply(self, event: pb.GenerateEvent) -> None:
         kind = event.WhichOneof("event")
@@ -106,12 +111,3 @@ class CompletionFolder:
         calls = [s.tool_call() for s in c.segments if s.kind == "tool_call"]
         c.tool_calls = sorted(calls, key=lambda call: call.index)
 
-
-async def fold(events: AsyncIterable[pb.GenerateEvent], first: pb.GenerateEvent | None = None) -> Completion:
-    """The completion for a whole stream (``first``, e.g. the ``started`` event already read, folded first)."""
-    folder = CompletionFolder()
-    if first is not None:
-        folder.add(first)
-    async for event in events:
-        folder.add(event)
-    return folder.completion

@@ -21,8 +21,11 @@ metrics and disconnects, and calls the adapter at four points:
    in order (the same segments its stream encoder shows). The runner adds the
    opt-in ``stats`` object and the ``x-fleetgate-replica`` header itself.
 4. ``stream_encoder(request, ctx)``: a fresh ``StreamEncoder`` for one streamed
-   response. The runner feeds it every canonical event, the ``started`` event
-   first and exactly one ``finish`` last (a mid-stream failure arrives as a
+   response. The runner feeds it every canonical event with the event's segment
+   steps from its ``CompletionFolder`` (encoders that show output blocks or items
+   render the steps, so a token is segmented once), the ``started`` event first
+   and exactly one ``finish`` last, whose steps also go to ``settle`` before the
+   finish hooks run (a mid-stream failure arrives as a
    ``finish`` with reason ERROR: render the dialect's own error event for it,
    with ``router.errors.openai_error_body`` / ``anthropic_error_body`` of
    ``router.errors.from_error_code(...)``), then calls ``close()`` once. Each call
@@ -53,6 +56,7 @@ from pydantic import BaseModel, ValidationError
 
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.canonical.segments import Step
 from fleetgate.router.errors import from_validation_error, invalid_request
 from fleetgate.router.pipeline.context import RequestContext
 
@@ -66,8 +70,15 @@ class StreamEncoder(abc.ABC):
     wants_keepalive: ClassVar[bool] = False
 
     @abc.abstractmethod
-    def encode(self, event: pb.GenerateEvent) -> bytes:
-        """The frames for one event (``started`` first, ``finish`` last) as one chunk; may be empty."""
+    def encode(self, event: pb.GenerateEvent, steps: list[Step]) -> bytes:
+        """The frames for one event (``started`` first, ``finish`` last) as one chunk; may be empty.
+
+        ``steps`` are the event's segment steps as the pipeline's folder made them (the output blocks or
+        items it opens, grows and closes): encoders that show blocks render them, the others the event."""
+
+    def settle(self, steps: list[Step]) -> None:
+        """The ``finish`` event's steps, before the finish hooks run and before ``encode`` gets them: an
+        encoder whose final object a hook reads (the Responses store) settles it here."""
 
     def close(self) -> bytes:
         """The frames after the last event (OpenAI's ``data: [DONE]``)."""

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import sse
 from fleetgate.router.canonical.fold import UsageCounts
+from fleetgate.router.canonical.segments import Step
 from fleetgate.router.dialects.base import StreamEncoder
 from fleetgate.router.errors import from_error_code, invalid_request, openai_error_body
 
@@ -149,7 +150,7 @@ class OpenAIStreamEncoder(StreamEncoder):
             chunk["usage"] = usage
         return chunk
 
-    def encode(self, event: pb.GenerateEvent) -> bytes:
+    def encode(self, event: pb.GenerateEvent, steps: list[Step]) -> bytes:
         kind = event.WhichOneof("event")
         if kind == "started":
             self._usage = UsageCounts(prompt_tokens=event.started.prompt_tokens)

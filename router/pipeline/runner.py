@@ -241,8 +241,7 @@ async def _stream_frames(
     pending = b""
     try:
         started = pb.GenerateEvent(started=stream.started)
-        folder.add(started)
-        pending = encoder.encode(started)
+        pending = encoder.encode(started, folder.add(started))
         if not stream.next_ready:
             yield pending
             pending = b""
@@ -250,18 +249,20 @@ async def _stream_frames(
             kind = event.WhichOneof("event")
             if kind == "finish":
                 call.replica_id = stream.replica_id
-                folder.add(event)
+                steps = folder.add(event)
+                encoder.settle(steps)
                 completion = folder.completion
                 if completion.error is None:
                     await _run_before_finish(state, completion, call, prepared)
                     if completion.error is not None:
                         event = events.error(to_error_code(completion.error), completion.error.message)
+                        steps = [*steps[:-1], event]
                 finished = True
             else:
                 if kind in CONTENT_EVENTS:
                     observer.content_event()
-                folder.add(event)
-            chunk = pending + encoder.encode(event)
+                steps = folder.add(event)
+            chunk = pending + encoder.encode(event, steps)
             pending = b""
             if finished:
                 pending = chunk  # sent with the closing frames
@@ -278,8 +279,7 @@ async def _stream_frames(
         status = 500
         if not finished:
             failure = events.error(pb.ERROR_CODE_INTERNAL, "The router failed while streaming the response")
-            folder.add(failure)
-            yield FinalChunk(pending + encoder.encode(failure) + encoder.close())
+            yield FinalChunk(pending + encoder.encode(failure, folder.add(failure)) + encoder.close())
     finally:
         await stream.aclose()
         observer.finish(status, folder.completion)

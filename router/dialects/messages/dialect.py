@@ -13,6 +13,7 @@ from typing import Any
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import ids, sse
 from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.canonical.segments import Step
 from fleetgate.router.dialects.base import Dialect, StreamEncoder
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.messages import protocol as wire
@@ -31,8 +32,8 @@ class MessagesStreamEncoder(StreamEncoder):
     def __init__(self, message_id: str, model: str) -> None:
         self._builder = MessageStreamBuilder(message_id, model)
 
-    def encode(self, event: pb.GenerateEvent) -> bytes:
-        return sse.event_frames(self._builder.feed(event))
+    def encode(self, event: pb.GenerateEvent, steps: list[Step]) -> bytes:
+        return sse.event_frames(self._builder.feed(steps))
 
     def keepalive(self) -> bytes:
         return sse.event_frame(*PING)

@@ -14,7 +14,8 @@ canonical ``finish`` with an error, or an aborted generation) becomes one
 Blocks are the output segments of ``router.canonical.segments`` (tool calls
 made contiguous, consecutive deltas of one kind in one block), the same
 segments the non-streaming message is built from, so the stream accumulated by
-a client equals the non-streaming message.
+a client equals the non-streaming message. The builder is fed the steps the
+pipeline's ``CompletionFolder`` made for each event: a token is segmented once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.fold import UsageCounts
-from fleetgate.router.canonical.segments import Segment, SegmentDelta, SegmentOpened, SegmentStep, SegmentStream
+from fleetgate.router.canonical.segments import Segment, SegmentDelta, SegmentOpened, SegmentStep, Step
 from fleetgate.router.canonical.sse import NamedEvent, named
 from fleetgate.router.dialects.messages.response import message_object, tool_use_id
 from fleetgate.router.dialects.messages.signature import thinking_signature
@@ -62,17 +63,20 @@ def _block_delta(segment: Segment, text: str) -> dict[str, Any]:
 
 
 class MessageStreamBuilder:
-    """Feed canonical events in order (``started`` first, ``finish`` last); get the Anthropic events for each."""
+    """Feed the segment steps of each canonical event in order (``started`` first, ``finish`` last), as a
+    ``CompletionFolder`` makes them; get the Anthropic events for each."""
 
     def __init__(self, message_id: str, model: str) -> None:
         self._message_id = message_id
         self._model = model
-        self._segments = SegmentStream()
         self._usage = UsageCounts()
+        # The block being streamed, and whether any block was a tool call.
+        self._open: Segment | None = None
+        self._made_tool_calls = False
 
-    def feed(self, event: pb.GenerateEvent) -> list[NamedEvent]:
+    def feed(self, steps: list[Step]) -> list[NamedEvent]:
         out: list[NamedEvent] = []
-        for step in self._segments.feed(event):
+        for step in steps:
             out.extend(self._event(step) if isinstance(step, pb.GenerateEvent) else self._block(step))
         return out
 
@@ -89,16 +93,24 @@ class MessageStreamBuilder:
 
     def _block(self, step: SegmentStep) -> list[NamedEvent]:
         """``content_block_start`` / ``_delta`` / ``_stop`` (a thinking block ends with its signature)."""
-        index = step.segment.position
-        if isinstance(step, SegmentOpened):
-            return [named({"type": "content_block_start", "index": index, "content_block": _block_start(step.segment)})]
+        segment = step.segment
         if isinstance(step, SegmentDelta):
-            return [named({"type": "content_block_delta", "index": index, "delta": _block_delta(step.segment, step.text)})]
+            return [named({"type": "content_block_delta", "index": segment.position,
+                           "delta": _block_delta(segment, step.text)})]
+        if isinstance(step, SegmentOpened):
+            self._open = segment
+            self._made_tool_calls = self._made_tool_calls or segment.kind == "tool_call"
+            return [named({"type": "content_block_start", "index": segment.position,
+                           "content_block": _block_start(segment)})]
+        return self._block_stop(segment)
+
+    def _block_stop(self, segment: Segment) -> list[NamedEvent]:
+        self._open = None
         out: list[NamedEvent] = []
-        if step.segment.kind == "reasoning":
-            delta = {"type": "signature_delta", "signature": thinking_signature(step.segment.text)}
-            out.append(named({"type": "content_block_delta", "index": index, "delta": delta}))
-        out.append(named({"type": "content_block_stop", "index": index}))
+        if segment.kind == "reasoning":
+            delta = {"type": "signature_delta", "signature": thinking_signature(segment.text)}
+            out.append(named({"type": "content_block_delta", "index": segment.position, "delta": delta}))
+        out.append(named({"type": "content_block_stop", "index": segment.position}))
         return out
 
     # ------------------------------------------------------------ the end
@@ -108,9 +120,9 @@ class MessageStreamBuilder:
             return [error_event(from_error_code(finish.error_code, finish.error_message))]
         if finish.reason == pb.Finish.REASON_ABORT:
             return [error_event(ABORTED)]
-        out = [event for step in self._segments.close() for event in self._block(step)]
-        made_tool_calls = any(segment.kind == "tool_call" for segment in self._segments.segments)
-        delta = {"stop_reason": stop_reason(finish.reason, made_tool_calls), "stop_sequence": stop_sequence(finish.reason, finish.stop_sequence)}
+        out = self._block_stop(self._open) if self._open is not None else []
+        delta = {"stop_reason": stop_reason(finish.reason, self._made_tool_calls),
+                 "stop_sequence": stop_sequence(finish.reason, finish.stop_sequence)}
         out.append(named({"type": "message_delta", "delta": delta, "usage": final_usage(self._usage)}))
         out.append(named({"type": "message_stop"}))
         return out

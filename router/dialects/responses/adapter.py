@@ -18,19 +18,19 @@ from collections.abc import Sequence
 
 from openai.types.responses import Response
 
-from fleetgate.core import events
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import sse
 from fleetgate.router.canonical.sse import NamedEvent
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.ids import response_id
+from fleetgate.router.canonical.segments import Step
 from fleetgate.router.dialects.base import Dialect, StreamEncoder
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.responses.conversation import ConversationItem, normalize_items
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest
 from fleetgate.router.dialects.responses.request import to_generate_request
 from fleetgate.router.dialects.responses.response import response_shell, to_json
-from fleetgate.router.dialects.responses.stream import ResponseBuilder
+from fleetgate.router.dialects.responses.stream import ResponseBuilder, replay
 from fleetgate.router.errors import from_error_code
 
 
@@ -65,13 +65,9 @@ class ResponsesDialect(Dialect[ResponsesRequest]):
         """The finished response object (built once; see the module docstring)."""
         if self._final is None:
             if self._encoder is not None:
-                self._final = self._encoder.settle(completion)
+                self._final = self._encoder.response
             else:
-                builder = _builder(request, ctx)
-                builder.open()
-                for event in replay(completion):
-                    builder.feed(event)
-                self._final = builder.response
+                self._final = replay(_builder(request, ctx), completion)
         return self._final
 
 
@@ -84,45 +80,33 @@ class ResponsesStreamEncoder(StreamEncoder):
 
     def __init__(self, builder: ResponseBuilder) -> None:
         self._builder = builder
-        # The settled (not yet sent) closing events, when the response was finished before its finish event.
+        # The closing events made when the response settled, sent with the finish event's frames.
         self._settled: list[NamedEvent] | None = None
 
-    def settle(self, completion: Completion) -> Response:
-        """Finish the response object now (to store it); its closing events wait for the finish event."""
-        if self._settled is None:
-            finish = pb.Finish(reason=completion.finish_reason, stop_sequence=completion.stop_sequence)
-            self._settled = self._builder.settle(finish)
+    @property
+    def response(self) -> Response:
+        """The response object, final once settled."""
         return self._builder.response
 
-    def encode(self, event: pb.GenerateEvent) -> bytes:
-        if event.HasField("started"):
-            out = [*self._builder.open(), *self._builder.feed(event)]
-        elif event.HasField("finish") and self._settled is not None:
+    def settle(self, steps: list[Step]) -> None:
+        """Finish the response object before the finish hooks run (the store keeps it); its closing events
+        are sent with the finish event's frames."""
+        if self._settled is None:
+            self._settled = self._builder.settle(steps)
+
+    def encode(self, event: pb.GenerateEvent, steps: list[Step]) -> bytes:
+        kind = event.WhichOneof("event")
+        if kind == "finish":
+            self.settle(steps)
             finish = event.finish
-            if finish.reason == pb.Finish.REASON_ERROR:
+            if finish.reason == pb.Finish.REASON_ERROR and not self._builder.failed:
+                # The response settled, then a finish hook failed.
                 ending = self._builder.fail(from_error_code(finish.error_code, finish.error_message))
             else:
                 ending = self._builder.terminal()
-            out = [*self._settled, *ending]
+            out = [*(self._settled or []), *ending]
+        elif kind == "started":
+            out = [*self._builder.open(), *self._builder.feed(steps)]
         else:
-            out = self._builder.feed(event)
+            out = self._builder.feed(steps)
         return sse.event_frames(out)
-
-
-def replay(completion: Completion) -> list[pb.GenerateEvent]:
-    """The canonical events a folded completion stands for: its segments in order, one item each."""
-    out = [events.started(completion.usage.prompt_tokens, completion.replica_id, completion.max_tokens)]
-    for segment in completion.segments:
-        if segment.kind == "reasoning":
-            out.append(events.reasoning(segment.text))
-        elif segment.kind == "text":
-            out.append(events.text(segment.text))
-        else:
-            out.append(events.tool_call_start(segment.call_index, segment.call_id, segment.name))
-            if segment.text:
-                out.append(events.tool_call_delta(segment.call_index, segment.text))
-            out.append(events.tool_call_end(segment.call_index))
-    usage = completion.usage
-    out.append(events.usage(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens))
-    out.append(events.finish(completion.finish_reason, completion.stop_sequence))
-    return out

@@ -1,8 +1,10 @@
 """Canonical events -> Responses stream events and the response they add up to (pure).
 
 One ``ResponseBuilder`` per request. ``open()`` gives ``response.created`` and
-``response.in_progress``; each canonical event fed in gives the stream events to
-send for it; the ``finish`` event (or ``fail``) gives the closing events and the
+``response.in_progress``; the segment steps of each canonical event (as the
+pipeline's ``CompletionFolder`` made them: a token is segmented once) give the
+stream events to send for it; the ``finish`` event's steps (``finish``, or
+``settle`` then ``terminal``, or ``fail``) give the closing events and the
 terminal ``response.completed`` / ``response.incomplete`` / ``response.failed``.
 Every event carries a ``sequence_number`` one higher than the last.
 
@@ -20,7 +22,7 @@ Per output item, in order and never interleaved:
 Items are the output segments of ``router.canonical.segments`` (tool calls made
 contiguous, consecutive deltas of one kind in one item), the same segments a
 folded completion keeps. A non-streaming request replays the folded segments
-through the same builder and returns ``builder.response``, so a streamed
+through the same builder (``replay``) and returns ``builder.response``, so a streamed
 response and a non-streamed one are the same object. Items and the response
 are the ``openai`` SDK's types; ids are generated once, so they are equal in
 the stream, the final object and the store.
@@ -63,10 +65,12 @@ from openai.types.responses.response import IncompleteDetails
 from openai.types.responses.response_error import ResponseError
 from openai.types.responses.response_reasoning_item import Content as ReasoningContent
 
+from fleetgate.core import events
 from fleetgate.core.tool_call_ids import new_tool_call_id
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.ids import new_item_id
-from fleetgate.router.canonical.segments import Segment, SegmentDelta, SegmentOpened, SegmentStep, SegmentStream
+from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.canonical.segments import Segment, SegmentClosed, SegmentDelta, SegmentOpened, Step
 from fleetgate.router.canonical.sse import NamedEvent, named
 from fleetgate.router.dialects.responses.response import to_json, usage_of
 from fleetgate.router.errors import ApiError, ErrorKind, from_error_code
@@ -112,7 +116,6 @@ class ResponseBuilder:
 
     def __init__(self, shell: Response) -> None:
         self._response = shell
-        self._segments = SegmentStream()
         self._open: _OpenItem | None = None
         self._sequence = 0
         self._usage = pb.Usage()
@@ -136,22 +139,29 @@ class ResponseBuilder:
             self._emit(ResponseInProgressEvent, type="response.in_progress", response=self._response),
         ]
 
-    def feed(self, event: pb.GenerateEvent) -> list[NamedEvent]:
-        """The events for one canonical event; a ``finish`` settles the response and ends the stream."""
-        if event.HasField("finish"):
-            return [*self.settle(event.finish), *self.terminal()]
-        return self._steps(self._segments.feed(event))
+    def feed(self, steps: list[Step]) -> list[NamedEvent]:
+        """The events for the steps of one canonical event other than ``finish``."""
+        return self._steps(steps)
 
-    def settle(self, finish: pb.Finish) -> list[NamedEvent]:
-        """Everything before the terminal event: held output, the open item's done events, the final
-        status and usage. After it, ``response`` is final; ``terminal()`` (or ``fail``) ends the stream."""
-        out = self._steps(self._segments.feed(pb.GenerateEvent(finish=finish)))
-        if finish.reason == pb.Finish.REASON_ERROR:
-            return [*out, *self._settle_failed(from_error_code(finish.error_code, finish.error_message))]
-        if finish.reason == pb.Finish.REASON_ABORT:
+    def finish(self, steps: list[Step]) -> list[NamedEvent]:
+        """The events for the ``finish`` event's steps: the response settles and the stream ends."""
+        return [*self.settle(steps), *self.terminal()]
+
+    def settle(self, steps: list[Step]) -> list[NamedEvent]:
+        """Everything before the terminal event, from the ``finish`` event's steps (held output released,
+        then the finish itself): the open item's done events, the final status and usage. After it,
+        ``response`` is final; ``terminal()`` (or ``fail``) ends the stream."""
+        out = self._steps(steps)
+        finish = steps[-1]
+        assert isinstance(finish, pb.GenerateEvent) and finish.HasField("finish"), "settle takes a finish event's steps"
+        reason = finish.finish.reason
+        if reason == pb.Finish.REASON_ERROR:
+            error = from_error_code(finish.finish.error_code, finish.finish.error_message)
+            return [*out, *self._settle_failed(error)]
+        if reason == pb.Finish.REASON_ABORT:
             return [*out, *self._settle_failed(ApiError(500, ErrorKind.API_ERROR, "The generation was aborted"))]
-        truncated = finish.reason == pb.Finish.REASON_LENGTH
-        out.extend(self._steps(self._segments.close(), "incomplete" if truncated else "completed"))
+        truncated = reason == pb.Finish.REASON_LENGTH
+        out.extend(self._close_item("incomplete" if truncated else "completed"))
         self._response.status = "incomplete" if truncated else "completed"
         if truncated:
             self._response.incomplete_details = IncompleteDetails(reason="max_output_tokens")
@@ -174,12 +184,17 @@ class ResponseBuilder:
             return [self._emit(ResponseIncompleteEvent, type="response.incomplete", response=response)]
         return [self._emit(ResponseCompletedEvent, type="response.completed", response=response)]
 
+    @property
+    def failed(self) -> bool:
+        """The response settled as failed."""
+        return self._failure is not None
+
     def fail(self, error: ApiError) -> list[NamedEvent]:
         """A failure after the stream began (also after ``settle``): ``error``, then ``response.failed``."""
         return [*self._settle_failed(error), *self.terminal()]
 
     def _settle_failed(self, error: ApiError) -> list[NamedEvent]:
-        out = self._steps(self._segments.close(), "incomplete")
+        out = self._close_item("incomplete")
         self._failure = error
         self._response.status = "failed"
         self._response.error = ResponseError(code=_error_code(error), message=error.message)
@@ -189,17 +204,17 @@ class ResponseBuilder:
 
     # ------------------------------------------------------------ canonical events
 
-    def _steps(self, steps: list[SegmentStep | pb.GenerateEvent], closing: ItemStatus = "completed") -> list[NamedEvent]:
+    def _steps(self, steps: list[Step]) -> list[NamedEvent]:
         out: list[NamedEvent] = []
         for step in steps:
-            if isinstance(step, pb.GenerateEvent):
+            if isinstance(step, SegmentDelta):
+                out.append(self._delta(step.text))
+            elif isinstance(step, pb.GenerateEvent):
                 self._event(step)
             elif isinstance(step, SegmentOpened):
                 out.extend(self._open_item(step.segment))
-            elif isinstance(step, SegmentDelta):
-                out.append(self._delta(step.text))
             else:
-                out.extend(self._close_item(closing))
+                out.extend(self._close_item("completed"))
         return out
 
     def _event(self, event: pb.GenerateEvent) -> None:
@@ -304,6 +319,25 @@ class ResponseBuilder:
         """The SDK event ``event_type`` with the next sequence number, serialized now (the response it
         may carry changes later)."""
         return named(to_json(event_type(sequence_number=self._next_sequence(), **fields)))
+
+
+def replay(builder: ResponseBuilder, completion: Completion) -> Response:
+    """The finished response of a folded completion: its segments fed through ``builder`` as its stream fed
+    them, one item each (a tool call ends with its call; text and reasoning when the next item opens, the
+    last one with the response)."""
+    builder.open()
+    last = len(completion.segments) - 1
+    for position, segment in enumerate(completion.segments):
+        steps: list[Step] = [SegmentOpened(segment)]
+        if segment.text:
+            steps.append(SegmentDelta(segment, segment.text))
+        if segment.kind == "tool_call" or position < last:
+            steps.append(SegmentClosed(segment))
+        builder.feed(steps)
+    usage = completion.usage
+    builder.feed([events.usage(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens)])
+    builder.settle([events.finish(completion.finish_reason, completion.stop_sequence)])
+    return builder.response
 
 
 def _error_code(error: ApiError) -> Any:
