@@ -72,7 +72,7 @@ class ResponsesDialect(Dialect[ResponsesRequest]):
 
 
 def _builder(request: ResponsesRequest, ctx: RequestContext) -> ResponseBuilder:
-    return ResponseBuilder(response_shell(request, response_id(ctx.request_id), ctx.created))
+    return ResponseBuilder(response_shell(request, response_id(ctx.request_id), ctx.created), request.namespaces)
 
 
 class ResponsesStreamEncoder(StreamEncoder):

@@ -36,6 +36,7 @@ from fleetgate.router.dialects.responses.protocol import (
     UnknownPart,
 )
 from fleetgate.router.canonical.ids import new_item_id
+from fleetgate.router.dialects.responses.namespaces import qualified_name
 from fleetgate.router.errors import invalid_request
 
 ConversationItem = dict[str, Any]
@@ -107,19 +108,21 @@ def to_messages(instructions: str | None, items: Sequence[InputItem]) -> list[pb
         elif isinstance(item, ReasoningItem):
             pending_reasoning += item.text
         elif isinstance(item, FunctionCallItem):
-            call_names[item.call_id] = item.name
-            call = pb.ToolCall(id=item.call_id, name=item.name, arguments=item.arguments or "{}")
+            name = qualified_name(item.namespace, item.name)
+            call_names[item.call_id] = name
+            call = pb.ToolCall(id=item.call_id, name=name, arguments=item.arguments or "{}")
             if messages and messages[-1].role == pb.ROLE_ASSISTANT and not pending_reasoning:
                 messages[-1].tool_calls.append(call)
             else:
                 messages.append(pb.Message(role=pb.ROLE_ASSISTANT, reasoning=pending_reasoning, tool_calls=[call]))
                 pending_reasoning = ""
         elif isinstance(item, FunctionCallOutputItem):
+            call_id = item.call_id or item.id or ""
             messages.append(
                 pb.Message(
                     role=pb.ROLE_TOOL,
-                    tool_call_id=item.call_id,
-                    name=call_names.get(item.call_id, ""),
+                    tool_call_id=call_id,
+                    name=call_names.get(call_id) or (qualified_name(item.namespace, item.name) if item.name else ""),
                     content=_content(item.output, f"input[{index}].output"),
                 )
             )

@@ -104,14 +104,21 @@ class FunctionCallItem(_Wire):
     call_id: str
     name: str
     arguments: str = ""
+    # The namespace tool the function belongs to (``NamespaceTool``).
+    namespace: str | None = None
     id: str | None = None
     status: str | None = None
 
 
 class FunctionCallOutputItem(_Wire):
+    """A tool's output. Codex sends outputs of its namespace tools without a ``call_id``, naming the
+    tool (``name``, ``namespace``) instead."""
+
     type: Literal["function_call_output"]
-    call_id: str
+    call_id: str | None = None
     output: str | list[ContentPart]
+    name: str | None = None
+    namespace: str | None = None
     id: str | None = None
     status: str | None = None
 
@@ -169,12 +176,22 @@ class FunctionTool(_Wire):
 
 
 class OtherTool(_Wire):
-    """A hosted tool (web_search, file_search, mcp...): accepted and ignored."""
+    """A hosted tool (web_search, file_search, mcp...): accepted, not offered to the model."""
 
     type: str = ""
 
 
-ToolSpec = tolerant_union({"function": FunctionTool}, OtherTool)
+class NamespaceTool(_Wire):
+    """Function tools grouped under a name (Codex's ``multi_agent_v1``, ...): offered to the model as
+    ``NAMESPACE.FUNCTION`` and called back with ``namespace`` and ``name`` apart."""
+
+    type: Literal["namespace"]
+    name: str
+    description: str = ""
+    tools: list[Annotated[FunctionTool | OtherTool, Field(union_mode="left_to_right")]] = Field(default_factory=list)
+
+
+ToolSpec = tolerant_union({"function": FunctionTool, "namespace": NamespaceTool}, OtherTool)
 
 
 class FunctionToolChoice(_Wire):
@@ -255,6 +272,11 @@ class ResponsesRequest(_Wire):
     @property
     def function_tools(self) -> list[FunctionTool]:
         return [tool for tool in self.tools if isinstance(tool, FunctionTool)]
+
+    @property
+    def namespaces(self) -> frozenset[str]:
+        """Names of the namespace tools offered (how a called function's name splits back)."""
+        return frozenset(tool.name for tool in self.tools if isinstance(tool, NamespaceTool))
 
     @property
     def items(self) -> list[InputItem]:

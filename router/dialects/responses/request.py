@@ -3,7 +3,9 @@
 The conversation (history rebuilt from ``previous_response_id`` plus this
 request's input, see ``conversation.py``) becomes the messages; tools,
 tool_choice, text.format, reasoning.effort and sampling map one to one.
-Hosted tools and non-function tool choices are ignored. ``instructions`` come
+The functions of ``namespace`` tools are offered as ``NAMESPACE.FUNCTION``
+(``namespaces.py``). Hosted tools (``web_search``, ...) are not offered to the
+model, and non-function tool choices are ``auto``. ``instructions`` come
 from this request only: they are never inherited from a previous response.
 """
 
@@ -22,7 +24,14 @@ from fleetgate.router.canonical.tools import (
     named_tool_choice,
 )
 from fleetgate.router.dialects.responses.conversation import ConversationItem, parse_items, to_messages
-from fleetgate.router.dialects.responses.protocol import FunctionTool, FunctionToolChoice, ResponsesRequest, TextFormat
+from fleetgate.router.dialects.responses.namespaces import qualified_name
+from fleetgate.router.dialects.responses.protocol import (
+    FunctionTool,
+    FunctionToolChoice,
+    NamespaceTool,
+    ResponsesRequest,
+    TextFormat,
+)
 
 _MODES = {
     "auto": pb.ToolChoice.MODE_AUTO,
@@ -37,7 +46,7 @@ def to_generate_request(
     request: ResponsesRequest, conversation: Sequence[ConversationItem], request_id: str
 ) -> pb.GenerateRequest:
     """The canonical request for ``request`` over the whole ``conversation``."""
-    tools = [canonical_tool(t.name, t.description, t.parameters, f"tools[{i}]") for i, t in _indexed_functions(request)]
+    tools = [canonical_tool(name, t.description, t.parameters, param) for name, t, param in _offered_functions(request)]
     check_unique_names(tools, "tools")
     tool_choice = _tool_choice(request)
     check_tool_choice(tool_choice, tools, "tool_choice")
@@ -62,8 +71,16 @@ def to_generate_request(
     return generate
 
 
-def _indexed_functions(request: ResponsesRequest) -> list[tuple[int, FunctionTool]]:
-    return [(i, tool) for i, tool in enumerate(request.tools) if isinstance(tool, FunctionTool)]
+def _offered_functions(request: ResponsesRequest) -> list[tuple[str, FunctionTool, str]]:
+    """``(name offered to the model, tool, where it is)``: function tools and the functions of namespace tools."""
+    offered: list[tuple[str, FunctionTool, str]] = []
+    for i, tool in enumerate(request.tools):
+        if isinstance(tool, FunctionTool):
+            offered.append((tool.name, tool, f"tools[{i}]"))
+        elif isinstance(tool, NamespaceTool):
+            offered.extend((qualified_name(tool.name, inner.name), inner, f"tools[{i}].tools[{j}]")
+                           for j, inner in enumerate(tool.tools) if isinstance(inner, FunctionTool))
+    return offered
 
 
 def _tool_choice(request: ResponsesRequest) -> pb.ToolChoice:

@@ -67,6 +67,7 @@ from openai.types.responses.response_reasoning_item import Content as ReasoningC
 
 from fleetgate.core import events
 from fleetgate.core.tool_call_ids import new_tool_call_id
+from fleetgate.router.dialects.responses.namespaces import split_name
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.ids import new_item_id
 from fleetgate.router.canonical.fold import Completion
@@ -114,8 +115,10 @@ class _OpenItem:
 class ResponseBuilder:
     """Feed canonical events in order; get the Responses events to send for each."""
 
-    def __init__(self, shell: Response) -> None:
+    def __init__(self, shell: Response, namespaces: frozenset[str] = frozenset()) -> None:
         self._response = shell
+        # The request's namespace tools: a call of ``NS.fn`` is the item {namespace: NS, name: fn}.
+        self._namespaces = namespaces
         self._open: _OpenItem | None = None
         self._sequence = 0
         self._usage = pb.Usage()
@@ -292,8 +295,8 @@ class ResponseBuilder:
                               output_index=item.output_index, item=final))
         return out
 
-    @staticmethod
-    def _item(item: _OpenItem, status: Literal["in_progress", "completed", "incomplete"], with_content: bool = True) -> Any:
+    def _item(self, item: _OpenItem, status: Literal["in_progress", "completed", "incomplete"],
+              with_content: bool = True) -> Any:
         """The SDK output item for ``item`` (empty content while it is being added)."""
         if item.kind == "reasoning":
             content = [ReasoningContent(type="reasoning_text", text=item.text)] if with_content else []
@@ -303,10 +306,13 @@ class ResponseBuilder:
                 type="message", id=item.item_id, role="assistant", status=status,
                 content=[_output_text(item.text)] if with_content else [],
             )
-        return ResponseFunctionToolCall(
-            type="function_call", id=item.item_id, call_id=item.call_id, name=item.name, arguments=item.text,
-            status=status,
+        namespace, name = split_name(item.name, self._namespaces)
+        call = ResponseFunctionToolCall(
+            type="function_call", id=item.item_id, call_id=item.call_id, name=name, arguments=item.text, status=status,
         )
+        if namespace is not None:
+            call.namespace = namespace
+        return call
 
     # ------------------------------------------------------------ plumbing
 
