@@ -14,24 +14,20 @@ across any number of routers sharing the Redis:
   the request's prompt + completion tokens. Only keys with a token limit are
   charged; a request whose client went away before the end is not.
 
-A Redis error while admitting propagates (the runner answers the 503
+A Redis error while admitting propagates (the pipeline answers the 503
 ``state_store_unavailable``); one while charging is logged, the answer is kept.
+The pipeline's admission step (``router.pipeline.admit``) decides with them.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from fleetgate.core.config import RouterConfig
-from fleetgate.router.canonical.fold import Completion
-from fleetgate.router.errors import ErrorFormat
-from fleetgate.router.pipeline.context import RequestContext
-from fleetgate.router.rate_limit import Limits, WindowReading, bucket_for, rate_limit_error, rate_limit_headers
+from fleetgate.router.rate_limit import Limits, WindowReading
 
 log = logging.getLogger("fleetgate.router.rate_limit")
 
@@ -69,15 +65,12 @@ end
 return 1
 """
 
-BeforeFinish = Callable[[Completion, RequestContext], Awaitable[None]]
-
-
 def _limit_arg(limit: int | None) -> int:
     return NO_LIMIT if limit is None else limit
 
 
 class RateLimiter:
-    """Admits requests against their key's window and charges their tokens (see the module docstring)."""
+    """The windows of every key: admit a request, charge its tokens (see the module docstring)."""
 
     def __init__(self, redis: aioredis.Redis, defaults: Limits, window_seconds: float) -> None:
         self.defaults = defaults
@@ -91,34 +84,12 @@ class RateLimiter:
         defaults = Limits(settings.rate_limit_requests_per_minute, settings.rate_limit_tokens_per_minute)
         return cls(redis, defaults, settings.rate_limit_window_seconds)
 
-    async def admit(self, call: RequestContext, fmt: ErrorFormat, before_finish: BeforeFinish | None) -> BeforeFinish | None:
-        """Count ``call`` in its key's window or raise the 429; the rate-limit headers go to
-        ``call.response_headers``. Returns ``before_finish``, wrapped to charge the tokens when the key has a
-        token limit."""
-        limits = call.key_limits.over(self.defaults)
-        if limits.unlimited:
-            return before_finish
-        bucket = bucket_for(call.key_id)
+    async def admit(self, bucket: str, limits: Limits) -> WindowReading:
+        """Count one request in ``bucket``'s window unless ``limits`` refuse it (then nothing is counted)."""
         admitted, requests, tokens, pttl = await self._admit(
             keys=[WINDOW_PREFIX + bucket], args=[self._window_ms, _limit_arg(limits.requests), _limit_arg(limits.tokens)]
         )
-        reading = WindowReading(bool(admitted), int(requests), int(tokens), int(pttl) / 1000)
-        headers = rate_limit_headers(limits, reading, fmt, time.time())
-        if not reading.admitted:
-            raise rate_limit_error(limits, reading, key_name=call.key_name, window_seconds=self.window_seconds,
-                                   headers=headers)
-        call.response_headers.update(headers)
-        return before_finish if limits.tokens is None else self._charging(bucket, before_finish)
-
-    def _charging(self, bucket: str, then: BeforeFinish | None) -> BeforeFinish:
-        async def charge_then(completion: Completion, call: RequestContext) -> None:
-            try:
-                if then is not None:
-                    await then(completion, call)
-            finally:
-                await self.charge(bucket, completion.usage.prompt_tokens + completion.usage.completion_tokens)
-
-        return charge_then
+        return WindowReading(bool(admitted), int(requests), int(tokens), int(pttl) / 1000)
 
     async def charge(self, bucket: str, tokens: int) -> None:
         """Add ``tokens`` to ``bucket``'s window; a Redis failure is logged, not raised (the answer is done)."""

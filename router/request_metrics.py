@@ -1,8 +1,9 @@
 """Metrics of one API request (names in ``router/metrics.py``).
 
-The runner creates one ``RequestMetrics`` per request and reports to it: when
-the model is known (``bind``: in-flight up), each content event of a stream
-(time to first token, inter-token latency), and the end (``finish``: requests
+Each request's context (``router.pipeline.context``) holds one ``RequestMetrics``,
+and the pipeline reports to it: when the model is known (``bind``: in-flight up),
+each content event of a stream (time to first token, inter-token latency), and,
+once, from the one ``finally`` of the request's lifecycle, the end (``finish``: requests
 by status, end-to-end latency, token counters from the usage, errors by type,
 in-flight down; a 429 also counts in ``fleetgate_rate_limited_total``). Status labels are HTTP statuses, plus ``499`` for a client that
 went away. A model label is a served model's name or ``unknown``, never free text.

@@ -22,7 +22,7 @@ from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.contiguous import ContiguousEvents
 from fleetgate.router.canonical.fold import CompletionFolder
 from fleetgate.router.pipeline.context import RequestContext
-from fleetgate.router.dialects.responses.adapter import ResponsesDialect
+from fleetgate.router.dialects.responses.adapter import RESPONSES, ResponsesDialect
 from fleetgate.router.dialects.responses.conversation import normalize_items, parse_items, to_messages
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest, UnknownItem
 from fleetgate.router.dialects.responses.request import to_generate_request
@@ -270,7 +270,7 @@ def test_interleaved_output_is_the_same_items_streamed_and_folded():
     out, builder = _run(INTERLEAVED)
     streamed = _sdk_final(out)
     assert _same(streamed, builder.response)
-    call = RequestContext(dialect="responses", request_id="req1", model="sim")
+    call = RequestContext(dialect=RESPONSES, request_id="req1", model="sim")
     non_streamed = ResponsesDialect().final_response(_request(input="hi"), folded(INTERLEAVED), call)
     assert _without_ids(non_streamed) == _without_ids(streamed)
     kinds = {"reasoning": "reasoning", "message": "text", "function_call": "tool_call"}

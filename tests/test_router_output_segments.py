@@ -15,6 +15,7 @@ from fleetgate.core import events as ev
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import sse
 from fleetgate.router.canonical.fold import CompletionFolder
+from fleetgate.router.dialects.chat.dialect import CHAT
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.chat.response import ChatStreamEncoder, render_completion
 
@@ -38,7 +39,7 @@ def test_empty_deltas_open_nothing_and_stray_arguments_are_dropped():
 
 
 def test_chat_stream_accumulated_by_the_sdk_equals_the_folded_completion():
-    call = RequestContext(dialect="chat", request_id="req1", model="sim", stream=True, created=1700000000)
+    call = RequestContext(dialect=CHAT, request_id="req1", model="sim", stream=True, created=1700000000)
     encoder = ChatStreamEncoder(call, include_usage=True)
     folder = CompletionFolder()
     body = b"".join(encoder.encode(event, folder.add(event)) for event in INTERLEAVED) + encoder.close()

@@ -16,11 +16,12 @@ from fleetgate.core import events as ev
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import sse
 from fleetgate.router.canonical.fold import CompletionFolder
+from fleetgate.router.dialects.chat.dialect import CHAT
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.chat.response import ChatStreamEncoder
 from fleetgate.router.dialects.completions.dialect import CompletionStreamEncoder
 
-CALL = RequestContext(dialect="chat", request_id="req1", model="sim", stream=True, created=1700000000)
+CALL = RequestContext(dialect=CHAT, request_id="req1", model="sim", stream=True, created=1700000000)
 
 TOOL_CALL = [
     ev.started(4, "r1", 32), ev.reasoning("Hm."), ev.text("Sure"),

@@ -1,27 +1,31 @@
 """The dialect adapter interface: how an API dialect plugs into the router.
 
 A dialect (Chat Completions, Completions, Anthropic Messages, Responses) is PURE
-translation. It never touches Redis, gRPC or the HTTP request; the shared runner
-(``router.pipeline.runner``) does auth, body reading, dispatch, retries,
-metrics and disconnects, and calls the adapter at four points:
+translation, one shared object per dialect. It never touches Redis, gRPC or the
+HTTP request; the request pipeline (``router.pipeline.runner``) does auth, body
+reading, admission, dispatch, retries, metrics and disconnects, and calls the
+adapter at four points, each time with the call's ``RequestContext``
+(``router.pipeline.context``: the request id, model, ``created``, the replica
+serving it; what the dialect keeps for itself during one call goes in
+``ctx.dialect_state``, never on the dialect object):
 
 1. ``parse(body)``: the decoded JSON body -> the dialect's pydantic wire model
    (``protocol.py`` of the dialect, extra fields allowed). The default validates
    ``wire_model`` and turns a ``ValidationError`` into a 400 naming the field.
-   ``model_name`` and ``wants_stream`` read two facts the runner needs from it
+   ``model_name`` and ``wants_stream`` read two facts the pipeline needs from it
    (by default the ``model`` and ``stream`` fields).
 2. ``to_canonical(request, ctx)``: wire model -> ``pb.GenerateRequest``. Raise
    ``router.errors.invalid_request(...)`` for anything the schema could not catch.
-   The runner fills ``request_id`` and ``caller.key_id`` itself and checks images
+   The pipeline fills ``request_id`` and ``caller.key_id`` itself and checks images
    against the model's capabilities afterwards.
 3. ``render_json(request, completion, ctx)``: the folded ``Completion`` (see
    ``router.canonical.fold``) -> the non-streaming JSON body. A completion that
-   carries an error never reaches it: the runner answers with that error. A
+   carries an error never reaches it: the pipeline answers with that error. A
    dialect with several output blocks or items renders ``completion.segments``
-   in order (the same segments its stream encoder shows). The runner adds the
+   in order (the same segments its stream encoder shows). The pipeline adds the
    opt-in ``stats`` object and the ``x-fleetgate-replica`` header itself.
 4. ``stream_encoder(request, ctx)``: a fresh ``StreamEncoder`` for one streamed
-   response. The runner feeds it every canonical event with the event's segment
+   response. The pipeline feeds it every canonical event with the event's segment
    steps from its ``CompletionFolder`` (encoders that show output blocks or items
    render the steps, so a token is segmented once), the ``started`` event first
    and exactly one ``finish`` last, whose steps also go to ``settle`` before the
@@ -39,12 +43,13 @@ metrics and disconnects, and calls the adapter at four points:
 Errors found before a stream starts are raised as ``ApiError`` and rendered by
 the router in the dialect's error shape, chosen by the request path.
 
-Route handlers are one line: ``return await runner.serve(request, MyDialect())``.
+Route handlers are one line: ``return await runner.serve(request, MY_DIALECT)``.
 A dialect that needs I/O around generation (the Responses store) passes
-``prepare=`` to ``serve`` (see the runner): it loads what it needs, builds the
-canonical request with the pure adapter, and may give an affinity replica and a
-``before_finish`` hook that runs after the last event is folded and before the
-last frame or the JSON body is sent.
+``prepare=`` to ``serve``: a pipeline step that runs before the translation. It
+loads what it needs onto the context (the Responses history in
+``ctx.dialect_state``, an affinity replica in ``ctx.affinity_replica``) and may
+append finish hooks to ``ctx.finish_hooks``, which run after the last event is
+folded and before the last frame or the JSON body is sent.
 """
 
 from __future__ import annotations

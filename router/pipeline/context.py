@@ -1,20 +1,59 @@
-"""The per-request context: what the pipeline knows about one API call, and what dialects may read when rendering."""
+"""The one context of a request: what every step of the pipeline knows about one API call.
+
+``router.pipeline.runner`` creates a ``RequestContext`` per call and runs its
+steps over it; each step reads what the ones before it found and adds its own
+(the caller's key, the parsed and canonical request, the chosen replica, the
+open event stream, the folded completion, the outcome). Dialects get the same
+object and read the facts they render (``request_id``, ``model``, ``created``,
+``replica_id``); what one dialect keeps for itself during a call (the Responses
+conversation) goes in ``dialect_state``, so dialect objects stay pure and shared.
+
+Finish hooks are the work to do once the generation is folded and before the
+last frame or the JSON body is sent (the rate limiter's token charge, the
+Responses store write): steps append them to ``finish_hooks`` and the pipeline
+runs them in order (``router.pipeline.finish_hooks``).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.canonical.stats import GenerationClock
+from fleetgate.router.errors import ApiError
+from fleetgate.router.http_io import REPLICA_HEADER
 from fleetgate.router.rate_limit import Limits
+from fleetgate.router.request_metrics import CLIENT_CLOSED, RequestMetrics
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from fleetgate.core.registry import ReplicaRecord
+    from fleetgate.router.dialects.base import Dialect, StreamEncoder
+    from fleetgate.router.dispatch import EventStream
+    from fleetgate.router.state import RouterState
+    from fleetgate.v1 import replica_pb2 as pb
+
+FinishHook = Callable[[Completion, "RequestContext"], Awaitable[None]]
+"""Work on a folded, successful completion before its last frame or JSON body is sent; an ``ApiError`` it
+raises becomes the call's error."""
+
+Step = Callable[["RequestContext", "RouterState"], Awaitable[None]]
+"""One named step of the pipeline (authenticate, parse, admit, ...), run over the context."""
 
 
-@dataclass
+@dataclass(eq=False)
 class RequestContext:
-    """Facts about one API call that adapters may use when rendering."""
+    """Everything known about one API call, filled in step by step."""
 
-    dialect: str
+    dialect: Dialect[Any]
     # Random id of this call: the canonical request id, and the base of the dialect's public ids.
     request_id: str
+    # The HTTP request being answered (None in pure tests of a dialect).
+    http: Request | None = None
     model: str = ""
     stream: bool = False
     # Unix seconds when the request arrived (OpenAI's `created`).
@@ -23,9 +62,43 @@ class RequestContext:
     key_id: str = ""
     key_name: str = ""
     key_limits: Limits = Limits()
-    # The replica serving the call, known once it started (updated on a transparent retry).
-    replica_id: str = ""
     # The caller asked for the ``stats`` object (router.canonical.stats); the pipeline adds it.
     wants_stats: bool = False
     # Headers the pipeline adds to every answer of the call (the key's rate-limit headers).
     response_headers: dict[str, str] = field(default_factory=dict)
+
+    # The dialect's wire request, and the canonical request made from it.
+    parsed: Any = None
+    request: pb.GenerateRequest | None = None
+    # The replica that served the previous turn, if the dialect knows one (its KV cache holds the prefix).
+    affinity_replica: str | None = None
+    # The replica chosen first, the open generation on it, and the replica serving it now (after a retry).
+    replica: ReplicaRecord | None = None
+    event_stream: EventStream | None = None
+    replica_id: str = ""
+    # A streamed answer's encoder, and the folded generation (while streaming: as far as it got).
+    encoder: StreamEncoder | None = None
+    completion: Completion | None = None
+    finish_hooks: list[FinishHook] = field(default_factory=list)
+    # What the dialect keeps for itself during this call (the Responses conversation and final object).
+    dialect_state: Any = None
+
+    # The outcome the request's metrics record, once, when it ends: the HTTP status (499: the client went
+    # away) and the error answered before any generation, if any.
+    status: int = CLIENT_CLOSED
+    error: ApiError | None = None
+    observer: RequestMetrics = field(init=False)
+    clock: GenerationClock = field(default_factory=GenerationClock)
+
+    def __post_init__(self) -> None:
+        self.observer = RequestMetrics(self.dialect.name)
+
+    def fail(self, error: ApiError) -> ApiError:
+        """The call ends with ``error`` before any generation was answered; returns it."""
+        self.status, self.error = error.status, error
+        return error
+
+    def answer_headers(self) -> dict[str, str]:
+        """Headers of every answer after dispatch: the rate-limit headers and the replica that served it."""
+        served = {REPLICA_HEADER: self.replica_id} if self.replica_id else {}
+        return {**self.response_headers, **served}

@@ -1,43 +1,42 @@
-"""The request runner every dialect route uses: the I/O around a pure dialect adapter.
+"""The request runner every dialect route uses: named steps over one ``RequestContext``, around a pure dialect.
 
-``serve(request, dialect)`` does, in order: authenticate (401) → read the body
-(413 over ``router.max_body_bytes``, 400 malformed JSON) → ``dialect.parse`` (400
-naming the field) → ``dialect.to_canonical`` (or the route's ``prepare``) →
-unknown model (404) and images the model cannot take (400) → dispatch (503 with
-Retry-After, the replica's 400 / 404 refusals, one retry before the first token)
-→ either fold the events and answer ``dialect.render_json`` or stream
-``dialect.stream_encoder`` frames as server-sent events. It records the request's
-metrics and, when the client goes away, cancels the gRPC call so the replica
-aborts the engine request. Between translation and dispatch, the caller's key is
-admitted against its rate limits (``router.rate_limit_store``: 429, and the
-limit headers on every answer; not for ``count_prompt_tokens``).
+``serve(http, dialect)`` runs, in order:
 
-Every answer after dispatch, JSON or SSE, names the replica that served it in
-the ``x-fleetgate-replica`` header. A stream's response starts once the first
-output is in hand (or after ``router.ping_interval_seconds``), so a transparent
-retry before the first token is reflected in the header. A non-streaming call
-that opted in gets the ``stats`` object (``router.canonical.stats``), timed
-while the events are folded. Redis failing anywhere in the call (the key
-lookup, ``prepare``, ``before_finish``) is a 503 ``state_store_unavailable``.
+1. ``authenticate`` (401), ``parse`` (413, 400 naming the field): ``authenticate.py``, ``parse.py``;
+2. the request's metrics start (``router.request_metrics``; in flight from here);
+3. the route's own ``prepare`` step, if any (I/O a pure dialect cannot do: the
+   Responses store loads the previous turn, an affinity hint, its store hook);
+4. ``translate`` into the canonical request (404 unknown model, 400 images the model cannot take);
+5. ``admit`` against the key's rate limits (429; the limit headers on every answer): ``admit.py``;
+6. ``choose_replica`` and ``dispatch`` (503 with Retry-After, the replica's
+   400 / 404 refusals, one retry before the first token): ``replica.py``;
+7. the answer: fold the events and render the JSON (``fold.py``), or stream the
+   dialect encoder's frames as server-sent events (below);
+8. the finish hooks (``finish_hooks.py``), after the last event is folded and
+   before the last frame or the JSON body is sent.
 
-``prepare(parsed, call) -> Prepared`` is for dialects that need I/O around the
-pure translation (the Responses store): it returns the canonical request, an
-optional affinity replica, and an optional ``before_finish(completion, call)``
-coroutine that runs after the last event is folded and before the last frame
-(streaming) or the JSON body is sent. An ``ApiError`` raised there becomes the
-call's error (the stream's error finish); any other exception a 500.
+The whole call is one generator (``_lifecycle``): it yields the answer once it
+is known (a JSON response, or the start of a stream), then, for a stream, every
+chunk of the body; its one ``finally`` closes the generation (the replica aborts
+a call the client left) and records the request's metrics once, whatever the
+exit. Every answer after dispatch names the replica that served it in the
+``x-fleetgate-replica`` header. A stream's response starts once the first output
+is in hand (or after ``router.ping_interval_seconds``), so a transparent retry
+before the first token is reflected in the header. A non-streaming call that
+opted in gets the ``stats`` object (``router.canonical.stats``). Redis failing
+anywhere in the call (the key lookup, ``prepare``, a finish hook) is a 503
+``state_store_unavailable``.
 
-``count_prompt_tokens(request, dialect)`` runs the same auth / parse / translate
+``count_prompt_tokens(http, dialect)`` runs the authenticate / parse / translate
 steps and asks a replica to count the prompt (Anthropic's ``count_tokens``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -45,259 +44,145 @@ from starlette.responses import Response
 
 from fleetgate.core import events
 from fleetgate.v1 import replica_pb2 as pb
-from fleetgate.router.auth import authenticate
 from fleetgate.router.canonical import ids, sse
-from fleetgate.router.canonical.content import check_images
-from fleetgate.router.canonical.event_kinds import CONTENT_EVENTS, is_content
-from fleetgate.router.canonical.fold import Completion, CompletionFolder
-from fleetgate.router.canonical.stats import STATS_KEY, GenerationClock, wants_stats
-from fleetgate.router.dialects.base import Dialect, StreamEncoder
-from fleetgate.router.dispatch import EventStream
-from fleetgate.router.error_responses import error_response
-from fleetgate.router.errors import ApiError, error_format_for_path, internal_error, state_store_unavailable, to_error_code
-from fleetgate.router.http_io import REPLICA_HEADER, json_response, read_json_body
-from fleetgate.router.pipeline.context import RequestContext
-from fleetgate.router.request_metrics import CLIENT_CLOSED, RequestMetrics
+from fleetgate.router.canonical.event_kinds import CONTENT_EVENTS
+from fleetgate.router.canonical.fold import CompletionFolder
+from fleetgate.router.dialects.base import Dialect
+from fleetgate.router.errors import ApiError, state_store_unavailable, to_error_code
+from fleetgate.router.pipeline.admit import admit
+from fleetgate.router.pipeline.authenticate import authenticate
+from fleetgate.router.pipeline.context import RequestContext, Step
+from fleetgate.router.pipeline.finish_hooks import run_finish_hooks
+from fleetgate.router.pipeline.fold import answer_json
+from fleetgate.router.pipeline.parse import parse, translate
+from fleetgate.router.pipeline.replica import choose_replica, dispatch
 from fleetgate.router.state import RouterState, get_state
 from fleetgate.router.stream_response import EventStreamResponse, FinalChunk, Keepalive
 
 log = logging.getLogger("fleetgate.router.runner")
 
-BeforeFinish = Callable[[Completion, RequestContext], Awaitable[None]]
 
-
-@dataclass
-class Prepared:
-    """What a route hands the runner: the canonical request and optional routing / completion hooks."""
-
-    request: pb.GenerateRequest
-    affinity_replica: str | None = None
-    before_finish: BeforeFinish | None = None
-
-
-Prepare = Callable[[Any, RequestContext], Awaitable[Prepared]]
-
-
-async def serve(http: Request, dialect: Dialect[Any], *, prepare: Prepare | None = None) -> Response:
+async def serve(http: Request, dialect: Dialect[Any], *, prepare: Step | None = None) -> Response:
     """Serve one API call of ``dialect``; see the module docstring."""
-    state = get_state(http)
-    call = RequestContext(dialect=dialect.name, request_id=ids.new_request_id())
-    observer = RequestMetrics(dialect.name)
-    clock = GenerationClock()
-    try:
-        parsed, prepared = await _accept(http, state, dialect, call, observer, prepare)
-        fmt = error_format_for_path(http.url.path)
-        prepared.before_finish = await state.rate_limiter.admit(call, fmt, prepared.before_finish)
-        replica = state.dispatcher.choose_replica(prepared.request.model, affinity_replica=prepared.affinity_replica)
-        stream = await state.dispatcher.open_stream(prepared.request, replica)
-    except RedisError as exc:
-        err = _state_store_error(state)
-        observer.failed(err)
-        raise err from exc
-    except ApiError as err:
-        observer.failed(err)
-        raise
-    if not call.stream:
-        return await _respond_json(http, state, dialect, parsed, call, stream, prepared, observer, clock)
-    try:
-        await stream.read_ahead(state.config.router.ping_interval_seconds)
-    except BaseException:
-        await stream.aclose()
-        observer.finish(CLIENT_CLOSED)
-        raise
-    call.replica_id = stream.replica_id
-    encoder = dialect.stream_encoder(parsed, call)
-    keepalive = Keepalive(state.config.router.ping_interval_seconds, encoder.keepalive()) if encoder.wants_keepalive else None
-    frames = _stream_frames(state, encoder, stream, call, prepared, observer)
-    return EventStreamResponse(frames, keepalive=keepalive, media_type=sse.MEDIA_TYPE,
-                               headers={**sse.HEADERS, **_served_by(call)})
-
-
-def _served_by(call: RequestContext) -> dict[str, str]:
-    served = {REPLICA_HEADER: call.replica_id} if call.replica_id else {}
-    return {**call.response_headers, **served}
-
-
-def _state_store_error(state: RouterState) -> ApiError:
-    return state_store_unavailable(state.config.router.retry_after_seconds)
+    ctx = RequestContext(dialect=dialect, request_id=ids.new_request_id(), http=http)
+    own = [prepare] if prepare is not None else []
+    steps: list[Step] = [authenticate, parse, start_metrics, *own, translate, admit, choose_replica, dispatch]
+    lifecycle = _lifecycle(ctx, get_state(http), steps)
+    answer = await anext(lifecycle)
+    if isinstance(answer, StreamStart):
+        body = cast(AsyncIterator[bytes], lifecycle)  # the rest of the lifecycle: the body's chunks
+        return EventStreamResponse(body, keepalive=answer.keepalive, media_type=sse.MEDIA_TYPE, headers=answer.headers)
+    await lifecycle.aclose()
+    return answer
 
 
 async def count_prompt_tokens(http: Request, dialect: Dialect[Any]) -> int:
     """Prompt tokens of the request ``dialect`` parses from ``http``, counted by a replica (same rendering as generation)."""
     state = get_state(http)
-    call = RequestContext(dialect=dialect.name, request_id=ids.new_request_id())
-    _, prepared = await _accept(http, state, dialect, call, None, None)
-    return await state.dispatcher.count_tokens(prepared.request)
+    ctx = RequestContext(dialect=dialect, request_id=ids.new_request_id(), http=http)
+    for step in (authenticate, parse, translate):
+        await step(ctx, state)
+    assert ctx.request is not None
+    return await state.dispatcher.count_tokens(ctx.request)
 
 
-async def _accept(
-    http: Request,
-    state: RouterState,
-    dialect: Dialect[Any],
-    call: RequestContext,
-    observer: RequestMetrics | None,
-    prepare: Prepare | None,
-) -> tuple[Any, Prepared]:
-    """Authenticate, parse and translate; the canonical request checked against the model."""
-    settings = state.config.router
-    caller = await authenticate(http, state.keys, required=settings.auth)
-    call.key_id, call.key_name, call.key_limits = caller.key_id, caller.key_name, caller.limits
-    body = await read_json_body(http, settings.max_body_bytes)
-    call.wants_stats = wants_stats(http.headers, body)
-    parsed = dialect.parse(body)
-    call.model = dialect.model_name(parsed)
-    call.stream = dialect.wants_stream(parsed)
-    if observer is not None:
-        observer.bind(state.model_label(call.model), call.stream, caller.key_name if settings.metrics_key_names else None)
-    prepared = await prepare(parsed, call) if prepare is not None else Prepared(dialect.to_canonical(parsed, call))
-    canonical = prepared.request
-    canonical.request_id = call.request_id
-    canonical.caller.key_id = call.key_id
-    if not canonical.model:
-        canonical.model = call.model
-    view = state.registry.model(canonical.model)
-    if view is None:
-        raise state.dispatcher.unknown_model(canonical.model)
-    check_images(canonical, accepts_images=view.capabilities.vision)
-    return parsed, prepared
+async def start_metrics(ctx: RequestContext, state: RouterState) -> None:
+    """The request is valid and being served: its metrics start (in flight, per key name when configured)."""
+    key_name = ctx.key_name if state.config.router.metrics_key_names else None
+    ctx.observer.bind(state.model_label(ctx.model), ctx.stream, key_name)
 
 
-# ---------------------------------------------------------------- non-streaming
+@dataclass(frozen=True)
+class StreamStart:
+    """The head of a streamed answer; its body is the rest of the lifecycle."""
+
+    headers: dict[str, str]
+    keepalive: Keepalive | None
 
 
-async def _respond_json(
-    http: Request,
-    state: RouterState,
-    dialect: Dialect[Any],
-    parsed: Any,
-    call: RequestContext,
-    stream: EventStream,
-    prepared: Prepared,
-    observer: RequestMetrics,
-    clock: GenerationClock,
-) -> Response:
-    folding = asyncio.ensure_future(_fold(stream, clock))
-    disconnected = asyncio.ensure_future(_wait_for_disconnect(http))
+async def _stream_start(ctx: RequestContext, state: RouterState) -> StreamStart:
+    """Wait for the first output (up to a ping interval: a retry before it is then reflected in the replica
+    header), and make the dialect's encoder."""
+    assert ctx.event_stream is not None
+    ping_interval = state.config.router.ping_interval_seconds
+    await ctx.event_stream.read_ahead(ping_interval)
+    ctx.replica_id = ctx.event_stream.replica_id
+    encoder = ctx.encoder = ctx.dialect.stream_encoder(ctx.parsed, ctx)
+    keepalive = Keepalive(ping_interval, encoder.keepalive()) if encoder.wants_keepalive else None
+    return StreamStart({**sse.HEADERS, **ctx.answer_headers()}, keepalive)
+
+
+async def _lifecycle(
+    ctx: RequestContext, state: RouterState, steps: list[Step]
+) -> AsyncGenerator[Response | StreamStart | bytes, None]:
+    """The call from its first step to its end: yields the JSON answer, or the stream's start then each chunk of
+    its body (one write per event), the last one a ``FinalChunk``. An error before the answer is raised (the
+    exception handlers render it); one while streaming ends the stream with the dialect's error frames."""
     try:
-        await asyncio.wait({folding, disconnected}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        disconnected.cancel()
-        if not folding.done():
-            folding.cancel()
-        await stream.aclose()
-    if not folding.done() or folding.cancelled():
-        observer.finish(CLIENT_CLOSED)
-        return Response(status_code=CLIENT_CLOSED)
-    completion = folding.result()
-    call.replica_id = stream.replica_id
-    await _run_before_finish(state, completion, call, prepared)
-    if completion.error is not None:
-        observer.finish(completion.error.status, completion)
-        failed = error_response(completion.error, error_format_for_path(http.url.path))
-        failed.headers.update(_served_by(call))
-        return failed
-    body = dialect.render_json(parsed, completion, call)
-    if call.wants_stats:
-        body[STATS_KEY] = clock.stats(completion, call.replica_id)
-    observer.finish(200, completion)
-    return json_response(body, headers=_served_by(call))
+        for step in steps:
+            await step(ctx, state)
+        if not ctx.stream:
+            yield await answer_json(ctx, state)
+            return
+        yield await _stream_start(ctx, state)
 
-
-async def _fold(stream: EventStream, clock: GenerationClock) -> Completion:
-    folder = CompletionFolder()
-    folder.add(pb.GenerateEvent(started=stream.started))
-    async for event in stream:
-        if is_content(event):
-            clock.output()
-        folder.add(event)
-    clock.finish()
-    return folder.completion
-
-
-async def _wait_for_disconnect(http: Request) -> None:
-    """Returns when the client closes the connection (the body has been read already)."""
-    while (await http.receive())["type"] != "http.disconnect":
-        pass
-
-
-# ---------------------------------------------------------------- streaming
-
-
-async def _stream_frames(
-    state: RouterState,
-    encoder: StreamEncoder,
-    stream: EventStream,
-    call: RequestContext,
-    prepared: Prepared,
-    observer: RequestMetrics,
-) -> AsyncIterator[bytes]:
-    """The SSE body: one chunk (one write) per event; the ``started`` frames share the first event's
-    chunk when that event is already in hand, and the finish frames share the closing frames' chunk,
-    the final one (sent with the end of the response)."""
-    folder = CompletionFolder()
-    status = CLIENT_CLOSED
-    finished = False
-    # Frames not sent yet: they go out with the next chunk.
-    pending = b""
-    try:
-        started = pb.GenerateEvent(started=stream.started)
-        pending = encoder.encode(started, folder.add(started))
-        if not stream.next_ready:
-            yield pending
-            pending = b""
-        async for event in stream:
-            kind = event.WhichOneof("event")
-            if kind == "finish":
-                call.replica_id = stream.replica_id
-                steps = folder.add(event)
-                encoder.settle(steps)
-                completion = folder.completion
-                if completion.error is None:
-                    await _run_before_finish(state, completion, call, prepared)
-                    if completion.error is not None:
-                        event = events.error(to_error_code(completion.error), completion.error.message)
-                        steps = [*steps[:-1], event]
-                finished = True
-            else:
+        # The body: the started frames share the first event's chunk when that event is already in hand, and
+        # the finish frames share the closing frames' chunk, the final one (sent with the end of the response).
+        stream, encoder = ctx.event_stream, ctx.encoder
+        assert stream is not None and encoder is not None
+        folder = CompletionFolder()
+        ctx.completion = folder.completion
+        observer = ctx.observer
+        finished = False
+        pending = b""  # frames not sent yet: they go out with the next chunk
+        try:
+            started = pb.GenerateEvent(started=stream.started)
+            pending = encoder.encode(started, folder.add(started))
+            if not stream.next_ready:
+                yield pending
+                pending = b""
+            async for event in stream:
+                kind = event.WhichOneof("event")
+                if kind == "finish":
+                    ctx.replica_id = stream.replica_id
+                    finish_steps = folder.add(event)
+                    encoder.settle(finish_steps)
+                    completion = folder.completion
+                    if completion.error is None:
+                        await run_finish_hooks(ctx, state, completion)
+                        if completion.error is not None:
+                            event = events.error(to_error_code(completion.error), completion.error.message)
+                            finish_steps = [*finish_steps[:-1], event]
+                    finished = True
+                    pending += encoder.encode(event, finish_steps)
+                    break
                 if kind in CONTENT_EVENTS:
                     observer.content_event()
-                steps = folder.add(event)
-            chunk = pending + encoder.encode(event, steps)
+                chunk = pending + encoder.encode(event, folder.add(event))
+                pending = b""
+                if chunk:
+                    yield chunk
+            closing = pending + encoder.close()
             pending = b""
-            if finished:
-                pending = chunk  # sent with the closing frames
-            elif chunk:
-                yield chunk
-        closing = pending + encoder.close()
-        pending = b""
-        if closing:
-            yield FinalChunk(closing)
-        error = folder.completion.error
-        status = error.status if error is not None else 200
-    except Exception:
-        log.exception("stream of request %s failed", call.request_id)
-        status = 500
-        if not finished:
-            failure = events.error(pb.ERROR_CODE_INTERNAL, "The router failed while streaming the response")
-            yield FinalChunk(pending + encoder.encode(failure, folder.add(failure)) + encoder.close())
-    finally:
-        await stream.aclose()
-        observer.finish(status, folder.completion)
-
-
-async def _run_before_finish(state: RouterState, completion: Completion, call: RequestContext, prepared: Prepared) -> None:
-    """Run ``before_finish`` on a folded, successful ``completion``; a failure there turns it into an error."""
-    if prepared.before_finish is None or completion.error is not None:
-        return
-    try:
-        await prepared.before_finish(completion, call)
-    except ApiError as err:
-        completion.error = err
+            if closing:
+                yield FinalChunk(closing)
+            error = folder.completion.error
+            ctx.status = error.status if error is not None else 200
+        except Exception:
+            log.exception("stream of request %s failed", ctx.request_id)
+            ctx.status = 500
+            if not finished:
+                failure = events.error(pb.ERROR_CODE_INTERNAL, "The router failed while streaming the response")
+                yield FinalChunk(pending + encoder.encode(failure, folder.add(failure)) + encoder.close())
     except RedisError as exc:
-        log.warning("before_finish of request %s: shared state store unavailable: %s", call.request_id, exc)
-        completion.error = _state_store_error(state)
+        raise ctx.fail(state_store_unavailable(state.config.router.retry_after_seconds)) from exc
+    except ApiError as err:
+        ctx.fail(err)
+        raise
     except Exception:
-        log.exception("before_finish failed for request %s", call.request_id)
-        completion.error = internal_error("The router failed to finish the response")
-    if completion.error is not None:
-        completion.finish_reason = pb.Finish.REASON_ERROR
+        ctx.status = 500  # answered by the router's exception handlers
+        raise
+    finally:
+        if ctx.event_stream is not None:
+            await ctx.event_stream.aclose()
+        ctx.observer.finish(ctx.status, ctx.completion, ctx.error)

@@ -1,20 +1,21 @@
 """The Responses dialect adapter (pure): plugs the Responses translation into the shared runner.
 
-One ``ResponsesDialect`` per API call (it carries the call's conversation and its
-stream builder). ``history`` is what a ``previous_response_id`` inherited (set
-by the route, which does the store I/O); ``to_canonical`` appends the request's
-own input to it, and ``conversation`` is then exactly what the model sees and
-what the store keeps.
+The dialect is one shared object; what one call needs to remember is its
+``ResponseTurn``, kept on the request context (``turn_of``). ``history`` is what
+a ``previous_response_id`` inherited (set by the route, which does the store
+I/O); ``to_canonical`` appends the request's own input to it, and
+``conversation`` is then exactly what the model sees and what the store keeps.
 
 The finished response is built once, by ``final_response``: for a stream it is
-the stream builder's own object (settled early, so it can be stored before
-``response.completed`` is sent), otherwise the folded ``Completion`` replayed
-through a fresh builder. Either way items are made by the same code.
+the stream encoder's own object (settled before the finish hooks run, so it can
+be stored before ``response.completed`` is sent), otherwise the folded
+``Completion`` replayed through a fresh builder. Either way items are made by
+the same code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from openai.types.responses import Response
 
@@ -34,15 +35,29 @@ from fleetgate.router.dialects.responses.stream import ResponseBuilder, replay
 from fleetgate.router.errors import from_error_code
 
 
+@dataclass
+class ResponseTurn:
+    """What one Responses call keeps while it runs (on the request context: the dialect itself is shared)."""
+
+    # Inherited through previous_response_id; then that history plus this request's input.
+    history: list[ConversationItem] = field(default_factory=list)
+    conversation: list[ConversationItem] = field(default_factory=list)
+    # The streamed answer's encoder, and the finished response once built.
+    encoder: ResponsesStreamEncoder | None = None
+    final: Response | None = None
+
+
+def turn_of(ctx: RequestContext) -> ResponseTurn:
+    """The call's ``ResponseTurn`` (made on first use)."""
+    if ctx.dialect_state is None:
+        ctx.dialect_state = ResponseTurn()
+    assert isinstance(ctx.dialect_state, ResponseTurn)
+    return ctx.dialect_state
+
+
 class ResponsesDialect(Dialect[ResponsesRequest]):
     name = "responses"
     wire_model = ResponsesRequest
-
-    def __init__(self, history: Sequence[ConversationItem] = ()) -> None:
-        self.history: list[ConversationItem] = list(history)
-        self.conversation: list[ConversationItem] = []
-        self._encoder: ResponsesStreamEncoder | None = None
-        self._final: Response | None = None
 
     def model_name(self, request: ResponsesRequest) -> str:
         return request.model
@@ -51,24 +66,26 @@ class ResponsesDialect(Dialect[ResponsesRequest]):
         return request.stream
 
     def to_canonical(self, request: ResponsesRequest, ctx: RequestContext) -> pb.GenerateRequest:
-        self.conversation = [*self.history, *normalize_items(request.items)]
-        return to_generate_request(request, self.conversation, ctx.request_id)
+        turn = turn_of(ctx)
+        turn.conversation = [*turn.history, *normalize_items(request.items)]
+        return to_generate_request(request, turn.conversation, ctx.request_id)
 
     def render_json(self, request: ResponsesRequest, completion: Completion, ctx: RequestContext) -> dict:
         return to_json(self.final_response(request, completion, ctx))
 
     def stream_encoder(self, request: ResponsesRequest, ctx: RequestContext) -> StreamEncoder:
-        self._encoder = ResponsesStreamEncoder(_builder(request, ctx))
-        return self._encoder
+        encoder = turn_of(ctx).encoder = ResponsesStreamEncoder(_builder(request, ctx))
+        return encoder
 
     def final_response(self, request: ResponsesRequest, completion: Completion, ctx: RequestContext) -> Response:
         """The finished response object (built once; see the module docstring)."""
-        if self._final is None:
-            if self._encoder is not None:
-                self._final = self._encoder.response
+        turn = turn_of(ctx)
+        if turn.final is None:
+            if turn.encoder is not None:
+                turn.final = turn.encoder.response
             else:
-                self._final = replay(_builder(request, ctx), completion)
-        return self._final
+                turn.final = replay(_builder(request, ctx), completion)
+        return turn.final
 
 
 def _builder(request: ResponsesRequest, ctx: RequestContext) -> ResponseBuilder:
@@ -110,3 +127,6 @@ class ResponsesStreamEncoder(StreamEncoder):
         else:
             out = self._builder.feed(steps)
         return sse.event_frames(out)
+
+
+RESPONSES = ResponsesDialect()

@@ -16,6 +16,7 @@ produced the stored response. A Redis failure is a 503 in OpenAI's error shape
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request
@@ -25,7 +26,7 @@ from fleetgate.router.auth import authenticate
 from fleetgate.router.pipeline import runner
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.pipeline.context import RequestContext
-from fleetgate.router.dialects.responses.adapter import ResponsesDialect
+from fleetgate.router.dialects.responses.adapter import RESPONSES, turn_of
 from fleetgate.router.dialects.responses.listing import DEFAULT_LIMIT, MAX_LIMIT, item_page
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest
 from fleetgate.router.dialects.responses.response import to_json
@@ -51,28 +52,33 @@ async def _load(state: RouterState, response_id: str, key_id: str, param: str | 
 
 @routes.post("/v1/responses")
 async def create_response(http: Request) -> Response:
-    state = get_state(http)
-    dialect = ResponsesDialect()
+    return await runner.serve(http, RESPONSES, prepare=load_previous_turn)
 
-    async def prepare(request: ResponsesRequest, ctx: RequestContext) -> runner.Prepared:
-        affinity = None
-        if request.previous_response_id:
-            previous = await _load(state, request.previous_response_id, ctx.key_id, "previous_response_id")
-            dialect.history = previous.conversation
-            affinity = previous.replica_id or None
-        canonical = dialect.to_canonical(request, ctx)
 
-        async def store_response(completion: Completion, finished: RequestContext) -> None:
-            response = dialect.final_response(request, completion, finished)
-            stored = StoredResponse(
-                id=response.id, key_id=finished.key_id, replica_id=finished.replica_id,
-                input=dialect.conversation, response=to_json(response),
-            )
-            await _store(state).put(stored)
+async def load_previous_turn(ctx: RequestContext, state: RouterState) -> None:
+    """The pipeline step before translation: the history and replica of ``previous_response_id`` (404 when
+    there is none for this key), and the store write as a finish hook unless ``store`` is false."""
+    request: ResponsesRequest = ctx.parsed
+    if request.previous_response_id:
+        previous = await _load(state, request.previous_response_id, ctx.key_id, "previous_response_id")
+        turn_of(ctx).history = previous.conversation
+        ctx.affinity_replica = previous.replica_id or None
+    if request.store:
+        ctx.finish_hooks.append(StoreResponse(_store(state)))
 
-        return runner.Prepared(canonical, affinity_replica=affinity, before_finish=store_response if request.store else None)
 
-    return await runner.serve(http, dialect, prepare=prepare)
+@dataclass(frozen=True)
+class StoreResponse:
+    """Finish hook: the finished response, the conversation it continues, its key and replica, stored."""
+
+    store: ResponseStore
+
+    async def __call__(self, completion: Completion, ctx: RequestContext) -> None:
+        response = RESPONSES.final_response(ctx.parsed, completion, ctx)
+        await self.store.put(StoredResponse(
+            id=response.id, key_id=ctx.key_id, replica_id=ctx.replica_id, input=turn_of(ctx).conversation,
+            response=to_json(response),
+        ))
 
 
 @routes.get("/v1/responses/{response_id}")

@@ -1,0 +1,40 @@
+"""Steps: parse the body with the dialect, then translate it into the canonical request.
+
+``parse``: the body (413 over ``router.max_body_bytes``, 400 malformed JSON) ->
+``dialect.parse`` (400 naming the field) -> the requested model, whether to
+stream, whether the caller asked for the ``stats`` object.
+
+``translate``: ``dialect.to_canonical`` -> the canonical request, with the
+call's id and key filled in, checked against the model: unknown (404, or 503
+while the registry is unreadable) and images it cannot take (400).
+"""
+
+from __future__ import annotations
+
+from fleetgate.router.canonical.content import check_images
+from fleetgate.router.canonical.stats import wants_stats
+from fleetgate.router.http_io import read_json_body
+from fleetgate.router.pipeline.context import RequestContext
+from fleetgate.router.state import RouterState
+
+
+async def parse(ctx: RequestContext, state: RouterState) -> None:
+    assert ctx.http is not None
+    body = await read_json_body(ctx.http, state.config.router.max_body_bytes)
+    ctx.wants_stats = wants_stats(ctx.http.headers, body)
+    ctx.parsed = ctx.dialect.parse(body)
+    ctx.model = ctx.dialect.model_name(ctx.parsed)
+    ctx.stream = ctx.dialect.wants_stream(ctx.parsed)
+
+
+async def translate(ctx: RequestContext, state: RouterState) -> None:
+    canonical = ctx.dialect.to_canonical(ctx.parsed, ctx)
+    canonical.request_id = ctx.request_id
+    canonical.caller.key_id = ctx.key_id
+    if not canonical.model:
+        canonical.model = ctx.model
+    view = state.registry.model(canonical.model)
+    if view is None:
+        raise state.dispatcher.unknown_model(canonical.model)
+    check_images(canonical, accepts_images=view.capabilities.vision)
+    ctx.request = canonical
