@@ -1,9 +1,13 @@
 """The router's FastAPI application: lifespan wiring (Redis pool, registry watcher, gRPC channels, keys) and routes.
 
-Each dialect contributes an ``APIRouter`` (``routes`` in its ``routes.py``);
-add it to ``ROUTES`` below. If ``FLEETGATE_BOOTSTRAP_KEY`` is set, that
-key is registered at startup under the name ``bootstrap`` (idempotently: every
-router of a deployment does it, the Helm chart passes it from a Secret).
+Each dialect contributes an ``APIRouter`` (``routes`` in its ``routes.py``, made
+with ``router.error_responses.dialect_router``, so its errors are in its shape);
+add it to ``ROUTES`` below. Errors of paths no dialect's route matches are in
+OpenAI's shape, or Anthropic's under the Messages dialect's path space.
+
+If ``FLEETGATE_BOOTSTRAP_KEY`` is set, that key is registered at startup under the
+name ``bootstrap`` (idempotently: every router of a deployment does it, the Helm
+chart passes it from a Secret).
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from fleetgate.router.auth import BOOTSTRAP_KEY_NAME, KeyStore
 from fleetgate.router.balancer import Balancer
 from fleetgate.router.dialects.chat.routes import routes as chat_routes
 from fleetgate.router.dialects.completions.routes import routes as completions_routes
+from fleetgate.router.dialects.messages.dialect import MESSAGES
+from fleetgate.router.dialects.messages.routes import PATH_SPACE as MESSAGES_PATH_SPACE
 from fleetgate.router.dialects.messages.routes import routes as messages_routes
+from fleetgate.router.dialects.openai_shape import OPENAI_SHAPE
 from fleetgate.router.dialects.responses.routes import routes as responses_routes
 from fleetgate.router.dispatch import Dispatcher
 from fleetgate.router.error_responses import install_error_handlers
@@ -90,7 +97,8 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             await redis.aclose()
 
     app = FastAPI(title="fleetgate router", lifespan=lifespan)
-    install_error_handlers(app, retry_after_seconds=settings.retry_after_seconds)
+    install_error_handlers(app, default=OPENAI_SHAPE, path_spaces={MESSAGES_PATH_SPACE: MESSAGES},
+                           retry_after_seconds=settings.retry_after_seconds)
     for routes in ROUTES:
         app.include_router(routes)
     return app

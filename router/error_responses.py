@@ -1,19 +1,28 @@
-"""Errors as HTTP responses: every exception a route raises, rendered in the dialect's error shape.
+"""Errors as HTTP responses: every exception a route raises, answered in the error shape of the dialect that owns the route.
 
 ``install_error_handlers`` makes ``ApiError`` (``router.errors``), Starlette's
 HTTP exceptions (unknown routes, wrong methods), pydantic validation errors,
 Redis being unreachable (503 ``state_store_unavailable``) and unexpected
-exceptions all JSON answers in the shape the request path calls for, so nothing
-is ever a bare 500 with a traceback.
+exceptions all JSON answers, so nothing is ever a bare 500 with a traceback.
+
+The body comes from the dialect that owns the matched route: each dialect's
+``routes.py`` makes its ``APIRouter`` with ``dialect_router``, whose routes know
+their dialect (a wrong method on one is still its route). A path no dialect's
+route matches (an unknown route, ``/v1/models``, ``/health``) is matched by path
+alone: a dialect's path space (``/v1/messages`` for Anthropic's), else the
+default shape (OpenAI's).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,10 +30,7 @@ from starlette.responses import Response
 
 from fleetgate.router.errors import (
     ApiError,
-    ErrorFormat,
     ErrorKind,
-    error_body,
-    error_format_for_path,
     from_validation_error,
     internal_error,
     state_store_unavailable,
@@ -33,10 +39,38 @@ from fleetgate.router.errors import (
 log = logging.getLogger("fleetgate.router.errors")
 
 
-def error_response(err: ApiError, fmt: ErrorFormat) -> Response:
+class ErrorShape(Protocol):
+    """What renders an error body: every dialect (``Dialect.error_body``), and the default shape."""
+
+    def error_body(self, err: ApiError) -> dict[str, Any]: ...
+
+
+def error_response(err: ApiError, shape: ErrorShape) -> Response:
     return Response(
-        orjson.dumps(error_body(err, fmt)), status_code=err.status, headers=err.headers, media_type="application/json"
+        orjson.dumps(shape.error_body(err)), status_code=err.status, headers=err.headers, media_type="application/json"
     )
+
+
+class DialectRoute(APIRoute):
+    """A route a dialect owns: its errors are answered in that dialect's shape (``dialect_router``)."""
+
+    dialect: ClassVar[ErrorShape]
+
+
+def dialect_router(dialect: ErrorShape) -> APIRouter:
+    """An ``APIRouter`` whose routes answer their errors in ``dialect``'s shape."""
+    route_class = type(f"{type(dialect).__name__}Route", (DialectRoute,), {"dialect": dialect})
+    return APIRouter(route_class=route_class)
+
+
+def shape_of(request: Request, default: ErrorShape, path_spaces: Mapping[str, ErrorShape]) -> ErrorShape:
+    """The shape of the dialect whose route matched ``request``; for a path no dialect's route matches, the
+    dialect whose path space it is in, else ``default``."""
+    route = request.scope.get("route")
+    if isinstance(route, DialectRoute):
+        return route.dialect
+    path = request.url.path
+    return next((shape for prefix, shape in path_spaces.items() if path.startswith(prefix)), default)
 
 
 _HTTP_KINDS = {
@@ -59,31 +93,40 @@ def _http_exception_error(exc: StarletteHTTPException, path: str) -> ApiError:
     return ApiError(exc.status_code, kind, message)
 
 
-def install_error_handlers(app: FastAPI, *, retry_after_seconds: int | None = None) -> None:
-    """Render every exception as an ApiError in the request path's dialect shape.
+def install_error_handlers(
+    app: FastAPI,
+    *,
+    default: ErrorShape,
+    path_spaces: Mapping[str, ErrorShape],
+    retry_after_seconds: int | None = None,
+) -> None:
+    """Render every exception as an ApiError in the shape of the route's dialect (see the module docstring).
 
     A ``RedisError`` anywhere in a request is ``state_store_unavailable`` (503 with
     ``Retry-After: retry_after_seconds``)."""
 
+    def respond(request: Request, err: ApiError) -> Response:
+        return error_response(err, shape_of(request, default, path_spaces))
+
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return error_response(exc, error_format_for_path(request.url.path))
+        return respond(request, exc)
 
     async def on_http_exception(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return error_response(_http_exception_error(exc, request.url.path), error_format_for_path(request.url.path))
+        return respond(request, _http_exception_error(exc, request.url.path))
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, (RequestValidationError, ValidationError))
-        return error_response(from_validation_error(exc), error_format_for_path(request.url.path))
+        return respond(request, from_validation_error(exc))
 
     async def on_state_store_error(request: Request, exc: Exception) -> Response:
         log.warning("shared state store unavailable on %s %s: %s", request.method, request.url.path, exc)
-        return error_response(state_store_unavailable(retry_after_seconds), error_format_for_path(request.url.path))
+        return respond(request, state_store_unavailable(retry_after_seconds))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(internal_error(), error_format_for_path(request.url.path))
+        return respond(request, internal_error())
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)

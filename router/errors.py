@@ -1,16 +1,16 @@
-"""The one canonical API error, its constructors, and how each dialect renders it.
+"""The one canonical API error and its constructors (each dialect renders it in its own shape).
 
 Every failure a client can see is an ``ApiError`` (status, kind, message, param,
 retry_after, code; optionally OpenAI's own error ``type`` and extra response headers,
-as a rate limit's 429 has). Routes and adapters raise it; the exception handlers
-of ``router.error_responses`` render it in the shape the request path calls for:
-``/v1/messages*`` gets Anthropic's ``{"type": "error", "error": {...}}``,
-everything else OpenAI's ``{"error": {"message", "type", "param", "code"}}``.
+as a rate limit's 429 has). Routes and adapters raise it; each dialect renders it
+in its own shape (``Dialect.error_body``: OpenAI's in ``router.dialects.openai_shape``,
+Anthropic's in ``router.dialects.messages.shape``), and the exception handlers of
+``router.error_responses`` answer with the body of the dialect that owns the route.
 This module is pure (no HTTP, no Redis), so the canonical layer raises its errors too.
 
 Mid-stream failures are not exceptions: they arrive as a canonical ``finish``
 event with reason ERROR, and each dialect's stream encoder renders its own error
-event with ``openai_error_body`` / ``anthropic_error_body``.
+event with its error body.
 """
 
 from __future__ import annotations
@@ -36,19 +36,6 @@ class ErrorKind(enum.StrEnum):
     RATE_LIMIT = "rate_limit"
     API_ERROR = "api_error"
     OVERLOADED = "overloaded"
-
-
-# kind -> (OpenAI error type, Anthropic error type)
-_WIRE_TYPES: dict[ErrorKind, tuple[str, str]] = {
-    ErrorKind.INVALID_REQUEST: ("invalid_request_error", "invalid_request_error"),
-    ErrorKind.AUTHENTICATION: ("authentication_error", "authentication_error"),
-    ErrorKind.PERMISSION: ("permission_error", "permission_error"),
-    ErrorKind.NOT_FOUND: ("not_found_error", "not_found_error"),
-    ErrorKind.REQUEST_TOO_LARGE: ("invalid_request_error", "request_too_large"),
-    ErrorKind.RATE_LIMIT: ("rate_limit_error", "rate_limit_error"),
-    ErrorKind.API_ERROR: ("server_error", "api_error"),
-    ErrorKind.OVERLOADED: ("server_error", "overloaded_error"),
-}
 
 
 class ApiError(Exception):
@@ -234,31 +221,3 @@ def field_path(parts: Sequence[str | int]) -> str:
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
-
-
-# ------------------------------------------------------------------ rendering
-
-
-class ErrorFormat(enum.Enum):
-    OPENAI = "openai"
-    ANTHROPIC = "anthropic"
-
-
-ANTHROPIC_PATH_PREFIX = "/v1/messages"
-
-
-def error_format_for_path(path: str) -> ErrorFormat:
-    return ErrorFormat.ANTHROPIC if path.startswith(ANTHROPIC_PATH_PREFIX) else ErrorFormat.OPENAI
-
-
-def openai_error_body(err: ApiError) -> dict[str, Any]:
-    wire_type = err.openai_type or _WIRE_TYPES[err.kind][0]
-    return {"error": {"message": err.message, "type": wire_type, "param": err.param, "code": err.code}}
-
-
-def anthropic_error_body(err: ApiError) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": _WIRE_TYPES[err.kind][1], "message": err.message}}
-
-
-def error_body(err: ApiError, fmt: ErrorFormat) -> dict[str, Any]:
-    return anthropic_error_body(err) if fmt is ErrorFormat.ANTHROPIC else openai_error_body(err)

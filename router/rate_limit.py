@@ -13,11 +13,12 @@ Limits come from the router config (``rate_limit_requests_per_minute``,
 overridden per key by ``fleetgate keys create/limit --rpm/--tpm``. With auth off
 there are no keys: every caller shares one ``anonymous`` window under the defaults.
 
-Answers of a limited key carry the dialect's rate-limit headers: OpenAI's
+Answers of a limited key carry the dialect's rate-limit headers, named by the
+dialect (``Dialect.rate_limit_headers``) from ``limit_counts``: OpenAI's
 ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` (reset as a duration
-such as ``59.2s``), or on ``/v1/messages`` Anthropic's
+such as ``59.2s``, ``go_duration``), or on ``/v1/messages`` Anthropic's
 ``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`` (reset as an
-RFC 3339 time). The counting itself is in ``router.rate_limit_store`` (Redis).
+RFC 3339 time, ``rfc3339``). The counting itself is in ``router.rate_limit_store`` (Redis).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
 
-from fleetgate.router.errors import ApiError, ErrorFormat, rate_limited
+from fleetgate.router.errors import ApiError, rate_limited
 
 ANONYMOUS_BUCKET = "anonymous"
 
@@ -100,30 +101,14 @@ def rfc3339(timestamp: float) -> str:
     return datetime.fromtimestamp(math.ceil(timestamp), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _counts(limits: Limits, reading: WindowReading) -> list[tuple[LimitName, int, int]]:
-    """(name, limit, remaining) of each limit that applies."""
+def limit_counts(limits: Limits, reading: WindowReading) -> list[tuple[LimitName, int, int]]:
+    """(name, limit, remaining) of each limit that applies: what the rate-limit headers say."""
     out: list[tuple[LimitName, int, int]] = []
     if limits.requests is not None:
         out.append(("requests", limits.requests, max(0, limits.requests - reading.requests)))
     if limits.tokens is not None:
         out.append(("tokens", limits.tokens, max(0, limits.tokens - reading.tokens)))
     return out
-
-
-def rate_limit_headers(limits: Limits, reading: WindowReading, fmt: ErrorFormat, now: float) -> dict[str, str]:
-    """The dialect's rate-limit headers for an answer (or a 429) of a key with ``limits``."""
-    headers: dict[str, str] = {}
-    for name, limit, remaining in _counts(limits, reading):
-        if fmt is ErrorFormat.ANTHROPIC:
-            prefix = f"anthropic-ratelimit-{name}"
-            headers[f"{prefix}-limit"] = str(limit)
-            headers[f"{prefix}-remaining"] = str(remaining)
-            headers[f"{prefix}-reset"] = rfc3339(now + reading.reset_seconds)
-        else:
-            headers[f"x-ratelimit-limit-{name}"] = str(limit)
-            headers[f"x-ratelimit-remaining-{name}"] = str(remaining)
-            headers[f"x-ratelimit-reset-{name}"] = go_duration(reading.reset_seconds)
-    return headers
 
 
 def _per_window(window_seconds: float) -> str:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from fleetgate.router.errors import ErrorFormat, anthropic_error_body, openai_error_body
-from fleetgate.router.rate_limit import Limits, WindowReading, exceeded, go_duration, rate_limit_error, rate_limit_headers
+from fleetgate.router.dialects.chat.dialect import CHAT
+from fleetgate.router.dialects.messages.dialect import MESSAGES
+from fleetgate.router.dialects.messages.shape import anthropic_error_body
+from fleetgate.router.dialects.openai_shape import openai_error_body
+from fleetgate.router.rate_limit import Limits, WindowReading, exceeded, go_duration, rate_limit_error
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -37,10 +40,10 @@ def test_the_limit_reached_first_refuses() -> None:
 
 def test_headers_name_only_the_limits_that_apply() -> None:
     reading = WindowReading(admitted=True, requests=1, tokens=40, reset_seconds=59.5)
-    assert rate_limit_headers(Limits(requests=2), reading, ErrorFormat.OPENAI, NOW) == {
+    assert CHAT.rate_limit_headers(Limits(requests=2), reading, NOW) == {
         "x-ratelimit-limit-requests": "2", "x-ratelimit-remaining-requests": "1", "x-ratelimit-reset-requests": "59.5s",
     }
-    assert rate_limit_headers(Limits(requests=2, tokens=30), reading, ErrorFormat.ANTHROPIC, NOW) == {
+    assert MESSAGES.rate_limit_headers(Limits(requests=2, tokens=30), reading, NOW) == {
         "anthropic-ratelimit-requests-limit": "2", "anthropic-ratelimit-requests-remaining": "1",
         "anthropic-ratelimit-requests-reset": "2026-01-01T00:01:00Z",
         "anthropic-ratelimit-tokens-limit": "30", "anthropic-ratelimit-tokens-remaining": "0",
@@ -51,7 +54,7 @@ def test_headers_name_only_the_limits_that_apply() -> None:
 def test_the_429_in_both_shapes_with_retry_after() -> None:
     limits = Limits(requests=10, tokens=500)
     reading = WindowReading(admitted=False, requests=3, tokens=512, reset_seconds=41.2)
-    headers = rate_limit_headers(limits, reading, ErrorFormat.OPENAI, NOW)
+    headers = CHAT.rate_limit_headers(limits, reading, NOW)
     err = rate_limit_error(limits, reading, key_name="alice", window_seconds=60, headers=headers)
     assert err.status == 429
     assert err.headers == {**headers, "Retry-After": "42"}

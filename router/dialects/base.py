@@ -31,8 +31,8 @@ serving it; what the dialect keeps for itself during one call goes in
    and exactly one ``finish`` last, whose steps also go to ``settle`` before the
    finish hooks run (a mid-stream failure arrives as a
    ``finish`` with reason ERROR: render the dialect's own error event for it,
-   with ``router.errors.openai_error_body`` / ``anthropic_error_body`` of
-   ``router.errors.from_error_code(...)``), then calls ``close()`` once. Each call
+   from the dialect's error body of ``router.errors.from_error_code(...)``),
+   then calls ``close()`` once. Each call
    returns all frames it makes as one ``bytes`` chunk (one write to the client),
    built with ``router.canonical.sse`` from plain dicts: streams are the hot
    path, so per-token payloads are not SDK objects (tests validate them against
@@ -40,8 +40,14 @@ serving it; what the dialect keeps for itself during one call goes in
    frame is sent whenever nothing was sent for ``router.ping_interval_seconds``
    (Anthropic's ``ping``).
 
-Errors found before a stream starts are raised as ``ApiError`` and rendered by
-the router in the dialect's error shape, chosen by the request path.
+Each dialect renders its own errors and names its own rate-limit headers
+(``error_body``, ``rate_limit_headers``; the OpenAI dialects inherit
+``router.dialects.openai_shape.OpenAIShape``, Messages
+``router.dialects.messages.shape.AnthropicShape``). Errors found before a stream
+starts are raised as ``ApiError``; the router's exception handlers answer them
+with the ``error_body`` of the dialect that owns the route (its ``routes.py``
+makes its ``APIRouter`` with ``router.error_responses.dialect_router``), a
+mid-stream failure with the encoder's error event.
 
 Route handlers are one line: ``return await runner.serve(request, MY_DIALECT)``.
 A dialect that needs I/O around generation (the Responses store) passes
@@ -62,8 +68,9 @@ from pydantic import BaseModel, ValidationError
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.segments import Step
-from fleetgate.router.errors import from_validation_error, invalid_request
+from fleetgate.router.errors import ApiError, from_validation_error, invalid_request
 from fleetgate.router.pipeline.context import RequestContext
+from fleetgate.router.rate_limit import Limits, WindowReading
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
@@ -126,3 +133,11 @@ class Dialect(abc.ABC, Generic[RequestT]):
 
     @abc.abstractmethod
     def stream_encoder(self, request: RequestT, ctx: RequestContext) -> StreamEncoder: ...
+
+    @abc.abstractmethod
+    def error_body(self, err: ApiError) -> dict[str, Any]:
+        """The JSON body of ``err`` in this dialect's shape (every error answer of its routes)."""
+
+    @abc.abstractmethod
+    def rate_limit_headers(self, limits: Limits, reading: WindowReading, now: float) -> dict[str, str]:
+        """The headers telling a key with ``limits`` where its window stands (``reading``; Unix time ``now``)."""

@@ -18,7 +18,8 @@ from fleetgate.router.canonical import sse
 from fleetgate.router.canonical.fold import UsageCounts
 from fleetgate.router.canonical.segments import Step
 from fleetgate.router.dialects.base import StreamEncoder
-from fleetgate.router.errors import from_error_code, invalid_request, openai_error_body
+from fleetgate.router.dialects.openai_shape import openai_error_body
+from fleetgate.router.errors import from_error_code, invalid_request
 
 Reason = pb.Finish.Reason
 FinishReason = Literal["stop", "length", "tool_calls"]

@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass
 
 from fleetgate.router.canonical.fold import Completion
-from fleetgate.router.errors import error_format_for_path
 from fleetgate.router.pipeline.context import RequestContext
-from fleetgate.router.rate_limit import bucket_for, rate_limit_error, rate_limit_headers
+from fleetgate.router.rate_limit import bucket_for, rate_limit_error
 from fleetgate.router.rate_limit_store import RateLimiter
 from fleetgate.router.state import RouterState
 
@@ -28,8 +27,7 @@ async def admit(ctx: RequestContext, state: RouterState) -> None:
         return
     bucket = bucket_for(ctx.key_id)
     reading = await limiter.admit(bucket, limits)
-    assert ctx.http is not None
-    headers = rate_limit_headers(limits, reading, error_format_for_path(ctx.http.url.path), time.time())
+    headers = ctx.dialect.rate_limit_headers(limits, reading, time.time())
     if not reading.admitted:
         raise rate_limit_error(limits, reading, key_name=ctx.key_name, window_seconds=limiter.window_seconds,
                                headers=headers)

@@ -23,7 +23,6 @@ from fleetgate.router.canonical.fold import Completion, CompletionFolder
 from fleetgate.router.canonical.stats import STATS_KEY, GenerationClock
 from fleetgate.router.dispatch import EventStream
 from fleetgate.router.error_responses import error_response
-from fleetgate.router.errors import error_format_for_path
 from fleetgate.router.http_io import json_response
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.pipeline.finish_hooks import run_finish_hooks
@@ -51,7 +50,7 @@ async def answer_json(ctx: RequestContext, state: RouterState) -> Response:
     await run_finish_hooks(ctx, state, completion)
     if completion.error is not None:
         ctx.status = completion.error.status
-        failed = error_response(completion.error, error_format_for_path(ctx.http.url.path))
+        failed = error_response(completion.error, ctx.dialect)
         failed.headers.update(ctx.answer_headers())
         return failed
     body = ctx.dialect.render_json(ctx.parsed, completion, ctx)

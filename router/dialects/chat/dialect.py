@@ -11,9 +11,10 @@ from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.chat.protocol import ChatCompletionRequest
 from fleetgate.router.dialects.chat.request import to_generate_request
 from fleetgate.router.dialects.chat.response import ChatStreamEncoder, render_completion
+from fleetgate.router.dialects.openai_shape import OpenAIShape
 
 
-class ChatDialect(Dialect[ChatCompletionRequest]):
+class ChatDialect(OpenAIShape, Dialect[ChatCompletionRequest]):
     name = "chat"
     wire_model = ChatCompletionRequest
 

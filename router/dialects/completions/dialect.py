@@ -29,6 +29,7 @@ from fleetgate.router.dialects.openai_common import (
     finish_reason,
     usage_body,
 )
+from fleetgate.router.dialects.openai_shape import OpenAIShape
 from fleetgate.router.errors import invalid_request
 
 
@@ -83,7 +84,7 @@ class CompletionStreamEncoder(OpenAIStreamEncoder):
         return self.chunk(_choice("", reason))
 
 
-class CompletionsDialect(Dialect[CompletionRequest]):
+class CompletionsDialect(OpenAIShape, Dialect[CompletionRequest]):
     name = "completions"
     wire_model = CompletionRequest
 

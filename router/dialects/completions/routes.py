@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.responses import Response
 
 from fleetgate.router.pipeline import runner
 from fleetgate.router.dialects.completions.dialect import COMPLETIONS
+from fleetgate.router.error_responses import dialect_router
 
-routes = APIRouter()
+routes = dialect_router(COMPLETIONS)
 
 
 @routes.post("/v1/completions")

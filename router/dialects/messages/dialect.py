@@ -19,6 +19,7 @@ from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.messages import protocol as wire
 from fleetgate.router.dialects.messages.request import generate_request, prompt_request
 from fleetgate.router.dialects.messages.response import message_body
+from fleetgate.router.dialects.messages.shape import AnthropicShape
 from fleetgate.router.dialects.messages.stream import PING, MessageStreamBuilder
 
 DIALECT_NAME = "messages"
@@ -39,7 +40,7 @@ class MessagesStreamEncoder(StreamEncoder):
         return sse.event_frame(*PING)
 
 
-class MessagesDialect(Dialect[wire.MessagesRequest]):
+class MessagesDialect(AnthropicShape, Dialect[wire.MessagesRequest]):
     name = DIALECT_NAME
     wire_model = wire.MessagesRequest
 
@@ -59,7 +60,7 @@ class MessagesDialect(Dialect[wire.MessagesRequest]):
         return MessagesStreamEncoder(ids.message_id(ctx.request_id), request.model)
 
 
-class CountTokensDialect(Dialect[wire.CountTokensRequest]):
+class CountTokensDialect(AnthropicShape, Dialect[wire.CountTokensRequest]):
     """``/v1/messages/count_tokens``: parsed and translated like a message, never generated."""
 
     name = DIALECT_NAME

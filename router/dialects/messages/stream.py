@@ -29,7 +29,8 @@ from fleetgate.router.canonical.sse import NamedEvent, named
 from fleetgate.router.dialects.messages.response import message_object, tool_use_id
 from fleetgate.router.dialects.messages.signature import thinking_signature
 from fleetgate.router.dialects.messages.usage import final_usage, start_usage, stop_reason, stop_sequence
-from fleetgate.router.errors import ApiError, ErrorKind, anthropic_error_body, from_error_code
+from fleetgate.router.dialects.messages.shape import anthropic_error_body
+from fleetgate.router.errors import ApiError, ErrorKind, from_error_code
 
 PING: NamedEvent = named({"type": "ping"})
 

@@ -32,6 +32,7 @@ from fleetgate.router.dialects.responses.protocol import ResponsesRequest
 from fleetgate.router.dialects.responses.request import to_generate_request
 from fleetgate.router.dialects.responses.response import response_shell, to_json
 from fleetgate.router.dialects.responses.stream import ResponseBuilder, replay
+from fleetgate.router.dialects.openai_shape import OpenAIShape
 from fleetgate.router.errors import from_error_code
 
 
@@ -55,7 +56,7 @@ def turn_of(ctx: RequestContext) -> ResponseTurn:
     return ctx.dialect_state
 
 
-class ResponsesDialect(Dialect[ResponsesRequest]):
+class ResponsesDialect(OpenAIShape, Dialect[ResponsesRequest]):
     name = "responses"
     wire_model = ResponsesRequest
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from starlette.responses import Response
 
 from fleetgate.router.auth import authenticate
@@ -30,12 +30,13 @@ from fleetgate.router.dialects.responses.adapter import RESPONSES, turn_of
 from fleetgate.router.dialects.responses.listing import DEFAULT_LIMIT, MAX_LIMIT, item_page
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest
 from fleetgate.router.dialects.responses.response import to_json
+from fleetgate.router.error_responses import dialect_router
 from fleetgate.router.errors import not_found
 from fleetgate.router.http_io import REPLICA_HEADER, json_response
 from fleetgate.router.response_store import ResponseStore, StoredResponse
 from fleetgate.router.state import RouterState, get_state
 
-routes = APIRouter()
+routes = dialect_router(RESPONSES)
 
 
 def _store(state: RouterState) -> ResponseStore:
