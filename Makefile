@@ -3,6 +3,7 @@
 #                the pinned coding-agent CLIs the tests drive (npm, into $(AGENTS_DIR))
 #   make serve   setup, then the local cluster (deploy/local.yaml) in the foreground
 #   make test    setup, then the whole test suite
+#   make check   lint (ruff) and types (mypy, strict) of the whole tree
 #   make proto   regenerate the committed gRPC stubs from proto/
 #   make chart   copy deploy/'s Prometheus rules and Grafana dashboards into the Helm chart
 
@@ -23,7 +24,7 @@ AGENTS_DIR ?= $(HOME)/.cache/fleetgate/agents
 CONFIG ?= deploy/local.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup serve test proto apt models agents clean chart
+.PHONY: setup serve test check proto apt models agents clean chart
 
 setup: apt $(STAMP)/project models agents
 
@@ -76,6 +77,13 @@ serve: setup
 
 test: setup
 	FLEETGATE_AGENTS_DIR=$(AGENTS_DIR) $(PY) -m pytest $(PYTEST_ARGS)
+
+# Lint only (the tree is not run through a formatter), then mypy over the type-check tree
+# (tests/typecheck_tree.py: the fleetgate.* namespace as symlinks, since mypy cannot follow
+# setup.py's folder mapping). Settings: pyproject.toml [tool.ruff], [tool.mypy].
+check: $(STAMP)/project
+	$(VENV)/bin/ruff check .
+	$(PY) tests/typecheck_tree.py
 
 proto: $(STAMP)/project
 	$(PY) -m fleetgate.core.protogen
