@@ -9,8 +9,8 @@ defaults such as 32000), and refused otherwise.
 from __future__ import annotations
 
 from fleetgate.core.events import ErrorCode
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.refusal import Refusal
+from fleetgate.v1 import replica_pb2 as pb
 
 
 def requested_max_tokens(request: pb.GenerateRequest) -> int | None:

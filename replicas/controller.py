@@ -144,8 +144,8 @@ class ReplicaController:
         if self._supervisor is not None:
             self._supervisor.join(timeout=PING_TIMEOUT_SECONDS + SUPERVISE_SECONDS)
         with self._lock:
-            live = [slot for slot in self.slots if slot.actor is not None]
-            drains = [slot.actor.drain.remote(grace) for slot in live]
+            actors = [slot.actor for slot in self.slots if slot.actor is not None]
+            drains = [actor.drain.remote(grace) for actor in actors]
             if drains:
                 ready, _ = ray.wait(drains, num_returns=len(drains), timeout=grace + 10)
                 for ref in ready:
@@ -169,7 +169,7 @@ class ReplicaController:
                 placement.bundles, strategy=placement.strategy, name=f"fleetgate-{slot.model.name}-{slot.index}"
             )
         slot.replica_id = new_replica_id(slot.model.name)
-        slot.actor = ReplicaActor.options(
+        slot.actor = ReplicaActor.options(  # type: ignore[attr-defined]  # @ray.remote made it an actor class
             name=f"replica-{slot.replica_id}", **actor_options(slot.model, slot.placement_group)
         ).remote(self.config, slot.model.name, slot.replica_id)
         slot.start_ref = slot.actor.start.remote()
@@ -229,7 +229,12 @@ class ReplicaController:
                     self._launch(slot)
                 elif slot.start_ref is not None:
                     self._check_start(slot)
-            pings = {slot.actor.ping.remote(): (slot, slot.replica_id) for slot in self.slots if slot.record is not None}
+            # A slot with a record has an actor (both are set by a start and cleared by _release).
+            pings = {
+                slot.actor.ping.remote(): (slot, slot.replica_id)
+                for slot in self.slots
+                if slot.record is not None and slot.actor is not None
+            }
         if not pings:
             return
         answered, _ = ray.wait(list(pings), num_returns=len(pings), timeout=PING_TIMEOUT_SECONDS)

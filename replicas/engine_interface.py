@@ -10,7 +10,7 @@ request in the engine at once.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from fleetgate.core.registry import Capabilities, Load
 from fleetgate.v1 import replica_pb2 as pb
@@ -46,8 +46,8 @@ class Engine(abc.ABC):
         """Tokens of the prompt ``request`` renders to, exactly as ``generate`` would render it."""
 
     @abc.abstractmethod
-    def generate(self, request: pb.GenerateRequest) -> AsyncIterator[pb.GenerateEvent]:
-        """Canonical events for ``request``; closing the iterator aborts it."""
+    def generate(self, request: pb.GenerateRequest) -> AsyncGenerator[pb.GenerateEvent, None]:
+        """Canonical events for ``request``; closing the generator aborts it."""
 
     @abc.abstractmethod
     async def abort(self, request_id: str) -> bool:

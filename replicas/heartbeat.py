@@ -32,7 +32,9 @@ class Heartbeat:
         self.interval = interval
         self.ttl = ttl
         self._load = load
-        self._redis = aioredis.from_url(redis_url, socket_connect_timeout=max(interval, 1.0), socket_timeout=max(interval, 1.0))
+        self._redis = aioredis.from_url(
+            redis_url, socket_connect_timeout=max(interval, 1.0), socket_timeout=max(interval, 1.0)
+        )
         self._task: asyncio.Task[None] | None = None
         self._failing = False
 
@@ -49,7 +51,12 @@ class Heartbeat:
             await registry.publish(self._redis, self.record, self.ttl)
         except (RedisError, OSError) as exc:
             if not self._failing:
-                log.warning("replica %s: cannot reach Redis (%s); retrying every %.1fs", self.record.replica_id, exc, self.interval)
+                log.warning(
+                    "replica %s: cannot reach Redis (%s); retrying every %.1fs",
+                    self.record.replica_id,
+                    exc,
+                    self.interval,
+                )
             self._failing = True
             return False
         if self._failing:
@@ -73,5 +80,9 @@ class Heartbeat:
         try:
             await registry.withdraw(self._redis, self.record.replica_id)
         except (RedisError, OSError) as exc:
-            log.warning("replica %s: could not withdraw from the registry (%s); its TTL will expire", self.record.replica_id, exc)
+            log.warning(
+                "replica %s: could not withdraw from the registry (%s); its TTL will expire",
+                self.record.replica_id,
+                exc,
+            )
         await self._redis.aclose()

@@ -167,7 +167,9 @@ def run_replica(args: argparse.Namespace) -> int:
     try:
         model = config.model(args.model)
     except KeyError:
-        log.error("model %r is not in the config (configured: %s)", args.model, ", ".join(m.name for m in config.models))
+        log.error(
+            "model %r is not in the config (configured: %s)", args.model, ", ".join(m.name for m in config.models)
+        )
         return 2
     os.environ.update(model.env)
     replica_id = args.replica_id or new_replica_id(model.name)
@@ -177,7 +179,13 @@ def run_replica(args: argparse.Namespace) -> int:
 
     def serve(stop_event: asyncio.Event) -> Awaitable[None]:
         return serve_replica(
-            config, model.name, replica_id=replica_id, host=host, port=port, metrics_port=metrics_port, stop_event=stop_event
+            config,
+            model.name,
+            replica_id=replica_id,
+            host=host,
+            port=port,
+            metrics_port=metrics_port,
+            stop_event=stop_event,
         )
 
     return asyncio.run(run_until_signalled(serve))

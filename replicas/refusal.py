@@ -18,7 +18,7 @@ from fleetgate.core.events import ErrorCode
 class Refusal(Exception):
     """The request is refused before generation; becomes the stream's only event (an error finish)."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

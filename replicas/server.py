@@ -20,11 +20,11 @@ from fleetgate.core import grpc_options
 from fleetgate.core.events import ErrorCode
 from fleetgate.core.events import error as error_event
 from fleetgate.core.registry import Load
-from fleetgate.v1 import replica_pb2 as pb
-from fleetgate.v1 import replica_pb2_grpc
 from fleetgate.replicas import metrics
 from fleetgate.replicas.engine_interface import Engine
 from fleetgate.replicas.ports import bind_first_free
+from fleetgate.v1 import replica_pb2 as pb
+from fleetgate.v1 import replica_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,9 @@ class ReplicaServicer(replica_pb2_grpc.ReplicaServicer):
         metrics.KV_CACHE_USAGE.labels(**self._labels).set(load.kv_cache_usage)
         return load
 
-    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> None:
+    async def Generate(
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext[pb.GenerateRequest, pb.GenerateEvent]
+    ) -> None:
         # Written with context.write (not as an async generator) so that a client
         # cancellation raises CancelledError right here and the engine stream is
         # closed before the handler returns.
@@ -108,19 +110,25 @@ class ReplicaServicer(replica_pb2_grpc.ReplicaServicer):
             metrics.PROMPT_TOKENS.labels(**self._labels).inc(event.usage.prompt_tokens)
             metrics.GENERATED_TOKENS.labels(**self._labels).inc(event.usage.completion_tokens)
 
-    async def Abort(self, request: pb.AbortRequest, context: grpc.aio.ServicerContext) -> pb.AbortResponse:
+    async def Abort(
+        self, request: pb.AbortRequest, context: grpc.aio.ServicerContext[pb.AbortRequest, pb.AbortResponse]
+    ) -> pb.AbortResponse:
         found = await self.engine.abort(request.request_id)
         if found:
             metrics.ABORTS.labels(**self._labels).inc()
         return pb.AbortResponse(found=found)
 
-    async def Health(self, request: pb.HealthRequest, context: grpc.aio.ServicerContext) -> pb.HealthResponse:
+    async def Health(
+        self, request: pb.HealthRequest, context: grpc.aio.ServicerContext[pb.HealthRequest, pb.HealthResponse]
+    ) -> pb.HealthResponse:
         if self.draining:
             return pb.HealthResponse(healthy=False, detail="draining")
         healthy, detail = await self.engine.healthy()
         return pb.HealthResponse(healthy=healthy, detail=detail)
 
-    async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoResponse:
+    async def Info(
+        self, request: pb.InfoRequest, context: grpc.aio.ServicerContext[pb.InfoRequest, pb.InfoResponse]
+    ) -> pb.InfoResponse:
         load = self.current_load()
         caps = self.engine.capabilities
         return pb.InfoResponse(
@@ -134,7 +142,9 @@ class ReplicaServicer(replica_pb2_grpc.ReplicaServicer):
             load=pb.Load(running=load.running, waiting=load.waiting, kv_cache_usage=load.kv_cache_usage),
         )
 
-    async def CountTokens(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.CountTokensResponse:
+    async def CountTokens(
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext[pb.GenerateRequest, pb.CountTokensResponse]
+    ) -> pb.CountTokensResponse:
         return pb.CountTokensResponse(prompt_tokens=await self.engine.count_tokens(request))
 
 

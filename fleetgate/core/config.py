@@ -57,11 +57,11 @@ class RouterConfig(_Strict):
     # Every API key's default rate limits (None: unlimited); `fleetgate keys limit` overrides them per
     # key. Tokens are prompt + completion, counted after each request and checked before the next.
     # With auth off, all callers share one window under these limits.
-    rate_limit_requests_per_minute: int | None = Field(None, ge=1)
-    rate_limit_tokens_per_minute: int | None = Field(None, ge=1)
+    rate_limit_requests_per_minute: int | None = Field(default=None, ge=1)
+    rate_limit_tokens_per_minute: int | None = Field(default=None, ge=1)
     # Length of a rate-limit window, opened by a key's first request; the limits count per window
     # (60: per minute, as named). Shorter windows are for tests.
-    rate_limit_window_seconds: float = Field(60.0, gt=0)
+    rate_limit_window_seconds: float = Field(default=60.0, gt=0)
 
 
 class ReplicaDefaults(_Strict):
@@ -104,9 +104,9 @@ class ModelConfig(_Strict):
     engine: Literal["vllm", "sim"]
     # Path, hub id or "bundled:smollm2-135m" (prepared by `fleetgate models prepare`).
     model: str | None = None
-    replicas: int = Field(1, ge=0)
+    replicas: int = Field(default=1, ge=0)
     # Tensor-parallel size; 0 runs on the CPU.
-    gpus_per_replica: int = Field(0, ge=0)
+    gpus_per_replica: int = Field(default=0, ge=0)
     accelerator_type: str | None = None
     # Passed to vLLM's AsyncEngineArgs as is.
     engine_args: dict[str, Any] = Field(default_factory=dict)
@@ -122,7 +122,7 @@ class ModelConfig(_Strict):
     sim: SimConfig = Field(default_factory=SimConfig)
 
     @model_validator(mode="after")
-    def _engine_needs_model(self) -> "ModelConfig":
+    def _engine_needs_model(self) -> ModelConfig:
         if self.engine == "vllm" and not self.model:
             raise ValueError(f"model {self.name!r}: engine vllm needs `model` (a path, hub id or bundled:...)")
         return self

@@ -14,7 +14,9 @@ ErrorCode = pb.ErrorCode
 
 
 def started(prompt_tokens: int, replica_id: str, max_tokens: int = 0) -> pb.GenerateEvent:
-    return pb.GenerateEvent(started=pb.Started(prompt_tokens=prompt_tokens, replica_id=replica_id, max_tokens=max_tokens))
+    return pb.GenerateEvent(
+        started=pb.Started(prompt_tokens=prompt_tokens, replica_id=replica_id, max_tokens=max_tokens)
+    )
 
 
 def text(delta: str) -> pb.GenerateEvent:
@@ -45,9 +47,9 @@ def usage(prompt: int, completion: int, cached: int = 0, reasoning_tokens: int =
     )
 
 
-def finish(reason: int, stop_sequence: str = "") -> pb.GenerateEvent:
+def finish(reason: pb.Finish.Reason, stop_sequence: str = "") -> pb.GenerateEvent:
     return pb.GenerateEvent(finish=pb.Finish(reason=reason, stop_sequence=stop_sequence))
 
 
-def error(code: int, message: str) -> pb.GenerateEvent:
+def error(code: pb.ErrorCode, message: str) -> pb.GenerateEvent:
     return pb.GenerateEvent(finish=pb.Finish(reason=Reason.REASON_ERROR, error_code=code, error_message=message))

@@ -20,9 +20,8 @@ def proto_files() -> list[Path]:
 
 def generate(out_dir: Path) -> None:
     """Write the stubs for every .proto under ``proto/`` into ``out_dir`` (package layout kept)."""
-    from grpc_tools import protoc  # dev dependency, imported only when generating
-
     import grpc_tools
+    from grpc_tools import protoc  # dev dependency, imported only when generating
 
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     args = [

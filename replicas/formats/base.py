@@ -55,7 +55,7 @@ class OutputParser(abc.ABC):
         """Whether the engine may drop special tokens from the text it feeds (some tool parsers need them)."""
         return True
 
-    def bind_prompt(self, prompt_token_ids: list[int]) -> None:
+    def bind_prompt(self, prompt_token_ids: list[int]) -> None:  # noqa: B027  (optional: a no-op by default)
         """Called once with the final prompt token ids before the first ``feed`` (optional hook)."""
 
 

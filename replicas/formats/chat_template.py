@@ -20,7 +20,6 @@ import jinja2.meta
 import jinja2.sandbox
 
 from fleetgate.core.config import ModelConfig
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
 from fleetgate.replicas.formats.openai_chat import (
     chat_messages,
@@ -29,6 +28,7 @@ from fleetgate.replicas.formats.openai_chat import (
     fold_late_system_messages,
 )
 from fleetgate.replicas.formats.vllm_parsers import PlainTextOutput, VllmParserOutput, parser_class, vllm_chat_request
+from fleetgate.v1 import replica_pb2 as pb
 
 if TYPE_CHECKING:
     from vllm.renderers.base import BaseRenderer

@@ -61,8 +61,8 @@ from openai_harmony import (
 
 from fleetgate.core import events
 from fleetgate.core.tool_call_ids import new_tool_call_id
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
+from fleetgate.v1 import replica_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +81,15 @@ def harmony_encoding() -> HarmonyEncoding:
 
 @functools.cache
 def _special_token(text: str) -> int:
+    token: int
     (token,) = harmony_encoding().encode(text, allowed_special={text})
     return token
 
 
 def _encode_text(text: str) -> list[int]:
     """Token ids of ``text``, with special-token look-alikes encoded as plain text."""
-    return harmony_encoding().encode(text, disallowed_special=())
+    token_ids: list[int] = harmony_encoding().encode(text, disallowed_special=())
+    return token_ids
 
 
 # --- rendering ---------------------------------------------------------------
@@ -186,7 +188,7 @@ def developer_message_tokens(instructions: str, tools: list[pb.Tool], response_f
         content = content.with_instructions(instructions)
     if tools:
         content = content.with_function_tools([tool_description(tool) for tool in tools])
-    token_ids = harmony_encoding().render(Message.from_role_and_content(Role.DEVELOPER, content))
+    token_ids: list[int] = harmony_encoding().render(Message.from_role_and_content(Role.DEVELOPER, content))
     if not response_format:
         return token_ids
     # The library renders instructions and tools only; the section goes last, before <|end|>.
@@ -257,7 +259,8 @@ def drop_superseded_analysis(messages: list[Message]) -> list[Message]:
 
 def _render_message(message: Message, options: RenderOptions) -> list[int]:
     if message.recipient is None:
-        return harmony_encoding().render(message, options)
+        token_ids: list[int] = harmony_encoding().render(message, options)
+        return token_ids
     return _render_with_recipient_in_role(message)
 
 

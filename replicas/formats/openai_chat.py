@@ -59,7 +59,11 @@ def chat_message(message: pb.Message) -> dict[str, Any]:
     if role == "assistant":
         if message.tool_calls:
             out["tool_calls"] = [
-                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments or "{}"}}
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments or "{}"},
+                }
                 for call in message.tool_calls
             ]
         if message.reasoning:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fleetgate.core import events
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.formats.base import OutputParser
 from fleetgate.replicas.formats.openai_chat import chat_messages, chat_tool_choice, chat_tools
 from fleetgate.replicas.formats.tool_call_events import ToolCallEvents
+from fleetgate.v1 import replica_pb2 as pb
 
 if TYPE_CHECKING:
     from vllm.entrypoints.generate.base.protocol import DeltaMessage
@@ -24,21 +24,26 @@ if TYPE_CHECKING:
     from vllm.tokenizers import TokenizerLike
 
 
-def parser_class(reasoning_parser: str | None, tool_parser: str | None, tokenizer: TokenizerLike) -> type[Parser] | None:
+def parser_class(
+    reasoning_parser: str | None, tool_parser: str | None, tokenizer: TokenizerLike
+) -> type[Parser] | None:
     """vLLM's composed parser class for the configured parser names (None when neither is set)."""
     if not reasoning_parser and not tool_parser:
         return None
     from vllm.parser import ParserManager
 
-    return ParserManager.get_parser(
+    parser: type[Parser] = ParserManager.get_parser(
         tool_parser_name=tool_parser,
         reasoning_parser_name=reasoning_parser,
         enable_auto_tools=bool(tool_parser),
         tokenizer=tokenizer,
     )
+    return parser
 
 
-def vllm_chat_request(request: pb.GenerateRequest, tool_choice: str | dict[str, Any] | None = None) -> ChatCompletionRequest:
+def vllm_chat_request(
+    request: pb.GenerateRequest, tool_choice: str | dict[str, Any] | None = None
+) -> ChatCompletionRequest:
     """The request as vLLM's ``ChatCompletionRequest``: the context its parsers read (tools, tool choice, reasoning)."""
     from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
@@ -86,7 +91,8 @@ class VllmParserOutput(OutputParser):
 
     @property
     def skip_special_tokens(self) -> bool:
-        return self._request.skip_special_tokens
+        skip: bool = self._request.skip_special_tokens
+        return skip
 
     @property
     def made_tool_calls(self) -> bool:
@@ -94,7 +100,8 @@ class VllmParserOutput(OutputParser):
 
     @property
     def reasoning_tokens(self) -> int:
-        return self._parser.count_reasoning_tokens(self._token_ids)
+        count: int = self._parser.count_reasoning_tokens(self._token_ids)
+        return count
 
     def feed(self, delta_text: str, delta_token_ids: list[int]) -> list[pb.GenerateEvent]:
         self._token_ids.extend(delta_token_ids)

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from fleetgate.core import events
 from fleetgate.core.config import ModelConfig, SimConfig
 from fleetgate.core.events import ErrorCode
 from fleetgate.core.registry import Capabilities, Load
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.engine_interface import Engine
 from fleetgate.replicas.refusal import Refusal
 from fleetgate.replicas.sim_engine.pacing import PacedRun
 from fleetgate.replicas.sim_engine.plan import count_prompt_tokens, plan_completion, request_rng
+from fleetgate.v1 import replica_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,10 @@ class SimEngine(Engine):
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            tools=True, reasoning=self.sim.reasoning, vision=self.model.vision or self.sim.vision, structured_output=True
+            tools=True,
+            reasoning=self.sim.reasoning,
+            vision=self.model.vision or self.sim.vision,
+            structured_output=True,
         )
 
     def load(self) -> Load:
@@ -65,7 +68,7 @@ class SimEngine(Engine):
         aborted.set()
         return True
 
-    async def generate(self, request: pb.GenerateRequest) -> AsyncIterator[pb.GenerateEvent]:
+    async def generate(self, request: pb.GenerateRequest) -> AsyncGenerator[pb.GenerateEvent, None]:
         rng = request_rng(request, self.sim)
         try:
             plan = plan_completion(request, self.model, rng)

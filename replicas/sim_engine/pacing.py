@@ -12,14 +12,14 @@ import asyncio
 import os
 import random
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from fleetgate.core import events
 from fleetgate.core.config import SimConfig
 from fleetgate.core.events import Reason
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.sim_engine.plan import Plan
 from fleetgate.replicas.stop_sequences import StopMatcher
+from fleetgate.v1 import replica_pb2 as pb
 
 # Time for the gRPC server to flush the last event before an injected death.
 _FLUSH_BEFORE_EXIT_SECONDS = 0.2
@@ -36,10 +36,10 @@ class PacedRun:
         self.aborted = aborted
         self.completion_tokens = 0
         self.reasoning_tokens = 0
-        self.reason: int = Reason.REASON_STOP
+        self.reason: Reason = Reason.REASON_STOP
         self.matched_stop = ""
 
-    async def events(self, stops: list[str]) -> AsyncIterator[pb.GenerateEvent]:
+    async def events(self, stops: Iterable[str]) -> AsyncIterator[pb.GenerateEvent]:
         for token in self.plan.reasoning:
             if not await self._next_token():
                 break
@@ -66,7 +66,7 @@ class PacedRun:
                 return
         self.reason = Reason.REASON_TOOL_CALLS
 
-    async def _text_events(self, stops: list[str]) -> AsyncIterator[pb.GenerateEvent]:
+    async def _text_events(self, stops: Iterable[str]) -> AsyncIterator[pb.GenerateEvent]:
         matcher = StopMatcher(stops)
         for token in self.plan.text:
             if not await self._next_token():

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from fleetgate.core.config import ModelConfig, SimConfig
 from fleetgate.core.events import ErrorCode
 from fleetgate.core.tool_call_ids import new_tool_call_id
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.completion_budget import completion_budget, requested_max_tokens
 from fleetgate.replicas.refusal import Refusal, parse_json_schema
 from fleetgate.replicas.sim_engine.schema_values import UnsatisfiableSchema, example_value
 from fleetgate.replicas.sim_engine.script import ScriptedCall, scripted_step
+from fleetgate.v1 import replica_pb2 as pb
 
 # An image part counts as this many prompt tokens (OpenAI's low-detail cost).
 IMAGE_TOKENS = 85
@@ -103,7 +103,9 @@ def check_request(request: pb.GenerateRequest, model: ModelConfig) -> None:
     if choice.mode in (Mode.MODE_REQUIRED, Mode.MODE_NAMED) and not request.tools:
         raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, "tool_choice requires a tool call but no tools were given")
     if choice.mode == Mode.MODE_NAMED and choice.name not in {tool.name for tool in request.tools}:
-        raise Refusal(ErrorCode.ERROR_CODE_INVALID_REQUEST, f"tool_choice names {choice.name!r}, which is not among the tools")
+        raise Refusal(
+            ErrorCode.ERROR_CODE_INVALID_REQUEST, f"tool_choice names {choice.name!r}, which is not among the tools"
+        )
 
 
 def plan_completion(request: pb.GenerateRequest, model: ModelConfig, rng: random.Random) -> Plan:

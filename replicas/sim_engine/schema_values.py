@@ -102,7 +102,9 @@ class _Generator:
                     merged.setdefault(key, value)
         return merged
 
-    def _first_valid_option(self, schema: dict[str, Any], combinator: str, *, name: str, depth: int, variant: int) -> Any:
+    def _first_valid_option(
+        self, schema: dict[str, Any], combinator: str, *, name: str, depth: int, variant: int
+    ) -> Any:
         base = {k: v for k, v in schema.items() if k != combinator}
         for option in schema[combinator]:
             option = self._resolve(option) if isinstance(option, dict) else option

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,6 @@ from fleetgate.core import events
 from fleetgate.core.config import ModelConfig
 from fleetgate.core.events import ErrorCode
 from fleetgate.core.registry import Capabilities, Load
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.completion_budget import completion_budget, requested_max_tokens
 from fleetgate.replicas.engine_interface import Engine
 from fleetgate.replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
@@ -40,9 +39,14 @@ from fleetgate.replicas.formats.vllm_parsers import PlainTextOutput
 from fleetgate.replicas.refusal import Refusal
 from fleetgate.replicas.vllm_engine.engine_args import apply_cpu_defaults, build_engine_args
 from fleetgate.replicas.vllm_engine.finish import finish_event
-from fleetgate.replicas.vllm_engine.forced_tool_calls import ForcedToolCallParser, tool_call_constraint, without_tool_choice
+from fleetgate.replicas.vllm_engine.forced_tool_calls import (
+    ForcedToolCallParser,
+    tool_call_constraint,
+    without_tool_choice,
+)
 from fleetgate.replicas.vllm_engine.load_stats import LatestSchedulerStats
 from fleetgate.replicas.vllm_engine.sampling import response_format_constraint, sampling_params
+from fleetgate.v1 import replica_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +147,7 @@ class VllmEngine(Engine):
         await self._llm.abort(request_id)
         return True
 
-    async def generate(self, request: pb.GenerateRequest) -> AsyncIterator[pb.GenerateEvent]:
+    async def generate(self, request: pb.GenerateRequest) -> AsyncGenerator[pb.GenerateEvent, None]:
         llm = self._llm
         if llm is None:
             yield events.error(ErrorCode.ERROR_CODE_INTERNAL, "the engine is not running")
@@ -239,7 +243,9 @@ class VllmEngine(Engine):
         )
         return _Prepared(engine_input, len(prompt_token_ids), max_tokens, sampling, parser)
 
-    def _parser_and_constraint(self, request: pb.GenerateRequest, rendered: RenderedPrompt | None) -> tuple[OutputParser, Any]:
+    def _parser_and_constraint(
+        self, request: pb.GenerateRequest, rendered: RenderedPrompt | None
+    ) -> tuple[OutputParser, Any]:
         """The output parser and the structured-output constraint (forced tool call or response format)."""
         assert self._format is not None
         if rendered is None:

@@ -4,8 +4,8 @@
 resolved (``bundled:`` models are prepared on first use), the served name is the
 config's model name, ``gpus_per_replica`` is the tensor-parallel size, and the
 reasoning parser also gates structured outputs (the grammar applies after the
-reasoning ends; gpt-oss models get vLLM's ``openai_gptoss`` parser for that). CPU replicas get a default KV-cache size, or vLLM reserves most
-of the machine's memory.
+reasoning ends; gpt-oss models get vLLM's ``openai_gptoss`` parser for that). CPU replicas get a
+default KV-cache size, or vLLM reserves most of the machine's memory.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import os
 
 from vllm.engine.arg_utils import AsyncEngineArgs
 
-from fleetgate.replicas.bundled_model import resolve_model_path
 from fleetgate.core.config import ModelConfig
+from fleetgate.replicas.bundled_model import resolve_model_path
 
 CPU_KVCACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
 # GiB of KV cache for a CPU replica when its environment does not say.

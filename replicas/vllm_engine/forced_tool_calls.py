@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from vllm.sampling_params import StructuredOutputsParams
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.formats.base import OutputParser
 from fleetgate.replicas.formats.tool_call_events import ToolCallEvents
 from fleetgate.replicas.formats.vllm_parsers import delta_events, vllm_chat_request
+from fleetgate.v1 import replica_pb2 as pb
 
 Mode = pb.ToolChoice.Mode
 

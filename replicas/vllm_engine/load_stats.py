@@ -38,7 +38,7 @@ class LatestSchedulerStats:
         return Load(running=unfinished_requests - waiting, waiting=waiting, kv_cache_usage=stats.kv_cache_usage)
 
 
-class _KeepLatest(StatLoggerBase):
+class _KeepLatest(StatLoggerBase):  # type: ignore[misc]  # vLLM is not followed (pyproject.toml): its classes are Any
     def __init__(self, sink: LatestSchedulerStats) -> None:
         self._sink = sink
 

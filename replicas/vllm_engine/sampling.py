@@ -6,8 +6,12 @@ from typing import Any
 
 from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.refusal import parse_json_schema
+from fleetgate.v1 import replica_pb2 as pb
+
+# The request's sampling knobs that override the model's defaults when set.
+_SAMPLING_KNOBS = ("temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty",
+                   "repetition_penalty")
 
 Kind = pb.ResponseFormat.Kind
 
@@ -33,7 +37,7 @@ def sampling_params(
     """``SamplingParams`` for one request; ``defaults`` are the model's (its generation config) for unset knobs."""
     sampling = request.sampling
     knobs: dict[str, Any] = dict(defaults)
-    for name in ("temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty", "repetition_penalty"):
+    for name in _SAMPLING_KNOBS:
         if sampling.HasField(name):
             knobs[name] = getattr(sampling, name)
     knobs.pop("max_tokens", None)
