@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import orjson
 from locust import FastHttpUser, between, task
+from locust.contrib.fasthttp import FastResponse
+from locust.env import Environment
 
 from fleetgate.loadtest import payloads
 from fleetgate.loadtest.streaming import StreamResult, read_stream
@@ -29,8 +33,8 @@ MAX_TOKENS = int(os.environ.get("FLEETGATE_MAX_TOKENS", "32"))
 _model_cache: dict[str, str] = {}
 
 
-def _record_latency(environment, name: str, result: StreamResult) -> None:
-    fire = environment.events.request.fire
+def _record_latency(environment: Environment, name: str, result: StreamResult) -> None:
+    fire: Callable[..., None] = environment.events.request.fire
     if result.ttft is not None:
         fire(request_type="TTFT", name=name, response_time=result.ttft * 1000, response_length=0, exception=None)
     for gap in result.inter_token_latencies:
@@ -59,17 +63,21 @@ class FleetgateUser(FastHttpUser):
                 _model_cache["model"] = data[0]["id"]
         return _model_cache["model"]
 
-    def post_json(self, path: str, body: dict, name: str) -> dict | None:
-        with self.client.post(path, data=orjson.dumps(body), headers={**self.headers, "content-type": "application/json"},
+    def post_json(self, path: str, body: dict[str, Any], name: str) -> dict[str, Any] | None:
+        # data: bytes, which locust's annotation leaves out (its docstring: "String/bytes to send").
+        with self.client.post(path, data=orjson.dumps(body),  # type: ignore[arg-type]
+                              headers={**self.headers, "content-type": "application/json"},
                               name=name, catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}: {resp.text[:200]}")
                 return None
-            return resp.json()
+            answer: dict[str, Any] = resp.json()
+            return answer
 
-    def post_stream(self, path: str, body: dict, dialect: str, name: str) -> StreamResult | None:
+    def post_stream(self, path: str, body: dict[str, Any], dialect: str, name: str) -> StreamResult | None:
         started = time.perf_counter()
-        with self.client.post(path, data=orjson.dumps(body), headers={**self.headers, "content-type": "application/json"},
+        with self.client.post(path, data=orjson.dumps(body),  # type: ignore[arg-type]  # bytes, as in post_json
+                              headers={**self.headers, "content-type": "application/json"},
                               name=name, stream=True, catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
@@ -83,7 +91,7 @@ class FleetgateUser(FastHttpUser):
         return result
 
 
-def _lines(resp):
+def _lines(resp: FastResponse) -> Iterator[str]:
     buffer = ""
     for chunk in resp.iter_content(chunk_size=4096):
         buffer += chunk.decode() if isinstance(chunk, bytes) else chunk
@@ -117,7 +125,9 @@ class MessagesUser(FleetgateUser):
 class ResponsesUser(FleetgateUser):
     @task(3)
     def responses_stream(self) -> None:
-        self.post_stream("/v1/responses", payloads.responses(self.model, MAX_TOKENS, True), "responses", "responses stream")
+        self.post_stream(
+            "/v1/responses", payloads.responses(self.model, MAX_TOKENS, True), "responses", "responses stream"
+        )
 
     @task(1)
     def responses(self) -> None:
@@ -129,9 +139,10 @@ class ToolCallingUser(FleetgateUser):
 
     @task
     def tool_round_trip(self) -> None:
-        messages = [{"role": "user", "content": "What is the weather in Paris?"}]
-        first = self.post_json("/v1/chat/completions", payloads.chat_tools(self.model, messages, "required", MAX_TOKENS),
-                               "tools call")
+        messages: list[dict[str, Any]] = [{"role": "user", "content": "What is the weather in Paris?"}]
+        first = self.post_json(
+            "/v1/chat/completions", payloads.chat_tools(self.model, messages, "required", MAX_TOKENS), "tools call"
+        )
         if not first:
             return
         message = first["choices"][0]["message"]

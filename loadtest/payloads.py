@@ -6,6 +6,7 @@ Prompts are short and varied so prefix caching does not make every request free.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 PROMPTS = (
     "Explain what a load balancer does in two sentences.",
@@ -30,8 +31,8 @@ def prompt() -> str:
     return random.choice(PROMPTS)
 
 
-def chat(model: str, max_tokens: int, stream: bool, text: str | None = None) -> dict:
-    body: dict = {
+def chat(model: str, max_tokens: int, stream: bool, text: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "model": model,
         "messages": [{"role": "user", "content": text or prompt()}],
         "max_tokens": max_tokens,
@@ -42,7 +43,7 @@ def chat(model: str, max_tokens: int, stream: bool, text: str | None = None) -> 
     return body
 
 
-def chat_tools(model: str, messages: list[dict], tool_choice: str, max_tokens: int) -> dict:
+def chat_tools(model: str, messages: list[dict[str, Any]], tool_choice: str, max_tokens: int) -> dict[str, Any]:
     return {
         "model": model,
         "messages": messages,
@@ -53,14 +54,19 @@ def chat_tools(model: str, messages: list[dict], tool_choice: str, max_tokens: i
     }
 
 
-def messages(model: str, max_tokens: int, stream: bool) -> dict:
+def messages(model: str, max_tokens: int, stream: bool) -> dict[str, Any]:
     return {"model": model, "max_tokens": max_tokens, "stream": stream,
             "messages": [{"role": "user", "content": prompt()}]}
 
 
 def responses(model: str, max_tokens: int, stream: bool, previous_response_id: str | None = None,
-              text: str | None = None) -> dict:
-    body: dict = {"model": model, "input": text or prompt(), "max_output_tokens": max_tokens, "stream": stream}
+              text: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": model,
+        "input": text or prompt(),
+        "max_output_tokens": max_tokens,
+        "stream": stream,
+    }
     if previous_response_id:
         body["previous_response_id"] = previous_response_id
     return body

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
 
 import orjson
 
@@ -34,7 +36,7 @@ class StreamResult:
     token_times: list[float] = field(default_factory=list)
     finished: bool = False
     error: str | None = None
-    last_payload: dict | None = None
+    last_payload: dict[str, Any] | None = None
     # Completion tokens the server reported in its usage, when it did.
     reported_completion_tokens: int | None = None
 
@@ -44,7 +46,7 @@ class StreamResult:
 
     @property
     def inter_token_latencies(self) -> list[float]:
-        return [b - a for a, b in zip(self.token_times, self.token_times[1:])]
+        return [b - a for a, b in pairwise(self.token_times)]
 
     @property
     def completion_tokens(self) -> int:
@@ -54,7 +56,7 @@ class StreamResult:
         return len(self.token_times)
 
 
-def _chat_chunk_has_token(chunk: dict) -> bool:
+def _chat_chunk_has_token(chunk: dict[str, Any]) -> bool:
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta") or {}
         if delta.get("content") or delta.get("reasoning") or delta.get("reasoning_content") or delta.get("tool_calls"):
@@ -63,9 +65,8 @@ def _chat_chunk_has_token(chunk: dict) -> bool:
 
 
 def _usage_tokens(usage: object, key: str) -> int | None:
-    if isinstance(usage, dict) and isinstance(usage.get(key), int):
-        return usage[key]
-    return None
+    tokens = usage.get(key) if isinstance(usage, dict) else None
+    return tokens if isinstance(tokens, int) else None
 
 
 class StreamParser:
@@ -108,7 +109,7 @@ class StreamParser:
         else:
             self._feed_responses(kind, payload, now)
 
-    def _feed_openai(self, payload: dict, now: float) -> None:
+    def _feed_openai(self, payload: dict[str, Any], now: float) -> None:
         result = self.result
         if self.dialect == "chat" and _chat_chunk_has_token(payload):
             result.token_times.append(now)
@@ -119,7 +120,7 @@ class StreamParser:
             result.reported_completion_tokens = reported
         result.last_payload = payload
 
-    def _feed_messages(self, kind: str, payload: dict, now: float) -> None:
+    def _feed_messages(self, kind: str, payload: dict[str, Any], now: float) -> None:
         result = self.result
         if kind in _MESSAGES_DELTA_EVENTS:
             result.token_times.append(now)
@@ -131,7 +132,7 @@ class StreamParser:
             if reported is not None:
                 result.reported_completion_tokens = reported
 
-    def _feed_responses(self, kind: str, payload: dict, now: float) -> None:
+    def _feed_responses(self, kind: str, payload: dict[str, Any], now: float) -> None:
         result = self.result
         if kind in _RESPONSES_DELTA_EVENTS:
             result.token_times.append(now)

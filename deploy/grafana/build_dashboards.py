@@ -95,7 +95,8 @@ def layout(rows: list[list[Panel]]) -> list[Panel]:
         width = FULL_WIDTH // len(row)
         height = STAT_HEIGHT if all(p["type"] == "stat" for p in row) else GRAPH_HEIGHT
         for i, panel in enumerate(row):
-            panels.append({"id": len(panels) + 1, "gridPos": {"h": height, "w": width, "x": i * width, "y": y}, **panel})
+            grid_position = {"h": height, "w": width, "x": i * width, "y": y}
+            panels.append({"id": len(panels) + 1, "gridPos": grid_position, **panel})
         y += height
     return panels
 
@@ -113,7 +114,9 @@ def query_variable(name: str, label: str, query: str) -> dict[str, Any]:
             "sort": 1, "hide": 0, "regex": ""}
 
 
-def dashboard(uid: str, title: str, description: str, variables: list[dict[str, Any]], rows: list[list[Panel]]) -> dict[str, Any]:
+def dashboard(
+    uid: str, title: str, description: str, variables: list[dict[str, Any]], rows: list[list[Panel]]
+) -> dict[str, Any]:
     return {
         "uid": uid, "title": title, "description": description, "tags": ["fleetgate"],
         "schemaVersion": SCHEMA_VERSION, "version": 1, "editable": True, "graphTooltip": 1,
@@ -176,17 +179,19 @@ def overview() -> dict[str, Any]:
             ],
             [
                 timeseries("In flight", "Requests being served now, per model and dialect",
-                           [(f"sum by (model, dialect) (fleetgate_requests_in_flight{{{m}}})", "{{dialect}} {{model}}")],
-                           "none"),
+                           [(f"sum by (model, dialect) (fleetgate_requests_in_flight{{{m}}})",
+                             "{{dialect}} {{model}}")], "none"),
                 timeseries("Healthy replicas", "Healthy replicas per model (the most any router sees)",
                            [(f"max by (model) (fleetgate_healthy_replicas{{{m}}})", "{{model}}")], "none", min=0),
             ],
             [
                 timeseries("Requests/s by status", "Finished requests per second by outcome",
-                           [(rate_sum("fleetgate_requests_total", m, "model, status"), "{{status}} {{model}}")], "reqps"),
+                           [(rate_sum("fleetgate_requests_total", m, "model, status"), "{{status}} {{model}}")],
+                           "reqps"),
                 timeseries("Retries and affinity", "Retries before the first token; continuations routed by affinity",
                            [(rate_sum("fleetgate_retries_total", m, "model"), "retries {{model}}"),
-                            (rate_sum("fleetgate_affinity_total", m, "model, result"), "affinity {{result}} {{model}}")],
+                            (rate_sum("fleetgate_affinity_total", m, "model, result"),
+                             "affinity {{result}} {{model}}")],
                            "reqps"),
             ],
         ],
@@ -230,7 +235,8 @@ def replicas() -> dict[str, Any]:
             ],
             [
                 timeseries("Finished requests/s by reason", "Generate calls finished per second, by finish reason",
-                           [(rate_sum("fleetgate_replica_requests_total", r, "replica, reason"), "{{reason}} {{replica}}")],
+                           [(rate_sum("fleetgate_replica_requests_total", r, "replica, reason"),
+                             "{{reason}} {{replica}}")],
                            "reqps"),
                 timeseries("Aborts/s", "Requests aborted (client cancel or Abort)",
                            [(rate_sum("fleetgate_replica_aborts_total", r, by), "{{replica}}")], "reqps"),
@@ -241,13 +247,15 @@ def replicas() -> dict[str, Any]:
                             (f"sum by (replica) (vllm:num_requests_waiting{{{v}}})", "waiting {{replica}}")], "none"),
                 timeseries("vLLM KV cache and prefix cache", "KV-cache usage and prefix-cache hit ratio",
                            [(f"max by (replica) (vllm:kv_cache_usage_perc{{{v}}})", "KV usage {{replica}}"),
-                            (f"{rate_sum('vllm:prefix_cache_hits_total', v, by)} / {rate_sum('vllm:prefix_cache_queries_total', v, by)}",
+                            (f"{rate_sum('vllm:prefix_cache_hits_total', v, by)}"
+                             f" / {rate_sum('vllm:prefix_cache_queries_total', v, by)}",
                              "prefix hits {{replica}}")], "percentunit", min=0, max=1),
             ],
             [
                 timeseries("vLLM time to first token", "p50 / p95 / p99 inside the engine",
                            quantile_queries("vllm:time_to_first_token_seconds", v, by), "s"),
-                timeseries("vLLM tokens/s and preemptions", "Engine generation tokens per second; preemptions per second",
+                timeseries("vLLM tokens/s and preemptions",
+                           "Engine generation tokens per second; preemptions per second",
                            [(rate_sum("vllm:generation_tokens_total", v, by), "generated {{replica}}"),
                             (rate_sum("vllm:num_preemptions_total", v, by), "preemptions {{replica}}")], "none"),
             ],

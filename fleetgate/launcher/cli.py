@@ -35,13 +35,17 @@ def _rate_limit(text: str) -> int:
 
 
 def _add_rate_limits(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rpm", type=_rate_limit, default=None, help="requests per minute (0 or none: the router's default)")
+    p.add_argument(
+        "--rpm", type=_rate_limit, default=None, help="requests per minute (0 or none: the router's default)"
+    )
     p.add_argument("--tpm", type=_rate_limit, default=None,
                    help="prompt + completion tokens per minute (0 or none: the router's default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fleetgate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="fleetgate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="run the local cluster (Redis, Ray, replicas, router) in the foreground")
@@ -65,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     controller = sub.add_parser("controller", help="start and supervise the configured replicas as Ray actors")
     _add_config(controller)
-    controller.add_argument("--ray-address", default=None, help="Ray cluster to join (default from config; 'auto' inside a RayCluster)")
+    controller.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join (default from config; 'auto' inside a RayCluster)"
+    )
 
     models = sub.add_parser("models", help="manage the bundled model")
     models_sub = models.add_subparsers(dest="models_command", required=True)
@@ -91,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--parts", default="a,b,c,d",
                        help="comma-separated: a router overhead, b end to end on vLLM, c scale-out, "
                             "d LiteLLM (measured within a and b); default all")
-    bench.add_argument("--out", default=None, help="directory for latest.md, latest.json, PNGs (default loadtest/results)")
+    bench.add_argument(
+        "--out", default=None, help="directory for latest.md, latest.json, PNGs (default loadtest/results)"
+    )
     bench.add_argument("--work-dir", default=None, help="process logs and generated configs (default a temp dir)")
     return parser
 

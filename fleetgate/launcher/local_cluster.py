@@ -104,7 +104,8 @@ def running_replicas(config: FleetgateConfig, cancel: threading.Event) -> Iterat
 def running_router(config_path: Path, host: str, port: int, redis_url: str) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "FLEETGATE_REDIS__URL": redis_url}
     process = subprocess.Popen(
-        [sys.executable, "-m", "fleetgate.launcher.cli", "router", "--config", str(config_path), "--host", host, "--port", str(port)],
+        [sys.executable, "-m", "fleetgate.launcher.cli", "router", "--config", str(config_path),
+         "--host", host, "--port", str(port)],
         env=env, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     try:

@@ -43,8 +43,8 @@ import yaml
 
 from fleetgate.core.config import FleetgateConfig, load_config
 from fleetgate.core.local_processes import free_port, terminate, wait_until
-from fleetgate.core.shipped import shipped_path
 from fleetgate.core.registry import ReplicaRecord, read_all
+from fleetgate.core.shipped import shipped_path
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class LocalPrometheus:
         terminate(self.process, what="prometheus", timeout=15)
         shutil.rmtree(self.storage_dir, ignore_errors=True)
 
-    def __enter__(self) -> "LocalPrometheus":
+    def __enter__(self) -> LocalPrometheus:
         return self
 
     def __exit__(self, *exc: object) -> None:

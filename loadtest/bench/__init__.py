@@ -1,4 +1,5 @@
-"""``fleetgate bench``: side-by-side benchmarks of the router's overhead, end-to-end vLLM serving, scale-out and LiteLLM.
+"""``fleetgate bench``: side-by-side benchmarks of the router's overhead, end-to-end vLLM serving,
+scale-out and LiteLLM.
 
 Modules: ``stats`` (percentile math), ``loadgen`` (HTTP/SSE and gRPC load generators),
 ``cpu`` (process CPU time), ``processes`` (start and always stop the parts),

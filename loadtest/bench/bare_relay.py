@@ -15,6 +15,7 @@ import argparse
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import orjson
@@ -56,7 +57,7 @@ async def _frames(stub: replica_pb2_grpc.ReplicaStub, request: pb.GenerateReques
     chunk_id = "chatcmpl-" + request.request_id
     created = int(time.time())
 
-    def frame(choices: list[dict], **extra: object) -> bytes:
+    def frame(choices: list[dict[str, Any]], **extra: object) -> bytes:
         chunk = {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": request.model,
                  "choices": choices, **extra}
         return b"data: " + orjson.dumps(chunk) + b"\n\n"

@@ -23,12 +23,12 @@ import aiohttp
 import grpc
 import orjson
 
-from fleetgate.v1 import replica_pb2 as pb
-from fleetgate.v1 import replica_pb2_grpc
 from fleetgate.loadtest import payloads
 from fleetgate.loadtest.bench.cpu import CpuMeter
 from fleetgate.loadtest.bench.stats import RequestRecord
 from fleetgate.loadtest.streaming import StreamParser
+from fleetgate.v1 import replica_pb2 as pb
+from fleetgate.v1 import replica_pb2_grpc
 
 
 def bench_prompt(index: int) -> str:
@@ -116,7 +116,7 @@ class HttpChatTarget:
                     return RequestRecord(started, time.perf_counter(), error=f"HTTP {resp.status}: {text[:200]}")
                 async for line in resp.content:
                     parser.feed(line)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             return RequestRecord(started, time.perf_counter(), error=f"{type(exc).__name__}: {exc}")
         result = parser.result
         error = result.error or (None if result.finished else "stream ended without [DONE]")
@@ -125,7 +125,10 @@ class HttpChatTarget:
 
 
 class GrpcGenerateTarget:
-    """``Replica.Generate`` straight to one replica, the way the router calls it (one channel, one stream per request)."""
+    """``Replica.Generate`` straight to one replica, the way the router calls it.
+
+    One channel, one stream per request.
+    """
 
     def __init__(self, address: str, model: str, max_tokens: int) -> None:
         self.address = address
@@ -178,7 +181,7 @@ class GrpcGenerateTarget:
         return RequestRecord(started, time.perf_counter(), first, seen if reported is None else reported, error)
 
 
-async def _run_requests(target: LoadTarget, concurrency: int, counter: itertools.count, *,
+async def _run_requests(target: LoadTarget, concurrency: int, counter: itertools.count[int], *,
                         until: float | None = None, total: int | None = None) -> list[RequestRecord]:
     """Keep ``concurrency`` requests in flight until the deadline ``until`` or ``total`` requests were started."""
     records: list[RequestRecord] = []
@@ -201,7 +204,9 @@ async def run_load(target: LoadTarget, plan: LoadPlan, meters: Sequence[CpuMeter
     if plan.warmup_requests:
         await _run_requests(target, plan.concurrency, itertools.count(), total=plan.warmup_requests)
     elif plan.warmup_seconds:
-        await _run_requests(target, plan.concurrency, itertools.count(), until=time.perf_counter() + plan.warmup_seconds)
+        await _run_requests(
+            target, plan.concurrency, itertools.count(), until=time.perf_counter() + plan.warmup_seconds
+        )
     for meter in meters:
         meter.start()
     began = time.perf_counter()

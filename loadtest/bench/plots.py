@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -15,10 +16,13 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 from fleetgate.loadtest.bench.report import ROUTER_CPU_PER_REQUEST_MAX, ROUTER_CPU_PER_TOKEN_MAX  # noqa: E402
 from fleetgate.loadtest.bench.results import BARE_RELAY, FLEETGATE, GRPC_DIRECT, LITELLM, BenchResults  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 _COLORS = {GRPC_DIRECT: "tab:gray", BARE_RELAY: "tab:olive", FLEETGATE: "tab:blue", LITELLM: "tab:orange"}
 
 
-def _save(fig: plt.Figure, out_dir: Path, name: str) -> str:
+def _save(fig: Figure, out_dir: Path, name: str) -> str:
     fig.tight_layout()
     fig.savefig(out_dir / name, dpi=110)
     plt.close(fig)
@@ -34,13 +38,13 @@ def plot_overhead_ttft(results: BenchResults, out_dir: Path) -> str | None:
             continue
         drawn = True
         xs = [m.concurrency for m in rows]
-        for ax, attr in zip(axes, ("ttft_p50", "ttft_p99")):
+        for ax, attr in zip(axes, ("ttft_p50", "ttft_p99"), strict=True):
             ax.plot(xs, [getattr(m.summary, attr) * 1000 for m in rows], marker="o", label=target,
                     color=_COLORS[target])
     if not drawn:
         plt.close(fig)
         return None
-    for ax, title in zip(axes, ("TTFT p50", "TTFT p99")):
+    for ax, title in zip(axes, ("TTFT p50", "TTFT p99"), strict=True):
         ax.set(title=f"(a) {title}, zero-latency sim", xlabel="concurrency", ylabel="ms", xscale="symlog",
                yscale="log")
         ax.grid(True, alpha=0.3)

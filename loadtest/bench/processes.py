@@ -97,7 +97,7 @@ class ProcessSet:
         while self.processes:
             self.processes.pop().stop()
 
-    def __enter__(self) -> "ProcessSet":
+    def __enter__(self) -> ProcessSet:
         return self
 
     def __exit__(self, *exc: object) -> None:

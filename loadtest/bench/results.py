@@ -52,9 +52,16 @@ class BenchResults:
         self.measurements.append(measurement)
         return measurement
 
-    def find(self, part: str, target: str, concurrency: int | None = None, label: str | None = None) -> Measurement | None:
+    def find(
+        self, part: str, target: str, concurrency: int | None = None, label: str | None = None
+    ) -> Measurement | None:
         for m in self.measurements:
-            if m.part == part and m.target == target and concurrency in (None, m.concurrency) and label in (None, m.label):
+            if (
+                m.part == part
+                and m.target == target
+                and concurrency in (None, m.concurrency)
+                and label in (None, m.label)
+            ):
                 return m
         return None
 
@@ -66,7 +73,7 @@ class BenchResults:
         return json.dumps(_jsonable(dataclasses.asdict(self)), indent=2) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "BenchResults":
+    def from_json(cls, text: str) -> BenchResults:
         data = json.loads(text)
         measurements = [
             Measurement(**{**m, "summary": RunSummary(**_finite_or_nan(m["summary"]))}) for m in data["measurements"]

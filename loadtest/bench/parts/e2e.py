@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fleetgate.replicas.bundled_model import resolve_model_path
 from fleetgate.loadtest.bench import configs
 from fleetgate.loadtest.bench.cpu import CpuMeter
 from fleetgate.loadtest.bench.loadgen import HttpChatTarget, LoadPlan
 from fleetgate.loadtest.bench.parts.common import BenchContext, record_run, say, start_litellm_in_front
 from fleetgate.loadtest.bench.processes import ProcessSet, start_redis, start_replica, start_router, start_vllm_server
 from fleetgate.loadtest.bench.results import FLEETGATE, LITELLM, VLLM_SERVER
+from fleetgate.replicas.bundled_model import resolve_model_path
 
 PART = "b"
 # A vLLM CPU engine loads in ~30 s with enforce_eager; leave room for a busy machine.
@@ -54,9 +54,16 @@ def run_end_to_end(ctx: BenchContext) -> None:
         replica, _ = start_replica(processes, cluster, model.name, redis_url, name="vllm-replica",
                                    timeout=ENGINE_START_TIMEOUT)
         router, router_url = start_router(processes, cluster, model.name, redis_url)
-        record_run(ctx, part=PART, target_name=FLEETGATE, target=target(router_url), plan=plan,
-                   max_tokens=sizes.max_tokens, meters=[CpuMeter("router", router.pid), CpuMeter("engine", replica.pid)],
-                   measured="router")
+        record_run(
+            ctx,
+            part=PART,
+            target_name=FLEETGATE,
+            target=target(router_url),
+            plan=plan,
+            max_tokens=sizes.max_tokens,
+            meters=[CpuMeter("router", router.pid), CpuMeter("engine", replica.pid)],
+            measured="router",
+        )
 
     with ProcessSet(log_dir) as processes:
         server, server_url = start_vllm_server(
