@@ -70,11 +70,16 @@ from replica_process import SIM_CONFIG, ReplicaProcess  # noqa: E402  (tests/ is
 
 @pytest.fixture()
 def replica_factory(redis_server: RedisServer, tmp_path: Path):
-    """``start(model="sim", config=SIM_CONFIG, **kwargs) -> ReplicaProcess``: registered replicas, stopped afterwards."""
+    """Registered replicas, stopped afterwards.
+
+    ``start(model="sim", config=SIM_CONFIG, **kwargs) -> ReplicaProcess``
+    """
     started: list[ReplicaProcess] = []
 
     def start(model: str = "sim", config: Path = SIM_CONFIG, **kwargs) -> ReplicaProcess:
-        replica = ReplicaProcess(config, model, redis_server.url, log_path=tmp_path / f"replica-{len(started)}.log", **kwargs)
+        replica = ReplicaProcess(
+            config, model, redis_server.url, log_path=tmp_path / f"replica-{len(started)}.log", **kwargs
+        )
         started.append(replica)
         replica.start()
         return replica
@@ -87,7 +92,9 @@ def replica_factory(redis_server: RedisServer, tmp_path: Path):
 @pytest.fixture(scope="session")
 def sim_replica(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory):
     """One `sim` replica (tests/configs/sim.yaml) registered in the session's Redis."""
-    replica = ReplicaProcess(SIM_CONFIG, "sim", redis_server.url, log_path=tmp_path_factory.mktemp("sim-replica") / "replica.log")
+    replica = ReplicaProcess(
+        SIM_CONFIG, "sim", redis_server.url, log_path=tmp_path_factory.mktemp("sim-replica") / "replica.log"
+    )
     replica.start()
     yield replica
     replica.stop()

@@ -114,7 +114,9 @@ def validate_kubernetes_object(obj: Obj) -> None:
 
 def validate_pod_template(template: Obj) -> None:
     """Validate an embedded pod template (e.g. a RayCluster group's) as a Kubernetes PodTemplate."""
-    validate_kubernetes_object({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "check"}, "template": template})
+    validate_kubernetes_object(
+        {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "check"}, "template": template}
+    )
 
 
 def _forbid_unknown_fields(schema: Any) -> Any:

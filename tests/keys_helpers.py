@@ -33,4 +33,4 @@ def listed(redis_url: str) -> dict[str, dict[str, str]]:
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
     assert header.split() == LIST_COLUMNS
-    return {row.split()[1]: dict(zip(LIST_COLUMNS, row.split())) for row in rows}
+    return {row.split()[1]: dict(zip(LIST_COLUMNS, row.split(), strict=False)) for row in rows}

@@ -102,7 +102,7 @@ class ReplicaProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def __enter__(self) -> "ReplicaProcess":
+    def __enter__(self) -> ReplicaProcess:
         self.start()
         return self
 

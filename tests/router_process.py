@@ -25,9 +25,8 @@ import httpx
 import openai
 import pytest
 
-from replica_process import ReplicaProcess
-
 from fleetgate.core.local_processes import free_port, log_tail, terminate, wait_until
+from replica_process import ReplicaProcess
 
 REPO = Path(__file__).resolve().parent.parent
 ROUTER_CONFIG = REPO / "tests" / "configs" / "router-sim.yaml"
@@ -50,16 +49,19 @@ class RouterProcess:
         self.redis_url = redis_url
         self.env = env or {}
         self.port = free_port()
-        self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"fleetgate-router-{uuid.uuid4().hex[:6]}.log"
+        self.log_path = (
+            Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"fleetgate-router-{uuid.uuid4().hex[:6]}.log"
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> "RouterProcess":
+    def start(self, timeout: float = 60.0) -> RouterProcess:
         env = {**os.environ, **self.env, "FLEETGATE_REDIS__URL": self.redis_url, "PYTHONUNBUFFERED": "1"}
-        command = [sys.executable, "-m", "fleetgate.launcher.cli", "router", "--config", str(self.config_path), "--port", str(self.port)]
+        command = [sys.executable, "-m", "fleetgate.launcher.cli", "router", "--config", str(self.config_path),
+                   "--port", str(self.port)]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_until(lambda: httpx.get(f"{self.base_url}/health", timeout=1.0).status_code == 200, what="router",
@@ -70,7 +72,7 @@ class RouterProcess:
         if self.proc is not None:
             terminate(self.proc, what="router", timeout=20)
 
-    def __enter__(self) -> "RouterProcess":
+    def __enter__(self) -> RouterProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -137,7 +139,8 @@ def router_cluster(redis_server, tmp_path_factory: pytest.TempPathFactory) -> It
         return
     logs = tmp_path_factory.mktemp("router-cluster")
     replicas = [
-        ReplicaProcess(ROUTER_CONFIG, model, redis_server.url, log_path=logs / f"{model}.log") for model in ALWAYS_ON_MODELS
+        ReplicaProcess(ROUTER_CONFIG, model, redis_server.url, log_path=logs / f"{model}.log")
+        for model in ALWAYS_ON_MODELS
     ]
     router = RouterProcess(ROUTER_CONFIG, redis_server.url, log_path=logs / "router.log")
     try:

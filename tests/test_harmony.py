@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.formats.harmony import HarmonyFormat, harmony_encoding
+from fleetgate.v1 import replica_pb2 as pb
 
 START_DATE = "2025-06-28"
 SYSTEM_HIGH_WITH_FUNCTIONS = (

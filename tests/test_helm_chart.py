@@ -104,11 +104,16 @@ SCENARIOS = {
     ),
     "tp2": Scenario(files=(TP2_QWEN, CHART / "examples" / "tp2.yaml"), fleetgate_config=TP2_QWEN),
     "everything-on": Scenario(
-        files=(GPT_OSS, CHART / "examples" / "gpt-oss-120b-h100.yaml"), overrides=EVERYTHING_ON, fleetgate_config=GPT_OSS
+        files=(GPT_OSS, CHART / "examples" / "gpt-oss-120b-h100.yaml"),
+        overrides=EVERYTHING_ON,
+        fleetgate_config=GPT_OSS,
     ),
     "external-redis-url": Scenario(overrides={"redis": {"url": "redis://shared-redis.infra:6379/3"}}),
     "external-redis-secret": Scenario(
-        overrides={"redisUrlSecret": {"name": "redis-url"}, "modelCache": {"type": "pvc", "pvc": {"existingClaim": "models"}}}
+        overrides={
+            "redisUrlSecret": {"name": "redis-url"},
+            "modelCache": {"type": "pvc", "pvc": {"existingClaim": "models"}},
+        }
     ),
 }
 
@@ -197,7 +202,9 @@ def test_one_worker_group_per_model_with_its_gpus(rendered: dict[str, Rendered],
     groups = worker_groups(r)
     assert len(groups) == len(config.models)
     for model in config.models:
-        (group,) = [g for g in groups.values() if g["template"]["metadata"]["annotations"]["fleetgate.io/model"] == model.name]
+        (group,) = [
+            g for g in groups.values() if g["template"]["metadata"]["annotations"]["fleetgate.io/model"] == model.name
+        ]
         assert group["replicas"] == group["minReplicas"] == group["maxReplicas"] == model.replicas
         pod = group["template"]
         worker = container(pod, "ray-worker")
@@ -234,7 +241,9 @@ def test_gpt_oss_replicas_land_on_h100_nodes_one_gpu_each(rendered: dict[str, Re
     pod = group["template"]
     assert group["groupName"] == "gpt-oss-120b" and group["replicas"] == 4
     assert container(pod, "ray-worker")["resources"]["limits"]["nvidia.com/gpu"] == 1
-    (term,) = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    (term,) = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
     (expression,) = term["matchExpressions"]
     assert expression["key"] == "nvidia.com/gpu.product" and "NVIDIA-H100-80GB-HBM3" in expression["values"]
     assert volume_by_name(pod)["model-cache"]["persistentVolumeClaim"]["claimName"] == f"{FULLNAME}-model-cache"
@@ -321,7 +330,10 @@ def test_external_redis_replaces_the_statefulset(rendered: dict[str, Rendered]) 
     by_secret = rendered["external-redis-secret"]
     assert not by_secret.of_kind("StatefulSet")
     router = container(by_secret.named("Deployment", f"{FULLNAME}-router")["spec"]["template"], "router")
-    assert env_by_name(router)["FLEETGATE_REDIS__URL"]["valueFrom"]["secretKeyRef"] == {"name": "redis-url", "key": "url"}
+    assert env_by_name(router)["FLEETGATE_REDIS__URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "redis-url",
+        "key": "url",
+    }
     (group,) = worker_groups(by_secret).values()
     assert volume_by_name(group["template"])["model-cache"]["persistentVolumeClaim"]["claimName"] == "models"
     assert not by_secret.of_kind("PersistentVolumeClaim")
@@ -398,7 +410,7 @@ def test_monitors_scrape_routers_and_replicas(rendered: dict[str, Rendered]) -> 
 def test_prometheus_rules_are_deploys_rule_files_unchanged(rendered: dict[str, Rendered]) -> None:
     rules = rendered["everything-on"].of_kind("PrometheusRule")
     assert len(rules) == len(RULE_FILES)
-    for rule, path in zip(rules, RULE_FILES):
+    for rule, path in zip(rules, RULE_FILES, strict=True):
         assert rule["metadata"]["name"] == f"{FULLNAME}-{path.stem}"
         assert rule["spec"] == {"groups": yaml.safe_load(path.read_text())["groups"]}
 
@@ -407,7 +419,7 @@ def test_prometheus_rules_are_deploys_rule_files_unchanged(rendered: dict[str, R
 def test_dashboards_are_deploys_json_byte_for_byte(rendered: dict[str, Rendered]) -> None:
     config_maps = [c for c in rendered["everything-on"].of_kind("ConfigMap") if "-dashboard-" in c["metadata"]["name"]]
     assert len(config_maps) == len(DASHBOARD_FILES)
-    for config_map, path in zip(config_maps, DASHBOARD_FILES):
+    for config_map, path in zip(config_maps, DASHBOARD_FILES, strict=True):
         assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
         assert config_map["data"] == {path.name: path.read_text()}
 
@@ -487,7 +499,9 @@ def test_values_schema_mirrors_fleetgate_config(section: str, model: type) -> No
     with the same choices: a field added to fleetgate/core/config.py must be added to the schema."""
     schema = yaml.safe_load((CHART / "values.schema.json").read_text())
     properties = _schema_section(schema, section)["properties"]
-    assert set(properties) == set(model.model_fields), f"helm/fleetgate/values.schema.json {section} vs {model.__name__}"
+    assert set(properties) == set(model.model_fields), (
+        f"helm/fleetgate/values.schema.json {section} vs {model.__name__}"
+    )
     for name, info in model.model_fields.items():
         if typing.get_origin(info.annotation) is typing.Literal:
             assert properties[name]["enum"] == list(typing.get_args(info.annotation)), name

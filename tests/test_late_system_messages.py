@@ -37,5 +37,9 @@ def test_parts_keep_their_images_and_a_trailing_system_message_becomes_a_user_me
 
 
 def test_a_conversation_without_late_system_messages_is_unchanged() -> None:
-    messages = [{"role": "system", "content": "a"}, {"role": "system", "content": "b"}, {"role": "user", "content": "c"}]
+    messages = [
+        {"role": "system", "content": "a"},
+        {"role": "system", "content": "b"},
+        {"role": "user", "content": "c"},
+    ]
     assert fold_late_system_messages(messages) == messages

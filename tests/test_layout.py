@@ -21,8 +21,8 @@ PARTS = {
                                      "torch", "transformers"}),
     # The canonical layer is pure translation: no HTTP, Redis or gRPC, nothing of the dialects or the pipeline.
     "router/canonical": ("fleetgate.router.canonical", {"fleetgate.router.dialects", "fleetgate.router.pipeline",
-                                                        "fleetgate.router.dispatch", "fleetgate.router.state", "starlette",
-                                                        "fastapi", "redis", "grpc"}),
+                                                        "fleetgate.router.dispatch", "fleetgate.router.state",
+                                                        "starlette", "fastapi", "redis", "grpc"}),
     "replicas": ("fleetgate.replicas", {"fleetgate.router", "fleetgate.launcher", "fleetgate.loadtest", "fastapi"}),
     "loadtest": ("fleetgate.loadtest", {"fleetgate.launcher"}),
 }

@@ -21,9 +21,16 @@ from fleetgate.loadtest.bench.report import (
 )
 from fleetgate.loadtest.bench.results import FLEETGATE, GRPC_DIRECT, LITELLM, VLLM_SERVER, BenchResults, Measurement
 from fleetgate.loadtest.bench.run import parse_parts
-from fleetgate.loadtest.bench.stats import CpuCostSplit, RequestRecord, RunSummary, percentile, ratio, split_cpu_cost, summarize
+from fleetgate.loadtest.bench.stats import (
+    CpuCostSplit,
+    RequestRecord,
+    RunSummary,
+    percentile,
+    ratio,
+    split_cpu_cost,
+    summarize,
+)
 from fleetgate.loadtest.streaming import StreamParser, read_stream
-
 
 # -- percentiles and summaries ------------------------------------------------------------
 

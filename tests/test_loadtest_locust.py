@@ -31,7 +31,11 @@ SCENARIOS = {
     "MessagesUser": {("POST", "messages stream"), ("POST", "messages"), ("TTFT", "messages stream")},
     "ResponsesUser": {("POST", "responses stream"), ("POST", "responses"), ("TTFT", "responses stream")},
     "ToolCallingUser": {("POST", "tools call"), ("POST", "tools answer")},
-    "MultiTurnResponsesUser": {("POST", "responses turn 1"), ("POST", "responses turn 2"), ("POST", "responses turn 3")},
+    "MultiTurnResponsesUser": {
+        ("POST", "responses turn 1"),
+        ("POST", "responses turn 2"),
+        ("POST", "responses turn 3"),
+    },
 }
 
 

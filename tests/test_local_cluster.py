@@ -15,8 +15,8 @@ import psutil
 import pytest
 import redis
 import yaml
-from conftest import REPO, free_port, wait_for_port
 
+from conftest import REPO, free_port, wait_for_port
 from fleetgate.core.registry import REPLICA_KEY_PREFIX, ReplicaRecord
 
 
@@ -27,7 +27,9 @@ def cluster_config(tmp_path: Path) -> tuple[Path, int, int]:
         "redis": {"url": None, "port": redis_port, "data_dir": str(tmp_path / "redis")},
         "router": {"host": "127.0.0.1", "port": router_port, "auth": False},
         "replica": {"base_port": 0, "metrics_base_port": 0, "heartbeat_seconds": 0.5, "registry_ttl_seconds": 2.0},
-        "models": [{"name": "sim", "engine": "sim", "replicas": 2, "sim": {"ttft_ms": 5, "itl_ms": 2, "output_tokens": 4}}],
+        "models": [
+            {"name": "sim", "engine": "sim", "replicas": 2, "sim": {"ttft_ms": 5, "itl_ms": 2, "output_tokens": 4}}
+        ],
     }
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -83,4 +83,6 @@ def test_overview_shows_traffic_tokens_latency_errors_and_capacity() -> None:
 
 
 def test_replicas_shows_load_queue_kv_cache_and_tokens_per_replica() -> None:
-    assert {"Running per replica", "Queue per replica", "KV-cache usage", "Tokens/s per replica"} <= titles("replicas.json")
+    assert {"Running per replica", "Queue per replica", "KV-cache usage", "Tokens/s per replica"} <= titles(
+        "replicas.json"
+    )

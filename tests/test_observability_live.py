@@ -17,12 +17,12 @@ import grpc
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from router_process import ROUTER_CONFIG, RouterProcess, router_factory  # noqa: F401
 
 from fleetgate.core.config import FleetgateConfig
 from fleetgate.launcher.local_prometheus import LocalPrometheus, start_prometheus
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.v1 import replica_pb2_grpc
+from router_process import ROUTER_CONFIG, RouterProcess, router_factory  # noqa: F401
 
 WAIT_SECONDS = 60.0
 
@@ -36,7 +36,9 @@ def scrape(metrics_url: str) -> dict[tuple[str, frozenset], float]:
 
 def sample_sum(samples: dict[tuple[str, frozenset], float], name: str, **labels: str) -> float:
     wanted = set(labels.items())
-    return sum(value for (sample, sample_labels), value in samples.items() if sample == name and wanted <= sample_labels)
+    return sum(
+        value for (sample, sample_labels), value in samples.items() if sample == name and wanted <= sample_labels
+    )
 
 
 def query(prometheus: LocalPrometheus, promql: str) -> list[dict]:
@@ -68,7 +70,9 @@ def prometheus_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[...,
 
     def start(router_port: int = 8080) -> LocalPrometheus:
         config = FleetgateConfig.model_validate({"redis": {"url": redis_url}, "router": {"port": router_port}})
-        handle = start_prometheus(config, work_dir=tmp_path / f"prometheus-{len(started)}", port=0, scrape_interval="1s")
+        handle = start_prometheus(
+            config, work_dir=tmp_path / f"prometheus-{len(started)}", port=0, scrape_interval="1s"
+        )
         started.append(handle)
         return handle
 
@@ -195,7 +199,9 @@ def test_router_metrics_follow_client_usage_and_prometheus_records_tokens_per_se
         for (dialect, stream), usages in seen.items():
             usages.append(CALLS[dialect](router, stream))
         if round_number == 0:
-            wait_for_query(prometheus, f'fleetgate_completion_tokens_total{{model="{MODEL}", dialect="responses"}}', bool)
+            wait_for_query(
+                prometheus, f'fleetgate_completion_tokens_total{{model="{MODEL}", dialect="responses"}}', bool
+            )
 
     for dialect in CALLS:
         for stream in (False, True):

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 import yaml
 
 from fleetgate.core.config import FleetgateConfig
+from fleetgate.core.registry import ReplicaRecord, publish, withdraw
 from fleetgate.launcher.local_prometheus import (
     BASE_CONFIG,
     REPLICAS_SD,
@@ -24,7 +25,6 @@ from fleetgate.launcher.local_prometheus import (
     start_prometheus,
     write_json_if_changed,
 )
-from fleetgate.core.registry import ReplicaRecord, publish, withdraw
 
 
 def record(replica_id: str, metrics_url: str | None, model: str = "sim") -> ReplicaRecord:
@@ -39,11 +39,26 @@ def test_replica_target_groups_label_each_replica_and_skip_those_without_metrics
         record("sim-0", "http://127.0.0.1:9100/metrics"),
     ])
     assert groups == [
-        {"targets": ["127.0.0.1:9100"],
-         "labels": {"__scheme__": "http", "__metrics_path__": "/metrics", "replica": "sim-0", "model": "sim", "engine": "sim"}},
-        {"targets": ["10.0.0.2:9443"],
-         "labels": {"__scheme__": "https", "__metrics_path__": "/custom/metrics", "replica": "sim-1", "model": "sim",
-                    "engine": "sim"}},
+        {
+            "targets": ["127.0.0.1:9100"],
+            "labels": {
+                "__scheme__": "http",
+                "__metrics_path__": "/metrics",
+                "replica": "sim-0",
+                "model": "sim",
+                "engine": "sim",
+            },
+        },
+        {
+            "targets": ["10.0.0.2:9443"],
+            "labels": {
+                "__scheme__": "https",
+                "__metrics_path__": "/custom/metrics",
+                "replica": "sim-1",
+                "model": "sim",
+                "engine": "sim",
+            },
+        },
     ]
     assert replica_target_groups([]) == []
 
@@ -114,7 +129,12 @@ async def test_prometheus_discovers_router_and_registry_replicas_as_they_come_an
         assert httpx.get(f"{prometheus.url}/-/ready", timeout=5).status_code == 200
         targets = wait_for_targets(prometheus.url, lambda t: len(t) == 3)
         assert targets["http://127.0.0.1:19100/metrics"] == {
-            "instance": "127.0.0.1:19100", "job": "fleetgate-replica", "replica": "sim-0", "model": "sim", "engine": "sim"}
+            "instance": "127.0.0.1:19100",
+            "job": "fleetgate-replica",
+            "replica": "sim-0",
+            "model": "sim",
+            "engine": "sim",
+        }
         assert targets["http://127.0.0.1:18080/metrics"]["job"] == "fleetgate-router"
         assert targets["http://127.0.0.1:18081/metrics"]["job"] == "fleetgate-router"
 

@@ -40,7 +40,10 @@ def test_runtime_prometheus_config_passes_promtool_check_config(tmp_path: Path) 
     assert_ok(promtool("check", "config", config_path))
     runtime = yaml.safe_load(config_path.read_text())
     assert runtime["global"]["scrape_interval"] == "1s"
-    assert runtime["rule_files"] == [str(PROMETHEUS / "rules" / "recording.yml"), str(PROMETHEUS / "rules" / "alerts.yml")]
+    assert runtime["rule_files"] == [
+        str(PROMETHEUS / "rules" / "recording.yml"),
+        str(PROMETHEUS / "rules" / "alerts.yml"),
+    ]
     sd_files = {job["job_name"]: job["file_sd_configs"][0]["files"] for job in runtime["scrape_configs"]}
     assert sd_files == {"fleetgate-router": [str(tmp_path / "sd" / "routers.json")],
                         "fleetgate-replica": [str(tmp_path / "sd" / "replicas.json")]}

@@ -91,7 +91,8 @@ def ray_rejection(options: dict[str, Any]) -> str | None:
 @pytest.mark.parametrize("model, in_group", [
     (gpu_model(1), True),
     (gpu_model(4), True),
-    (ModelConfig(name="small", engine="vllm", model="bundled:smollm2-135m", env={"VLLM_CPU_KVCACHE_SPACE": "2"}), False),
+    (ModelConfig(name="small", engine="vllm", model="bundled:smollm2-135m", env={"VLLM_CPU_KVCACHE_SPACE": "2"}),
+     False),
     (ModelConfig(name="s", engine="sim"), False),
 ], ids=["1xH100", "TP4-H100", "cpu-vllm", "sim"])
 def test_ray_accepts_the_actor_options(model: ModelConfig, in_group: bool):

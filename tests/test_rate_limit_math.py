@@ -8,7 +8,13 @@ from fleetgate.router.dialects.chat.dialect import CHAT
 from fleetgate.router.dialects.messages.dialect import MESSAGES
 from fleetgate.router.dialects.messages.shape import anthropic_error_body
 from fleetgate.router.dialects.openai_shape import openai_error_body
-from fleetgate.router.rate_limit import Limits, WindowReading, exceeded, go_duration, rate_limit_error
+from fleetgate.router.rate_limit import (
+    Limits,
+    WindowReading,
+    exceeded,
+    go_duration,
+    rate_limit_error,
+)
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -58,7 +64,9 @@ def test_the_429_in_both_shapes_with_retry_after() -> None:
     err = rate_limit_error(limits, reading, key_name="alice", window_seconds=60, headers=headers)
     assert err.status == 429
     assert err.headers == {**headers, "Retry-After": "42"}
-    message = "Rate limit reached for API key 'alice' on tokens per minute: limit 500, used 512. Please try again in 42s."
+    message = (
+        "Rate limit reached for API key 'alice' on tokens per minute: limit 500, used 512. Please try again in 42s."
+    )
     assert openai_error_body(err) == {"error": {"message": message, "type": "tokens", "param": None,
                                                 "code": "rate_limit_exceeded"}}
     assert anthropic_error_body(err) == {"type": "error", "error": {"type": "rate_limit_error", "message": message}}
@@ -66,4 +74,6 @@ def test_the_429_in_both_shapes_with_retry_after() -> None:
     anonymous = rate_limit_error(Limits(requests=1), WindowReading(False, 1, 0, 0.2), key_name="", window_seconds=5,
                                  headers={})
     assert anonymous.retry_after == 1 and openai_error_body(anonymous)["error"]["type"] == "requests"
-    assert anonymous.message.startswith("Rate limit reached for API key 'anonymous' on requests per 5 s: limit 1, used 1.")
+    assert anonymous.message.startswith(
+        "Rate limit reached for API key 'anonymous' on requests per 5 s: limit 1, used 1."
+    )

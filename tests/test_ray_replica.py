@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import time
-
 from urllib.parse import urlsplit
 
 import grpc
 import httpx
 import pytest
 import ray
-from conftest import free_port
-from replica_process import SIM_CONFIG
 
+from conftest import free_port
 from fleetgate.core.config import FleetgateConfig, load_config
 from fleetgate.core.registry import REPLICA_KEY_PREFIX, ReplicaRecord
-from fleetgate.v1 import replica_pb2 as pb
-from fleetgate.v1 import replica_pb2_grpc
 from fleetgate.replicas.controller import ReplicaActor, ReplicaController
 from fleetgate.replicas.placement import actor_options
 from fleetgate.replicas.ports import port_is_free
+from fleetgate.v1 import replica_pb2 as pb
+from fleetgate.v1 import replica_pb2_grpc
+from replica_process import SIM_CONFIG
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, namespace="fleetgate-test", object_store_memory=100 * 1024**2, log_to_driver=False)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        namespace="fleetgate-test",
+        object_store_memory=100 * 1024**2,
+        log_to_driver=False,
+    )
     yield
     ray.shutdown()
 
@@ -68,7 +73,9 @@ def test_controller_replaces_a_dead_replica_and_drains_on_stop(local_ray, sim_co
         first_id = slot.replica_id
         assert registered(redis_server, first_id) is not None
         ray.kill(slot.actor, no_restart=True)
-        replacement = wait_for(lambda: slot.record is not None and slot.replica_id != first_id and slot.replica_id, timeout=45)
+        replacement = wait_for(
+            lambda: slot.record is not None and slot.replica_id != first_id and slot.replica_id, timeout=45
+        )
         assert replacement, "the controller did not replace the killed replica"
         assert registered(redis_server, replacement) is not None
     finally:
@@ -110,7 +117,9 @@ def test_actors_on_one_node_take_the_first_free_ports_from_the_base(local_ray, s
             running = [line for line in exposition.splitlines() if line.startswith("fleetgate_replica_running{")]
             assert running and all(f'replica="{record.replica_id}"' in line for line in running)
             process = [line for line in exposition.splitlines() if line.startswith("process_cpu_seconds_total")]
-            assert process and all(f'replica="{record.replica_id}"' in line and 'model="sim"' in line for line in process)
+            assert process and all(
+                f'replica="{record.replica_id}"' in line and 'model="sim"' in line for line in process
+            )
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)

@@ -7,11 +7,11 @@ import urllib.request
 
 import grpc
 import pytest
-from conftest import RedisServer
-from replica_process import SIM_CONFIG, ReplicaProcess
 
+from conftest import RedisServer
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.v1 import replica_pb2_grpc
+from replica_process import SIM_CONFIG, ReplicaProcess
 
 
 def wait_for(predicate, timeout: float = 10.0):
@@ -43,7 +43,11 @@ def test_heartbeat_publishes_the_current_load(replica_factory):
     replica = replica_factory("sim-slow")
     with grpc.insecure_channel(replica.address) as channel:
         call = replica_pb2_grpc.ReplicaStub(channel).Generate(
-            pb.GenerateRequest(request_id="load-1", model="sim-slow", messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="hi")])])
+            pb.GenerateRequest(
+                request_id="load-1",
+                model="sim-slow",
+                messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="hi")])],
+            )
         )
         assert next(call).HasField("started")
         busy = wait_for(lambda: (r := replica.registry_record()) and r.load.running == 1)

@@ -15,14 +15,21 @@ SCHEMAS = {
     "const": {"const": 42},
     "nullable": {"type": ["null", "integer"], "minimum": 3},
     "integer bounds": {"type": "integer", "exclusiveMinimum": 10, "maximum": 12, "multipleOf": 2},
-    "draft4 exclusive": {"$schema": "http://json-schema.org/draft-04/schema#", "type": "integer", "minimum": 5, "exclusiveMinimum": True},
+    "draft4 exclusive": {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "type": "integer",
+        "minimum": 5,
+        "exclusiveMinimum": True,
+    },
     "number range": {"type": "number", "minimum": -2.5, "maximum": -1.0},
     "number multiple": {"type": "number", "multipleOf": 0.25, "minimum": 0.3},
     "string length": {"type": "string", "minLength": 40, "maxLength": 41},
     "short string": {"type": "string", "maxLength": 3},
     "formats": {
         "type": "object",
-        "properties": {f: {"type": "string", "format": f} for f in ("date-time", "date", "email", "uri", "uuid", "ipv4")},
+        "properties": {
+            f: {"type": "string", "format": f} for f in ("date-time", "date", "email", "uri", "uuid", "ipv4")
+        },
         "required": ["date-time", "date", "email", "uri", "uuid", "ipv4"],
     },
     "unique array": {"type": "array", "items": {"type": "integer", "maximum": 100}, "minItems": 5, "uniqueItems": True},
@@ -30,7 +37,10 @@ SCHEMAS = {
     "tuple": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "boolean"}], "items": False},
     "closed object": {
         "type": "object",
-        "properties": {"a": {"type": "string"}, "b": {"type": "object", "properties": {"c": {"type": "array", "items": {"type": "number"}}}}},
+        "properties": {
+            "a": {"type": "string"},
+            "b": {"type": "object", "properties": {"c": {"type": "array", "items": {"type": "number"}}}},
+        },
         "required": ["b"],
         "additionalProperties": False,
     },
@@ -39,11 +49,19 @@ SCHEMAS = {
         "type": "object",
         "properties": {"home": {"$ref": "#/$defs/address"}, "work": {"$ref": "#/definitions/address"}},
         "required": ["home", "work"],
-        "$defs": {"address": {"type": "object", "properties": {"zip": {"type": "string", "minLength": 5}}, "required": ["zip"]}},
+        "$defs": {
+            "address": {
+                "type": "object",
+                "properties": {"zip": {"type": "string", "minLength": 5}},
+                "required": ["zip"],
+            }
+        },
         "definitions": {"address": {"$ref": "#/$defs/address"}},
     },
     "oneOf": {"oneOf": [{"type": "string", "maxLength": 2}, {"type": "integer"}]},
-    "anyOf": {"anyOf": [{"type": "null"}, {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}]},
+    "anyOf": {
+        "anyOf": [{"type": "null"}, {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}]
+    },
     "allOf": {"allOf": [{"type": "object", "properties": {"x": {"type": "integer"}}}, {"required": ["x", "y"]}]},
     "recursive": {
         "type": "object",

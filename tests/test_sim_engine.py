@@ -9,14 +9,14 @@ import re
 import grpc
 import jsonschema
 import pytest
-from replica_process import SIM_CONFIG
 
 from fleetgate.core import grpc_options
 from fleetgate.core.config import load_config
-from fleetgate.v1 import replica_pb2 as pb
-from fleetgate.v1 import replica_pb2_grpc
 from fleetgate.replicas.engine_factory import build_engine
 from fleetgate.replicas.server import start_replica_server
+from fleetgate.v1 import replica_pb2 as pb
+from fleetgate.v1 import replica_pb2_grpc
+from replica_process import SIM_CONFIG
 
 Reason = pb.Finish.Reason
 MODELS = ["sim", "sim-reasoning", "sim-echo", "sim-slow", "sim-faulty"]
@@ -34,7 +34,10 @@ BOOKING_SCHEMA = {
         "nights": {"type": "array", "items": {"type": "string", "format": "date"}, "minItems": 2, "uniqueItems": True},
         "contact": {
             "type": "object",
-            "properties": {"email": {"type": "string", "format": "email"}, "phone": {"type": ["string", "null"], "minLength": 5}},
+            "properties": {
+                "email": {"type": "string", "format": "email"},
+                "phone": {"type": ["string", "null"], "minLength": 5},
+            },
             "required": ["email"],
             "additionalProperties": False,
         },
@@ -128,7 +131,11 @@ async def test_required_tool_call_streams_arguments_that_validate(stubs, schema)
     sequence = kinds(events)
     deltas = sequence.count("tool_call_delta")
     assert deltas >= 2
-    assert sequence == ["started", "tool_call_start"] + ["tool_call_delta"] * deltas + ["tool_call_end", "usage", "finish"]
+    assert sequence == ["started", "tool_call_start"] + ["tool_call_delta"] * deltas + [
+        "tool_call_end",
+        "usage",
+        "finish",
+    ]
     start = events[1].tool_call_start
     assert (start.index, start.name) == (0, "act")
     assert re.fullmatch(r"call_[0-9a-f]{24}", start.id)
@@ -160,7 +167,9 @@ async def test_named_tool_choice_calls_that_tool(stubs):
 
 
 async def test_tool_choice_none_answers_with_text(stubs):
-    req = request("sim", tools=[tool("weather", WEATHER_SCHEMA)], tool_choice=pb.ToolChoice(mode=pb.ToolChoice.MODE_NONE))
+    req = request(
+        "sim", tools=[tool("weather", WEATHER_SCHEMA)], tool_choice=pb.ToolChoice(mode=pb.ToolChoice.MODE_NONE)
+    )
     events = await collect(stubs["sim"], req)
     assert "tool_call_start" not in kinds(events)
     assert events[-1].finish.reason == Reason.REASON_STOP
@@ -174,7 +183,11 @@ async def test_reasoning_model_reasons_before_its_tool_call(stubs):
 
 
 async def test_unknown_named_tool_is_refused(stubs):
-    req = request("sim", tools=[tool("weather", WEATHER_SCHEMA)], tool_choice=pb.ToolChoice(mode=pb.ToolChoice.MODE_NAMED, name="nope"))
+    req = request(
+        "sim",
+        tools=[tool("weather", WEATHER_SCHEMA)],
+        tool_choice=pb.ToolChoice(mode=pb.ToolChoice.MODE_NAMED, name="nope"),
+    )
     events = await collect(stubs["sim"], req)
     assert kinds(events) == ["finish"]
     assert events[0].finish.error_code == pb.ERROR_CODE_INVALID_REQUEST
@@ -196,7 +209,9 @@ async def test_stop_sequence_cuts_the_text_before_the_match(stubs):
 
 
 async def test_json_schema_response_format_validates(stubs):
-    response_format = pb.ResponseFormat(kind=pb.ResponseFormat.KIND_JSON_SCHEMA, schema_json=json.dumps(BOOKING_SCHEMA), name="booking")
+    response_format = pb.ResponseFormat(
+        kind=pb.ResponseFormat.KIND_JSON_SCHEMA, schema_json=json.dumps(BOOKING_SCHEMA), name="booking"
+    )
     events = await collect(stubs["sim"], request("sim", response_format=response_format))
     jsonschema.validate(json.loads(joined(events, "text")), BOOKING_SCHEMA)
     assert events[-1].finish.reason == Reason.REASON_STOP

@@ -46,7 +46,9 @@ def test_the_turn_after_the_tool_result_answers_from_it() -> None:
 
 
 def test_a_script_played_to_its_end_leaves_the_usual_answer() -> None:
-    done = request(user(SCRIPT), *tool_turn("x"), pb.Message(role=pb.ROLE_ASSISTANT, content=[pb.ContentPart(text="ok")]))
+    done = request(
+        user(SCRIPT), *tool_turn("x"), pb.Message(role=pb.ROLE_ASSISTANT, content=[pb.ContentPart(text="ok")])
+    )
     assert scripted_step(done) is None
 
 

@@ -26,7 +26,9 @@ WEATHER_SCHEMA = {
     "required": ["city", "unit"],
     "additionalProperties": False,
 }
-WEATHER_TOOL = pb.Tool(name="get_weather", description="Current weather in a city", parameters_json=json.dumps(WEATHER_SCHEMA))
+WEATHER_TOOL = pb.Tool(
+    name="get_weather", description="Current weather in a city", parameters_json=json.dumps(WEATHER_SCHEMA)
+)
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +134,12 @@ async def test_json_schema_output_parses_and_validates(stub):
         "required": ["country", "capital", "continent", "landlocked"],
         "additionalProperties": False,
     }
-    response_format = pb.ResponseFormat(kind=pb.ResponseFormat.KIND_JSON_SCHEMA, schema_json=json.dumps(schema), name="country")
-    events = await events_of(stub, chat("Describe France as JSON.", sampling=greedy(80), response_format=response_format))
+    response_format = pb.ResponseFormat(
+        kind=pb.ResponseFormat.KIND_JSON_SCHEMA, schema_json=json.dumps(schema), name="country"
+    )
+    events = await events_of(
+        stub, chat("Describe France as JSON.", sampling=greedy(80), response_format=response_format)
+    )
     assert_well_formed(events)
     assert events[-1].finish.reason == Reason.REASON_STOP, text_of(events)
     jsonschema.validate(json.loads(text_of(events)), schema)
@@ -141,7 +147,10 @@ async def test_json_schema_output_parses_and_validates(stub):
 
 async def test_json_object_output_parses(stub):
     response_format = pb.ResponseFormat(kind=pb.ResponseFormat.KIND_JSON_OBJECT)
-    events = await events_of(stub, chat("What is the capital of France? Answer in JSON.", sampling=greedy(60), response_format=response_format))
+    events = await events_of(
+        stub,
+        chat("What is the capital of France? Answer in JSON.", sampling=greedy(60), response_format=response_format),
+    )
     assert events[-1].finish.reason == Reason.REASON_STOP, text_of(events)
     assert isinstance(json.loads(text_of(events)), dict)
 
@@ -175,7 +184,10 @@ async def test_forced_tool_call_gives_valid_tool_call_events(stub, tool_choice):
     request = chat(
         "What is the weather in Paris in celsius?",
         sampling=greedy(80),
-        tools=[WEATHER_TOOL, pb.Tool(name="get_time", parameters_json=json.dumps({"type": "object", "properties": {}}))],
+        tools=[
+            WEATHER_TOOL,
+            pb.Tool(name="get_time", parameters_json=json.dumps({"type": "object", "properties": {}})),
+        ],
         tool_choice=tool_choice,
         parallel_tool_calls=False,
     )
@@ -187,7 +199,11 @@ async def test_forced_tool_call_gives_valid_tool_call_events(stub, tool_choice):
     assert len(calls) == 1
     call = calls[0]
     assert call["id"]
-    assert call["name"] == "get_weather" if tool_choice.mode == pb.ToolChoice.MODE_NAMED else call["name"] in {"get_weather", "get_time"}
+    assert (
+        call["name"] == "get_weather"
+        if tool_choice.mode == pb.ToolChoice.MODE_NAMED
+        else call["name"] in {"get_weather", "get_time"}
+    )
     if call["name"] == "get_weather":
         jsonschema.validate(json.loads(call["arguments"]), WEATHER_SCHEMA)
 
@@ -264,7 +280,9 @@ async def test_usage_is_the_engines_count(stub):
 
 
 async def test_raw_prompt_is_used_without_template(stub):
-    raw = pb.GenerateRequest(request_id="raw-1", model="smollm2-135m", raw_prompt="The capital of France is", sampling=greedy(4))
+    raw = pb.GenerateRequest(
+        request_id="raw-1", model="smollm2-135m", raw_prompt="The capital of France is", sampling=greedy(4)
+    )
     events = await events_of(stub, raw)
     assert_well_formed(events)
     assert events[0].started.prompt_tokens == (await stub.CountTokens(raw)).prompt_tokens

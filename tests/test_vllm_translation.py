@@ -8,15 +8,15 @@ import re
 import pytest
 
 from fleetgate.core.events import ErrorCode
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.replicas.completion_budget import completion_budget
-from fleetgate.replicas.refusal import Refusal
 from fleetgate.replicas.formats.openai_chat import chat_message, chat_template_kwargs, chat_tool_choice, chat_tools
 from fleetgate.replicas.formats.tool_call_events import ToolCallEvents
 from fleetgate.replicas.formats.vllm_parsers import PlainTextOutput
+from fleetgate.replicas.refusal import Refusal
 from fleetgate.replicas.vllm_engine.finish import finish_event
 from fleetgate.replicas.vllm_engine.forced_tool_calls import ForcedToolCallParser
 from fleetgate.replicas.vllm_engine.sampling import sampling_params
+from fleetgate.v1 import replica_pb2 as pb
 
 Reason = pb.Finish.Reason
 Mode = pb.ToolChoice.Mode
@@ -45,12 +45,17 @@ def test_messages_become_openai_chat_messages():
     assert chat_message(assistant) == {
         "role": "assistant",
         "content": None,
-        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}],
+        "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+        ],
         "reasoning": "Need the weather.",
     }
     tool = text_message(pb.ROLE_TOOL, '{"temp": 21}', tool_call_id="call_1")
     assert chat_message(tool) == {"role": "tool", "content": '{"temp": 21}', "tool_call_id": "call_1"}
-    picture = pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text="What is this?"), pb.ContentPart(image_url="data:image/png;base64,AAAA")])
+    picture = pb.Message(
+        role=pb.ROLE_USER,
+        content=[pb.ContentPart(text="What is this?"), pb.ContentPart(image_url="data:image/png;base64,AAAA")],
+    )
     assert chat_message(picture)["content"] == [
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
@@ -66,7 +71,9 @@ def test_tools_tool_choice_and_template_arguments():
         enable_reasoning=False,
     )
     tools = chat_tools(request)
-    assert tools == [{"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}}]
+    assert tools == [
+        {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}}
+    ]
     assert chat_tool_choice(request) == {"type": "function", "function": {"name": "now"}}
     kwargs = chat_template_kwargs(request, tools)
     # The conversation ends with an assistant message: the model continues it.
@@ -85,7 +92,11 @@ def test_tool_call_deltas_become_ordered_events():
     assert [e.WhichOneof("event") for e in out] == [
         "tool_call_start", "tool_call_delta", "tool_call_end", "tool_call_start", "tool_call_delta", "tool_call_end",
     ]
-    assert (out[0].tool_call_start.index, out[0].tool_call_start.id, out[0].tool_call_start.name) == (0, "call_a", "get_weather")
+    assert (out[0].tool_call_start.index, out[0].tool_call_start.id, out[0].tool_call_start.name) == (
+        0,
+        "call_a",
+        "get_weather",
+    )
     assert out[1].tool_call_delta.delta == '{"city": "Paris"}'
     assert (out[3].tool_call_start.index, out[3].tool_call_start.name) == (1, "now")
     assert calls.made_tool_calls
@@ -104,7 +115,9 @@ def test_required_tool_call_json_streams_as_tool_call_events():
     arguments: dict[int, str] = {}
     for event in events:
         if event.HasField("tool_call_delta"):
-            arguments[event.tool_call_delta.index] = arguments.get(event.tool_call_delta.index, "") + event.tool_call_delta.delta
+            arguments[event.tool_call_delta.index] = (
+                arguments.get(event.tool_call_delta.index, "") + event.tool_call_delta.delta
+            )
     assert {i: json.loads(a) for i, a in arguments.items()} == {0: {"city": "Paris"}, 1: {}}
     assert [e.WhichOneof("event") for e in events].count("tool_call_end") == 2
     assert not any(e.HasField("text") for e in events)
@@ -114,14 +127,21 @@ def test_required_tool_call_json_streams_as_tool_call_events():
 def test_named_tool_call_streams_its_arguments():
     parser = ForcedToolCallParser(PlainTextOutput(), pb.ToolChoice(mode=Mode.MODE_NAMED, name="get_weather"))
     events = parser.feed('{"city": ', [1]) + parser.feed('"Paris"}', [2]) + parser.close()
-    assert [e.WhichOneof("event") for e in events] == ["tool_call_start", "tool_call_delta", "tool_call_delta", "tool_call_end"]
+    assert [e.WhichOneof("event") for e in events] == [
+        "tool_call_start",
+        "tool_call_delta",
+        "tool_call_delta",
+        "tool_call_end",
+    ]
     assert events[0].tool_call_start.name == "get_weather"
     assert re.fullmatch(r"call_[0-9a-f]{24}", events[0].tool_call_start.id)
     assert "".join(e.tool_call_delta.delta for e in events[1:3]) == '{"city": "Paris"}'
 
 
 def test_sampling_params_take_request_knobs_over_model_defaults():
-    request = pb.GenerateRequest(sampling=pb.Sampling(temperature=0.2, seed=7, stop=["END", ""], repetition_penalty=1.1))
+    request = pb.GenerateRequest(
+        sampling=pb.Sampling(temperature=0.2, seed=7, stop=["END", ""], repetition_penalty=1.1)
+    )
     params = sampling_params(
         request, max_tokens=64, defaults={"temperature": 0.7, "top_p": 0.9, "max_tokens": 4096},
         structured_outputs=None, stop_token_ids=[42],
@@ -169,10 +189,17 @@ def test_vllm_tool_parser_output_becomes_tool_call_events(smollm2_tokenizer, too
 
     request = pb.GenerateRequest(
         messages=[text_message(pb.ROLE_USER, "Weather in Paris?")],
-        tools=[pb.Tool(name="get_weather", parameters_json=json.dumps({"type": "object", "properties": {"city": {"type": "string"}}}))],
+        tools=[
+            pb.Tool(
+                name="get_weather",
+                parameters_json=json.dumps({"type": "object", "properties": {"city": {"type": "string"}}}),
+            )
+        ],
     )
     chat_request = vllm_chat_request(request)
-    parser = VllmParserOutput(parser_class(None, tool_parser, smollm2_tokenizer)(smollm2_tokenizer, chat_request.tools), chat_request)
+    parser = VllmParserOutput(
+        parser_class(None, tool_parser, smollm2_tokenizer)(smollm2_tokenizer, chat_request.tools), chat_request
+    )
     parser.bind_prompt(smollm2_tokenizer.encode("Weather in Paris?"))
     token_ids = smollm2_tokenizer.encode(output, add_special_tokens=False)
     events, decoded = [], ""
