@@ -34,6 +34,10 @@ from fleetgate.router.dialects.responses.response import response_shell, to_json
 from fleetgate.router.dialects.responses.stream import ResponseBuilder, replay
 from fleetgate.router.dialects.openai_shape import OpenAIShape
 from fleetgate.router.errors import from_error_code
+from fleetgate.router.sealing import REASONING, Sealer
+
+# The ``include`` value that asks for reasoning items' ``encrypted_content``.
+ENCRYPTED_REASONING = "reasoning.encrypted_content"
 
 
 @dataclass
@@ -46,6 +50,8 @@ class ResponseTurn:
     # The streamed answer's encoder, and the finished response once built.
     encoder: ResponsesStreamEncoder | None = None
     final: Response | None = None
+    # Seals and opens this caller's encrypted reasoning and compactions (set by the route when needed).
+    sealer: Sealer | None = None
 
 
 def turn_of(ctx: RequestContext) -> ResponseTurn:
@@ -90,7 +96,13 @@ class ResponsesDialect(OpenAIShape, Dialect[ResponsesRequest]):
 
 
 def _builder(request: ResponsesRequest, ctx: RequestContext) -> ResponseBuilder:
-    return ResponseBuilder(response_shell(request, response_id(ctx.request_id), ctx.created), request.namespaces)
+    sealer = turn_of(ctx).sealer
+    seal = None
+    if sealer is not None and ENCRYPTED_REASONING in (request.include or ()):
+        def seal(text: str) -> str:
+            return sealer.seal(REASONING, text)
+    return ResponseBuilder(response_shell(request, response_id(ctx.request_id), ctx.created), request.namespaces,
+                           seal_reasoning=seal)
 
 
 class ResponsesStreamEncoder(StreamEncoder):

@@ -1,7 +1,7 @@
 """The conversation of a Responses request: stored items and canonical messages.
 
 A conversation is a list of Responses items (``message``, ``function_call``,
-``function_call_output``, ``reasoning``) as plain JSON dicts, each with an id and
+``function_call_output``, ``reasoning``, ``compaction``) as plain JSON dicts, each with an id and
 a status: the shape ``GET /v1/responses/{id}/input_items`` returns and the shape
 the response store keeps. ``normalize_items`` turns request input into that
 shape; ``to_messages`` turns a whole conversation (history from
@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.dialects.responses.protocol import (
+    CompactionItem,
     ContentPart,
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -42,7 +43,10 @@ from fleetgate.router.errors import invalid_request
 ConversationItem = dict[str, Any]
 
 _ITEMS = TypeAdapter(list[InputItem])
-ID_PREFIXES = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_"}
+ID_PREFIXES = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_",
+               "compaction": "cmp_"}
+# How a compaction item's summary reaches the model: in the leading system message.
+COMPACTION_PREAMBLE = "Summary of the conversation so far:"
 
 
 def parse_items(items: Sequence[ConversationItem]) -> list[InputItem]:
@@ -107,6 +111,8 @@ def to_messages(instructions: str | None, items: Sequence[InputItem]) -> list[pb
             pending_reasoning = ""
         elif isinstance(item, ReasoningItem):
             pending_reasoning += item.text
+        elif isinstance(item, CompactionItem) and item.summary:
+            system_texts.append(f"{COMPACTION_PREAMBLE}\n{item.summary}")
         elif isinstance(item, FunctionCallItem):
             name = qualified_name(item.namespace, item.name)
             call_names[item.call_id] = name

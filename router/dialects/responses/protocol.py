@@ -143,6 +143,18 @@ class ReasoningItem(_Wire):
         return "".join(part.text for part in parts)
 
 
+class CompactionItem(_Wire):
+    """What ``/v1/responses/compact`` made of a conversation: its summary, sealed (``router.sealing``).
+
+    ``summary`` is the opened text: filled in by the route before translation (a client's own value
+    is replaced), and kept in the response store with the item."""
+
+    type: Literal["compaction"]
+    encrypted_content: str
+    id: str | None = None
+    summary: str | None = None
+
+
 class UnknownItem(_Wire):
     """An input item type fleetgate does not serve (hosted tools, references...); dropped."""
 
@@ -156,7 +168,7 @@ def _item_type(value: Any) -> Any:
 
 InputItem = tolerant_union(
     {"message": MessageItem, "function_call": FunctionCallItem, "function_call_output": FunctionCallOutputItem,
-     "reasoning": ReasoningItem},
+     "reasoning": ReasoningItem, "compaction": CompactionItem},
     UnknownItem,
     type_of=_item_type,
 )

@@ -4,7 +4,9 @@
   loaded first (404 when unknown, expired or another key's, before any stream
   starts); its conversation becomes the history and its replica the affinity
   hint. With ``store`` (the default) the finished response is written to Redis
-  before the last frame / the JSON body is sent.
+  before the last frame / the JSON body is sent. Sealed items the client sends
+  back (encrypted reasoning, compactions) are opened first (``sealed_items``), and
+  with ``include: ["reasoning.encrypted_content"]`` the answer's reasoning is sealed.
 - ``GET /v1/responses/{id}``, ``DELETE /v1/responses/{id}``,
   ``GET /v1/responses/{id}/input_items`` (``limit``, ``order``, ``after``).
 
@@ -26,14 +28,16 @@ from fleetgate.router.auth import authenticate
 from fleetgate.router.pipeline import runner
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.pipeline.context import RequestContext
-from fleetgate.router.dialects.responses.adapter import RESPONSES, turn_of
+from fleetgate.router.dialects.responses.adapter import ENCRYPTED_REASONING, RESPONSES, turn_of
 from fleetgate.router.dialects.responses.listing import DEFAULT_LIMIT, MAX_LIMIT, item_page
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest
+from fleetgate.router.dialects.responses.sealed_items import has_sealed_items, open_sealed_items
 from fleetgate.router.dialects.responses.response import to_json
 from fleetgate.router.error_responses import dialect_router
 from fleetgate.router.errors import not_found
 from fleetgate.router.http_io import REPLICA_HEADER, json_response
 from fleetgate.router.response_store import ResponseStore, StoredResponse
+from fleetgate.router.sealing import Sealer, deployment_key
 from fleetgate.router.state import RouterState, get_state
 
 routes = dialect_router(RESPONSES)
@@ -64,6 +68,11 @@ async def load_previous_turn(ctx: RequestContext, state: RouterState) -> None:
         previous = await _load(state, request.previous_response_id, ctx.key_id, "previous_response_id")
         turn_of(ctx).history = previous.conversation
         ctx.affinity_replica = previous.replica_id or None
+    items = request.items
+    if ENCRYPTED_REASONING in (request.include or ()) or has_sealed_items(items):
+        key = await deployment_key(state.config.router.sealing_secret, state.redis)
+        sealer = turn_of(ctx).sealer = Sealer(key, ctx.key_id)
+        open_sealed_items(items, sealer)
     if request.store:
         ctx.finish_hooks.append(StoreResponse(_store(state)))
 

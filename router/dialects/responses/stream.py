@@ -35,6 +35,7 @@ order (the hot path; the tests validate them with the SDK's types).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -115,10 +116,13 @@ class _OpenItem:
 class ResponseBuilder:
     """Feed canonical events in order; get the Responses events to send for each."""
 
-    def __init__(self, shell: Response, namespaces: frozenset[str] = frozenset()) -> None:
+    def __init__(self, shell: Response, namespaces: frozenset[str] = frozenset(),
+                 seal_reasoning: Callable[[str], str] | None = None) -> None:
         self._response = shell
         # The request's namespace tools: a call of ``NS.fn`` is the item {namespace: NS, name: fn}.
         self._namespaces = namespaces
+        # With include=["reasoning.encrypted_content"]: finished reasoning items carry their text sealed.
+        self._seal_reasoning = seal_reasoning
         self._open: _OpenItem | None = None
         self._sequence = 0
         self._usage = pb.Usage()
@@ -300,7 +304,11 @@ class ResponseBuilder:
         """The SDK output item for ``item`` (empty content while it is being added)."""
         if item.kind == "reasoning":
             content = [ReasoningContent(type="reasoning_text", text=item.text)] if with_content else []
-            return ResponseReasoningItem(type="reasoning", id=item.item_id, summary=[], content=content, status=status)
+            reasoning = ResponseReasoningItem(type="reasoning", id=item.item_id, summary=[], content=content,
+                                              status=status)
+            if self._seal_reasoning is not None and with_content and status != "in_progress":
+                reasoning.encrypted_content = self._seal_reasoning(item.text)
+            return reasoning
         if item.kind == "message":
             return ResponseOutputMessage(
                 type="message", id=item.item_id, role="assistant", status=status,
