@@ -52,6 +52,10 @@ class RouterConfig(_Strict):
     metrics_key_names: bool = False
     # Stored Responses API objects live this long (default 30 days).
     responses_ttl_seconds: int = 30 * 24 * 3600
+    # The secret that seals what the router hands clients to give back (Responses' encrypted reasoning,
+    # compaction items): the same on every router of a deployment (the Helm chart keeps it in a Secret).
+    # None: the first router draws a key and keeps it in Redis (fleetgate:secret:sealing).
+    sealing_secret: str | None = None
     # An affinity replica is skipped when its load exceeds the least loaded by this much.
     affinity_max_extra_load: int = 8
     # Every API key's default rate limits (None: unlimited); `fleetgate keys limit` overrides them per
