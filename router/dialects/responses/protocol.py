@@ -152,6 +152,7 @@ class CompactionItem(_Wire):
     type: Literal["compaction"]
     encrypted_content: str
     id: str | None = None
+    status: str | None = None
     summary: str | None = None
 
 

@@ -7,6 +7,8 @@
   before the last frame / the JSON body is sent. Sealed items the client sends
   back (encrypted reasoning, compactions) are opened first (``sealed_items``), and
   with ``include: ["reasoning.encrypted_content"]`` the answer's reasoning is sealed.
+- ``POST /v1/responses/compact``: the conversation summarised by the model into one
+  sealed ``compaction`` item (``compact.py``).
 - ``GET /v1/responses/{id}``, ``DELETE /v1/responses/{id}``,
   ``GET /v1/responses/{id}/input_items`` (``limit``, ``order``, ``after``).
 
@@ -29,6 +31,7 @@ from fleetgate.router.pipeline import runner
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.responses.adapter import ENCRYPTED_REASONING, RESPONSES, turn_of
+from fleetgate.router.dialects.responses.compact import COMPACT
 from fleetgate.router.dialects.responses.listing import DEFAULT_LIMIT, MAX_LIMIT, item_page
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest
 from fleetgate.router.dialects.responses.sealed_items import has_sealed_items, open_sealed_items
@@ -75,6 +78,19 @@ async def load_previous_turn(ctx: RequestContext, state: RouterState) -> None:
         open_sealed_items(items, sealer)
     if request.store:
         ctx.finish_hooks.append(StoreResponse(_store(state)))
+
+
+@routes.post("/v1/responses/compact")
+async def compact_conversation(http: Request) -> Response:
+    return await runner.serve(http, COMPACT, prepare=prepare_compaction)
+
+
+async def prepare_compaction(ctx: RequestContext, state: RouterState) -> None:
+    """The compact call's step before translation: the conversation as for a turn, and always a sealer."""
+    await load_previous_turn(ctx, state)
+    turn = turn_of(ctx)
+    if turn.sealer is None:
+        turn.sealer = Sealer(await deployment_key(state.config.router.sealing_secret, state.redis), ctx.key_id)
 
 
 @dataclass(frozen=True)
