@@ -83,6 +83,7 @@ EVERYTHING_ON = {
         },
     },
     "bootstrapKey": {"existingSecret": "team-bootstrap-key"},
+    "sealingSecret": {"existingSecret": "team-sealing"},
     "redisServer": {"auth": {"existingSecret": "redis-auth"}},
     "huggingface": {"tokenSecret": {"name": "hf-token"}},
     "modelCache": {"type": "hostPath"},
@@ -272,6 +273,11 @@ def test_router_deployment_serves_with_probes_and_the_bootstrap_key(rendered: di
     secret = r.named("Secret", key_ref["name"])
     key = base64.b64decode(secret["data"][key_ref["key"]]).decode()
     assert re.fullmatch(r"sk-fg-[A-Za-z0-9]{48}", key)
+    sealing_ref = env_by_name(router)["FLEETGATE_ROUTER__SEALING_SECRET"]["valueFrom"]["secretKeyRef"]
+    sealing = r.named("Secret", sealing_ref["name"])
+    assert sealing_ref["name"] == f"{FULLNAME}-sealing"
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", base64.b64decode(sealing["data"][sealing_ref["key"]]).decode())
+    assert sealing["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert r.named("Service", f"{FULLNAME}-router")["spec"]["ports"][0]["targetPort"] == "http"
     assert r.named("PodDisruptionBudget", f"{FULLNAME}-router")["spec"]["maxUnavailable"] == 1
     assert deployment["spec"]["replicas"] == 2
@@ -292,10 +298,11 @@ def test_router_autoscales_on_cpu_and_in_flight_requests(rendered: dict[str, Ren
     }
     ingress = r.named("Ingress", f"{FULLNAME}-router")
     assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == f"{FULLNAME}-router"
-    # An existing bootstrap Secret: the chart creates none and points the router at it.
+    # Existing bootstrap and sealing Secrets: the chart creates none and points the router at them.
     assert not r.of_kind("Secret")
     router = container(r.named("Deployment", f"{FULLNAME}-router")["spec"]["template"], "router")
     assert env_by_name(router)["FLEETGATE_BOOTSTRAP_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "team-bootstrap-key"
+    assert env_by_name(router)["FLEETGATE_ROUTER__SEALING_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "team-sealing"
 
 
 def test_in_chart_redis_is_a_persistent_statefulset(rendered: dict[str, Rendered]) -> None:

@@ -52,6 +52,10 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- define "fleetgate.redisName" -}}{{ include "fleetgate.fullname" . }}-redis{{- end -}}
 {{- define "fleetgate.configName" -}}{{ include "fleetgate.fullname" . }}-config{{- end -}}
 
+{{- define "fleetgate.sealingSecretName" -}}
+{{- default (printf "%s-sealing" (include "fleetgate.fullname" .)) .Values.sealingSecret.existingSecret -}}
+{{- end -}}
+
 {{- define "fleetgate.bootstrapSecretName" -}}
 {{- default (printf "%s-bootstrap-key" (include "fleetgate.fullname" .)) .Values.bootstrapKey.existingSecret -}}
 {{- end -}}
