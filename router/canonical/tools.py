@@ -27,6 +27,13 @@ Mode = pb.ToolChoice.Mode
 TOOL_CHOICE_AUTO = pb.ToolChoice(mode=pb.ToolChoice.MODE_AUTO)
 TOOL_CHOICE_NONE = pb.ToolChoice(mode=pb.ToolChoice.MODE_NONE)
 TOOL_CHOICE_REQUIRED = pb.ToolChoice(mode=pb.ToolChoice.MODE_REQUIRED)
+# The choices every dialect names by a word (Anthropic calls "required" "any"); a named tool is named_tool_choice.
+TOOL_CHOICE_MODES: dict[str, pb.ToolChoice] = {
+    "auto": TOOL_CHOICE_AUTO,
+    "none": TOOL_CHOICE_NONE,
+    "required": TOOL_CHOICE_REQUIRED,
+    "any": TOOL_CHOICE_REQUIRED,
+}
 
 
 def check_json_schema(schema: Any, param: str) -> dict[str, Any]:
@@ -57,6 +64,11 @@ def check_unique_names(tools: Sequence[pb.Tool], param: str) -> None:
         if tool.name in seen:
             raise invalid_request(f"{param}: tool name {tool.name!r} is used more than once", param)
         seen.add(tool.name)
+
+
+def tool_choice_mode(mode: str | None) -> pb.ToolChoice:
+    """The canonical choice a dialect names by ``mode`` (``TOOL_CHOICE_MODES``); none given is ``auto``."""
+    return TOOL_CHOICE_AUTO if mode is None else TOOL_CHOICE_MODES[mode]
 
 
 def named_tool_choice(name: str) -> pb.ToolChoice:

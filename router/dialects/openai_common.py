@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import sse
 from fleetgate.router.canonical.fold import UsageCounts
+from fleetgate.router.canonical.reasoning import REASONING_OFF, canonical_effort
 from fleetgate.router.canonical.segments import Step
 from fleetgate.router.dialects.base import StreamEncoder
 from fleetgate.router.dialects.openai_shape import openai_error_body
@@ -88,16 +89,13 @@ def canonical_sampling(request: OpenAISamplingFields, max_tokens: int | None) ->
     )
 
 
-_EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
-
-
 def canonical_reasoning(effort: str | None) -> tuple[bool | None, str]:
     """OpenAI ``reasoning_effort`` -> ``(enable_reasoning, canonical effort)``; "none" turns reasoning off."""
     if effort is None:
         return None, ""
-    if effort == "none":
+    if effort == REASONING_OFF:
         return False, ""
-    return True, _EFFORTS[effort]
+    return True, canonical_effort(effort)
 
 
 _FINISH_REASONS: dict[int, FinishReason] = {Reason.REASON_LENGTH: "length", Reason.REASON_TOOL_CALLS: "tool_calls"}

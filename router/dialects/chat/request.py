@@ -22,6 +22,7 @@ import orjson
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import tools as canonical_tools
 from fleetgate.router.canonical.content import image_part, text_part
+from fleetgate.router.canonical.tool_results import ToolCallNames, tool_result_message
 from fleetgate.router.dialects.chat import protocol as wire
 from fleetgate.router.dialects.openai_common import canonical_reasoning, canonical_sampling, check_single_choice
 from fleetgate.router.errors import invalid_request
@@ -32,11 +33,6 @@ _ROLES = {
     "user": pb.ROLE_USER,
     "assistant": pb.ROLE_ASSISTANT,
     "tool": pb.ROLE_TOOL,
-}
-_CHOICE_MODES = {
-    "auto": canonical_tools.TOOL_CHOICE_AUTO,
-    "none": canonical_tools.TOOL_CHOICE_NONE,
-    "required": canonical_tools.TOOL_CHOICE_REQUIRED,
 }
 
 
@@ -68,11 +64,9 @@ def to_generate_request(request: wire.ChatCompletionRequest) -> pb.GenerateReque
 
 
 def _tool_choice(choice: str | wire.NamedToolChoice | None) -> pb.ToolChoice:
-    if choice is None:
-        return canonical_tools.TOOL_CHOICE_AUTO
     if isinstance(choice, wire.NamedToolChoice):
         return canonical_tools.named_tool_choice(choice.function.name)
-    return _CHOICE_MODES[choice]
+    return canonical_tools.tool_choice_mode(choice)
 
 
 def _response_format(fmt: wire.ResponseFormat) -> pb.ResponseFormat:
@@ -88,31 +82,41 @@ def _response_format(fmt: wire.ResponseFormat) -> pb.ResponseFormat:
 
 
 def to_messages(messages: list[wire.ChatMessage]) -> list[pb.Message]:
-    tool_names: dict[str, str] = {}
+    tool_names = ToolCallNames()
     out: list[pb.Message] = []
     for index, message in enumerate(messages):
         param = f"messages[{index}]"
+        if message.role == "tool":
+            out.append(_tool_result(message, param, tool_names))
+            continue
         canonical = pb.Message(role=_ROLES[message.role], name=message.name or "")
         if message.role == "assistant":
             canonical.content.extend(_content(message.content, f"{param}.content", images=False, drop_refusals=True))
             canonical.reasoning = message.reasoning or message.reasoning_content or ""
             for call in message.tool_calls or []:
                 canonical.tool_calls.append(pb.ToolCall(id=call.id, name=call.function.name, arguments=_arguments(call.function.arguments)))
-                tool_names[call.id] = call.function.name
+            tool_names.remember(canonical.tool_calls)
             if not canonical.content and not canonical.tool_calls and not canonical.reasoning:
                 raise invalid_request(f"{param}: an assistant message needs content or tool_calls", f"{param}.content")
         else:
-            if message.content is None:
-                raise invalid_request(f"{param}: a {message.role} message needs content", f"{param}.content")
-            images = message.role == "user"
-            canonical.content.extend(_content(message.content, f"{param}.content", images=images, drop_refusals=False))
-        if message.role == "tool":
-            if not message.tool_call_id:
-                raise invalid_request(f"{param}: a tool message needs tool_call_id", f"{param}.tool_call_id")
-            canonical.tool_call_id = message.tool_call_id
-            canonical.name = message.name or tool_names.get(message.tool_call_id, "")
+            canonical.content.extend(_required_content(message, param, images=message.role == "user"))
         out.append(canonical)
     return out
+
+
+def _required_content(message: wire.ChatMessage, param: str, *, images: bool) -> list[pb.ContentPart]:
+    """The content of a message that must have some (all but assistant messages)."""
+    if message.content is None:
+        raise invalid_request(f"{param}: a {message.role} message needs content", f"{param}.content")
+    return _content(message.content, f"{param}.content", images=images, drop_refusals=False)
+
+
+def _tool_result(message: wire.ChatMessage, param: str, tool_names: ToolCallNames) -> pb.Message:
+    """A tool message: the result of the call it names, named after its tool unless it names one itself."""
+    content = _required_content(message, param, images=False)
+    if not message.tool_call_id:
+        raise invalid_request(f"{param}: a tool message needs tool_call_id", f"{param}.tool_call_id")
+    return tool_result_message(message.tool_call_id, message.name or tool_names.name(message.tool_call_id), content)
 
 
 def _content(

@@ -31,6 +31,8 @@ import orjson
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import tools as canonical_tools
 from fleetgate.router.canonical.content import data_url, image_part, text_part
+from fleetgate.router.canonical.reasoning import canonical_effort
+from fleetgate.router.canonical.tool_results import ToolCallNames, tool_result_message
 from fleetgate.router.dialects.messages import protocol as wire
 
 # Thinking budget (tokens) → reasoning effort. Anthropic clients pick budgets, the
@@ -39,15 +41,6 @@ from fleetgate.router.dialects.messages import protocol as wire
 # hard" ≈ 10000), above it "high" ("ultrathink" ≈ 32000).
 LOW_BUDGET_MAX = 4096
 MEDIUM_BUDGET_MAX = 16384
-
-# Anthropic's output_config.effort levels above "high" map to the highest canonical effort.
-_EFFORT = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
-
-_TOOL_CHOICE = {
-    "auto": canonical_tools.TOOL_CHOICE_AUTO,
-    "any": canonical_tools.TOOL_CHOICE_REQUIRED,
-    "none": canonical_tools.TOOL_CHOICE_NONE,
-}
 
 
 def effort_from_budget(budget_tokens: int) -> str:
@@ -78,7 +71,7 @@ def reasoning_from_thinking(
     elif isinstance(thinking, wire.ThinkingAdaptive):
         enable = True
     if output_config is not None and output_config.effort is not None:
-        effort = _EFFORT[output_config.effort]
+        effort = canonical_effort(output_config.effort)
     return enable, effort
 
 
@@ -120,7 +113,7 @@ def _assistant_message(message: wire.AssistantMessage) -> pb.Message:
     return out
 
 
-def _user_messages(message: wire.UserMessage, tool_names: dict[str, str], param: str) -> list[pb.Message]:
+def _user_messages(message: wire.UserMessage, tool_names: ToolCallNames, param: str) -> list[pb.Message]:
     """A user turn → TOOL messages (one per tool_result) and USER messages, in order."""
     if isinstance(message.content, str):
         return [pb.Message(role=pb.ROLE_USER, content=[text_part(message.content)])]
@@ -132,15 +125,9 @@ def _user_messages(message: wire.UserMessage, tool_names: dict[str, str], param:
             if user.content:
                 out.append(user)
                 user = pb.Message(role=pb.ROLE_USER)
-            out.append(
-                pb.Message(
-                    role=pb.ROLE_TOOL,
-                    tool_call_id=block.tool_use_id,
-                    name=tool_names.get(block.tool_use_id, ""),
-                    content=content_parts(block.content, f"{where}.content"),
-                    is_error=block.is_error,
-                )
-            )
+            content = content_parts(block.content, f"{where}.content")
+            out.append(tool_result_message(block.tool_use_id, tool_names.name(block.tool_use_id), content,
+                                           is_error=block.is_error))
         elif isinstance(block, wire.TextBlock):
             user.content.append(text_part(block.text))
         else:
@@ -155,11 +142,11 @@ def canonical_messages(request: wire.CountTokensRequest) -> list[pb.Message]:
     out: list[pb.Message] = []
     if request.system:
         out.append(system_message(request.system))
-    tool_names: dict[str, str] = {}
+    tool_names = ToolCallNames()
     for i, message in enumerate(request.messages):
         if isinstance(message, wire.AssistantMessage):
             converted = _assistant_message(message)
-            tool_names.update((call.id, call.name) for call in converted.tool_calls)
+            tool_names.remember(converted.tool_calls)
             out.append(converted)
         elif isinstance(message, wire.SystemMessage):
             out.append(system_message(message.content, f"messages[{i}].content"))
@@ -176,12 +163,10 @@ def tools_and_choice(request: wire.CountTokensRequest) -> tuple[list[pb.Tool], p
     ]
     canonical_tools.check_unique_names(tools, "tools")
     choice = request.tool_choice
-    if choice is None:
-        canonical = canonical_tools.TOOL_CHOICE_AUTO
-    elif isinstance(choice, wire.ToolChoiceTool):
+    if isinstance(choice, wire.ToolChoiceTool):
         canonical = canonical_tools.named_tool_choice(choice.name)
     else:
-        canonical = _TOOL_CHOICE[choice.type]
+        canonical = canonical_tools.tool_choice_mode(choice.type if choice is not None else None)
     canonical_tools.check_tool_choice(canonical, tools, "tool_choice")
     parallel = not getattr(choice, "disable_parallel_tool_use", False)
     return tools, canonical, parallel

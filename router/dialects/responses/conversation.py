@@ -37,6 +37,7 @@ from fleetgate.router.dialects.responses.protocol import (
     UnknownPart,
 )
 from fleetgate.router.canonical.ids import new_item_id
+from fleetgate.router.canonical.tool_results import ToolCallNames, tool_result_message
 from fleetgate.router.dialects.responses.namespaces import qualified_name
 from fleetgate.router.errors import invalid_request
 
@@ -93,7 +94,7 @@ def to_messages(instructions: str | None, items: Sequence[InputItem]) -> list[pb
     """Canonical messages for a conversation, with one leading system message."""
     system_texts: list[str] = [instructions] if instructions else []
     messages: list[pb.Message] = []
-    call_names: dict[str, str] = {}
+    call_names = ToolCallNames()
     pending_reasoning = ""
     for index, item in enumerate(items):
         if isinstance(item, MessageItem) and item.role in ("system", "developer"):
@@ -114,9 +115,9 @@ def to_messages(instructions: str | None, items: Sequence[InputItem]) -> list[pb
         elif isinstance(item, CompactionItem) and item.summary:
             system_texts.append(f"{COMPACTION_PREAMBLE}\n{item.summary}")
         elif isinstance(item, FunctionCallItem):
-            name = qualified_name(item.namespace, item.name)
-            call_names[item.call_id] = name
-            call = pb.ToolCall(id=item.call_id, name=name, arguments=item.arguments or "{}")
+            call = pb.ToolCall(id=item.call_id, name=qualified_name(item.namespace, item.name),
+                               arguments=item.arguments or "{}")
+            call_names.remember([call])
             if messages and messages[-1].role == pb.ROLE_ASSISTANT and not pending_reasoning:
                 messages[-1].tool_calls.append(call)
             else:
@@ -124,14 +125,9 @@ def to_messages(instructions: str | None, items: Sequence[InputItem]) -> list[pb
                 pending_reasoning = ""
         elif isinstance(item, FunctionCallOutputItem):
             call_id = item.call_id or item.id or ""
-            messages.append(
-                pb.Message(
-                    role=pb.ROLE_TOOL,
-                    tool_call_id=call_id,
-                    name=call_names.get(call_id) or (qualified_name(item.namespace, item.name) if item.name else ""),
-                    content=_content(item.output, f"input[{index}].output"),
-                )
-            )
+            # Named after the call it answers; an output without one (Codex's) names its tool itself.
+            name = call_names.name(call_id) or (qualified_name(item.namespace, item.name) if item.name else "")
+            messages.append(tool_result_message(call_id, name, _content(item.output, f"input[{index}].output")))
     if system_texts:
         system = pb.Message(role=pb.ROLE_SYSTEM, content=[pb.ContentPart(text="\n\n".join(system_texts))])
         messages.insert(0, system)

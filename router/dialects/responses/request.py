@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fleetgate.v1 import replica_pb2 as pb
+from fleetgate.router.canonical.reasoning import REASONING_OFF, canonical_effort
 from fleetgate.router.canonical.tools import (
     JSON_OBJECT_FORMAT,
     TEXT_FORMAT,
@@ -22,6 +23,7 @@ from fleetgate.router.canonical.tools import (
     check_tool_choice,
     check_unique_names,
     named_tool_choice,
+    tool_choice_mode,
 )
 from fleetgate.router.dialects.responses.conversation import ConversationItem, parse_items, to_messages
 from fleetgate.router.dialects.responses.namespaces import qualified_name
@@ -32,15 +34,6 @@ from fleetgate.router.dialects.responses.protocol import (
     ResponsesRequest,
     TextFormat,
 )
-
-_MODES = {
-    "auto": pb.ToolChoice.MODE_AUTO,
-    "none": pb.ToolChoice.MODE_NONE,
-    "required": pb.ToolChoice.MODE_REQUIRED,
-}
-# Canonical efforts are "", low, medium, high; "none" turns reasoning off instead.
-_EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
-
 
 def to_generate_request(
     request: ResponsesRequest, conversation: Sequence[ConversationItem], request_id: str
@@ -58,16 +51,17 @@ def to_generate_request(
         tool_choice=tool_choice,
         parallel_tool_calls=request.parallel_tool_calls,
         sampling=pb.Sampling(
-            temperature=request.temperature, top_p=request.top_p, max_tokens=request.max_output_tokens
+            temperature=request.temperature, top_p=request.top_p, max_tokens=request.max_output_tokens,
+            presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
         ),
     )
     if request.text and request.text.format:
         generate.response_format.CopyFrom(_response_format(request.text.format))
     effort = request.reasoning.effort if request.reasoning else None
-    if effort == "none":
+    if effort == REASONING_OFF:
         generate.enable_reasoning = False
     elif effort:
-        generate.reasoning_effort = _EFFORTS[effort]
+        generate.reasoning_effort = canonical_effort(effort)
     return generate
 
 
@@ -85,11 +79,10 @@ def _offered_functions(request: ResponsesRequest) -> list[tuple[str, FunctionToo
 
 def _tool_choice(request: ResponsesRequest) -> pb.ToolChoice:
     choice = request.tool_choice
-    if isinstance(choice, str):
-        return pb.ToolChoice(mode=_MODES[choice])
     if isinstance(choice, FunctionToolChoice):
         return named_tool_choice(choice.name)
-    return pb.ToolChoice(mode=pb.ToolChoice.MODE_AUTO)
+    # A hosted tool's choice (web_search, ...) is auto: only functions are offered.
+    return tool_choice_mode(choice if isinstance(choice, str) else None)
 
 
 def _response_format(fmt: TextFormat) -> pb.ResponseFormat:
