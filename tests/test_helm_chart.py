@@ -301,8 +301,9 @@ def test_router_autoscales_on_cpu_and_in_flight_requests(rendered: dict[str, Ren
     # Existing bootstrap and sealing Secrets: the chart creates none and points the router at them.
     assert not r.of_kind("Secret")
     router = container(r.named("Deployment", f"{FULLNAME}-router")["spec"]["template"], "router")
-    assert env_by_name(router)["FLEETGATE_BOOTSTRAP_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "team-bootstrap-key"
-    assert env_by_name(router)["FLEETGATE_ROUTER__SEALING_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "team-sealing"
+    env = env_by_name(router)
+    assert env["FLEETGATE_BOOTSTRAP_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "team-bootstrap-key"
+    assert env["FLEETGATE_ROUTER__SEALING_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "team-sealing"
 
 
 def test_in_chart_redis_is_a_persistent_statefulset(rendered: dict[str, Rendered]) -> None:
