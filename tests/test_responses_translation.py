@@ -259,7 +259,7 @@ def test_text_interleaved_with_a_tool_call_waits_until_the_call_ends():
 
 
 def _without_ids(response: Response) -> dict:
-    data = response.model_dump(mode="json", exclude_none=True, exclude={"id", "created_at"})
+    data = response.model_dump(mode="json", exclude_none=True, exclude={"id", "created_at", "completed_at"})
     for item in data["output"]:
         item.pop("id")
     return data
@@ -293,6 +293,6 @@ def test_echoed_request_fields():
     assert (wire["instructions"], wire["metadata"], wire["temperature"], wire["store"]) == ("Be brief.", {"k": "v"}, 0.2, False)
     assert [t["name"] for t in wire["tools"]] == ["f"] and wire["tool_choice"] == "required"
     assert wire["text"]["format"] == {"type": "json_schema", "name": "n", "schema": {"type": "object"},
-                                      "description": None, "strict": None}
+                                      "description": None, "strict": True}
     assert wire["reasoning"]["effort"] == "high" and wire["previous_response_id"] == "resp_prev"
     Response.model_validate(wire)

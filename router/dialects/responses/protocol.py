@@ -274,6 +274,16 @@ class ResponsesRequest(_Wire):
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    # Echoed; fleetgate returns no log probabilities.
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    # Echoed: it bounds calls of hosted tools, which are not offered to the model.
+    max_tool_calls: int | None = Field(default=None, ge=1)
+    # Accepted; one tier serves every request (the response says "default").
+    service_tier: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
     store: bool = True
     previous_response_id: str | None = None
     metadata: dict[str, str] | None = None

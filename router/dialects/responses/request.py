@@ -51,7 +51,8 @@ def to_generate_request(
         tool_choice=tool_choice,
         parallel_tool_calls=request.parallel_tool_calls,
         sampling=pb.Sampling(
-            temperature=request.temperature, top_p=request.top_p, max_tokens=request.max_output_tokens
+            temperature=request.temperature, top_p=request.top_p, max_tokens=request.max_output_tokens,
+            presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
         ),
     )
     if request.text and request.text.format:

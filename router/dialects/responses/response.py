@@ -1,15 +1,21 @@
 """The Responses API response object, built with the ``openai`` SDK's own types.
 
+The object is the Open Responses ``ResponseResource`` (openresponses.org): every
+field the spec requires is present with its type from the first event on.
 ``response_shell`` is the object as it starts (status ``in_progress``, no
-output) with the request's fields echoed the way OpenAI echoes them
-(instructions, model, tools, tool_choice, text, reasoning, sampling, metadata,
-previous_response_id...), so clients and the SDK's ``output_text`` see what they
-expect. ``usage_of`` maps canonical usage; ``to_json`` is the wire form.
+output, ``completed_at`` null) with the request's fields echoed with their
+effective defaults (instructions, model, tools, tool_choice, text, reasoning,
+sampling and penalties, metadata, previous_response_id, safety_identifier,
+prompt_cache_key...), never null where the spec wants a number, so clients and
+the SDK's ``output_text`` see what they expect. ``settle_status`` ends it
+(``completed_at`` once completed), ``usage_of`` maps canonical usage,
+``to_json`` is the wire form.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Final, Literal, TypeVar
 
 from openai.types.responses import (
     FunctionTool,
@@ -19,6 +25,7 @@ from openai.types.responses import (
     ResponseUsage,
     ToolChoiceFunction,
 )
+from openai.types.responses.response import IncompleteDetails
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 from openai.types.shared import Reasoning, ResponseFormatJSONObject, ResponseFormatText
 from pydantic import BaseModel
@@ -27,11 +34,25 @@ from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.dialects.responses.protocol import FunctionToolChoice, ResponsesRequest, TextFormat
 
 
-class WireResponse(Response):
-    """The SDK's ``Response`` with ``created_at`` in integer seconds, as OpenAI sends it
-    (the SDK types it as a float; clients with integer fields reject ``1700000000.0``)."""
+# What a request that leaves them out gets: the API's defaults (a vLLM model's generation config may
+# choose its own temperature and top_p, which the router does not see).
+DEFAULT_TEMPERATURE = 1.0
+DEFAULT_TOP_P = 1.0
+DEFAULT_PENALTY = 0.0
+DEFAULT_TOP_LOGPROBS = 0
+# fleetgate has one service tier.
+SERVICE_TIER: Final = "default"
 
-    created_at: int  # type: ignore[assignment]
+
+class WireResponse(Response):
+    """The SDK's ``Response`` with the Open Responses types: ``created_at`` and ``completed_at`` in
+    integer seconds, as OpenAI sends them (the SDK types them as floats; clients with integer fields
+    reject ``1700000000.0``), and the penalties the SDK's type leaves out."""
+
+    created_at: int
+    completed_at: int | None = None
+    presence_penalty: float = DEFAULT_PENALTY
+    frequency_penalty: float = DEFAULT_PENALTY
 
 
 def to_json(model: BaseModel) -> dict[str, Any]:
@@ -46,6 +67,7 @@ def response_shell(request: ResponsesRequest, response_id: str, created_at: int)
         object="response",
         created_at=created_at,
         status="in_progress",
+        completed_at=None,
         model=request.model,
         output=[],
         error=None,
@@ -53,9 +75,13 @@ def response_shell(request: ResponsesRequest, response_id: str, created_at: int)
         instructions=request.instructions,
         metadata=request.metadata or {},
         parallel_tool_calls=request.parallel_tool_calls,
-        temperature=request.temperature,
-        top_p=request.top_p,
+        temperature=_or(request.temperature, DEFAULT_TEMPERATURE),
+        top_p=_or(request.top_p, DEFAULT_TOP_P),
+        presence_penalty=_or(request.presence_penalty, DEFAULT_PENALTY),
+        frequency_penalty=_or(request.frequency_penalty, DEFAULT_PENALTY),
+        top_logprobs=_or(request.top_logprobs, DEFAULT_TOP_LOGPROBS),
         max_output_tokens=request.max_output_tokens,
+        max_tool_calls=request.max_tool_calls,
         previous_response_id=request.previous_response_id,
         tools=[
             FunctionTool(
@@ -77,8 +103,29 @@ def response_shell(request: ResponsesRequest, response_id: str, created_at: int)
         truncation=request.truncation or "disabled",
         user=request.user,
         background=False,
+        service_tier=SERVICE_TIER,
+        safety_identifier=request.safety_identifier,
+        prompt_cache_key=request.prompt_cache_key,
         usage=None,
     )
+
+
+_T = TypeVar("_T")
+
+
+def _or(value: _T | None, default: _T) -> _T:
+    """``value``, or the effective default when the request left it out."""
+    return default if value is None else value
+
+
+def settle_status(response: Response, status: Literal["completed", "incomplete"]) -> None:
+    """The final status of a response that did not fail: ``completed`` (now, in ``completed_at``) or
+    ``incomplete`` (the output token budget ran out)."""
+    response.status = status
+    if status == "completed":
+        response.completed_at = int(time.time())
+    else:
+        response.incomplete_details = IncompleteDetails(reason="max_output_tokens")
 
 
 def _echo_tool_choice(request: ResponsesRequest) -> Any:
@@ -97,7 +144,8 @@ def _echo_format(fmt: TextFormat | None) -> Any:
         return ResponseFormatJSONObject(type="json_object")
     return ResponseFormatTextJSONSchemaConfig(
         type="json_schema", name=fmt.name or "response", schema=fmt.schema_ or {}, description=fmt.description,
-        strict=fmt.strict,
+        # The output is constrained to the schema whatever the request says; true unless it said otherwise.
+        strict=_or(fmt.strict, True),
     )
 
 

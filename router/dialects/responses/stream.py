@@ -19,6 +19,13 @@ Per output item, in order and never interleaved:
 - function call: ``output_item.added`` -> ``function_call_arguments.delta``... ->
   ``function_call_arguments.done`` -> ``output_item.done``.
 
+Each event is a member of the Open Responses streaming-event union, and the
+response it may carry a whole ``ResponseResource`` (``response.py``), except
+``error``: it has OpenAI's top-level ``code`` / ``message`` / ``param``, as
+OpenAI sends it, not the spec's nested ``error`` payload, because OpenAI's SDKs
+raise on any stream event with an ``error`` key (the client would never see the
+``response.failed`` that follows).
+
 Items are the output segments of ``router.canonical.segments`` (tool calls made
 contiguous, consecutive deltas of one kind in one item), the same segments a
 folded completion keeps. A non-streaming request replays the folded segments
@@ -62,7 +69,6 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
 )
-from openai.types.responses.response import IncompleteDetails
 from openai.types.responses.response_error import ResponseError
 from openai.types.responses.response_reasoning_item import Content as ReasoningContent
 
@@ -74,7 +80,7 @@ from fleetgate.router.canonical.ids import new_item_id
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.segments import Segment, SegmentClosed, SegmentDelta, SegmentOpened, Step
 from fleetgate.router.canonical.sse import NamedEvent, named
-from fleetgate.router.dialects.responses.response import to_json, usage_of
+from fleetgate.router.dialects.responses.response import settle_status, to_json, usage_of
 from fleetgate.router.errors import ApiError, ErrorKind, from_error_code
 
 ItemKind = Literal["reasoning", "message", "function_call"]
@@ -167,11 +173,9 @@ class ResponseBuilder:
             return [*out, *self._settle_failed(error)]
         if reason == pb.Finish.REASON_ABORT:
             return [*out, *self._settle_failed(ApiError(500, ErrorKind.API_ERROR, "The generation was aborted"))]
-        truncated = reason == pb.Finish.REASON_LENGTH
-        out.extend(self._close_item("incomplete" if truncated else "completed"))
-        self._response.status = "incomplete" if truncated else "completed"
-        if truncated:
-            self._response.incomplete_details = IncompleteDetails(reason="max_output_tokens")
+        status: ItemStatus = "incomplete" if reason == pb.Finish.REASON_LENGTH else "completed"
+        out.extend(self._close_item(status))
+        settle_status(self._response, status)
         self._response.usage = usage_of(self._usage)
         self.settled = True
         return out
