@@ -89,6 +89,16 @@ class SimConfig(_Strict):
     # Relative jitter applied to both delays, 0..1.
     jitter: float = 0.0
     prefill_ms_per_token: float = 0.0
+    # Prefill cost per 1,000 uncached prompt tokens (adds to prefill_ms_per_token).
+    prefill_ms_per_1k_tokens: float = Field(default=0.0, ge=0)
+    # Inter-token latency grows by this fraction of itl_ms per other running sequence.
+    itl_batch_penalty: float = Field(default=0.0, ge=0)
+    # Continuous batching: at most this many running sequences, the rest wait in order.
+    max_num_seqs: int = Field(default=256, ge=1)
+    # Paged KV cache: tokens per block, blocks in the cache, prefix reuse (off: usage as before).
+    kv_block_size: int = Field(default=16, ge=1)
+    kv_cache_blocks: int = Field(default=65536, ge=1)
+    prefix_caching: bool = False
     text: Literal["lorem", "echo"] = "lorem"
     # Completion length when the request sets no max_tokens.
     output_tokens: int = 32

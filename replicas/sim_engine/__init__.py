@@ -4,8 +4,15 @@ It speaks the full canonical event protocol with realistic timing and no model,
 in the spirit of llm-d's inference simulator, so routers, dashboards and load
 tests can be exercised on any machine. Configured by ``SimConfig``:
 
-- timing: ``ttft_ms`` plus ``prefill_ms_per_token`` × prompt tokens before the
-  first token, ``itl_ms`` between tokens, each with relative ``jitter``;
+- a continuous-batching engine over a paged KV cache (``scheduler``, ``kv_cache``):
+  at most ``max_num_seqs`` running, the rest waiting in order; blocks of
+  ``kv_block_size`` tokens, ``kv_cache_blocks`` of them, prefix reuse over a hash
+  chain of the prompt's blocks (``block_hashes``) with ``prefix_caching``, LRU
+  eviction, ``cached_tokens`` in usage, KV events to a sink (``kv_events``);
+- timing: the queue wait, then the prefill of the uncached prompt tokens
+  (``prefill_ms_per_1k_tokens``, ``prefill_ms_per_token``; one prefill at a time),
+  then ``ttft_ms`` before the first token; ``itl_ms`` × (1 + ``itl_batch_penalty``
+  × (running − 1)) between tokens; each with relative ``jitter``;
 - text: deterministic lorem ipsum (``output_tokens`` words, then a natural stop)
   or an echo of the last user message; JSON that validates for
   ``response_format`` json_schema / json_object; words count as tokens;
@@ -27,11 +34,12 @@ tests can be exercised on any machine. Configured by ``SimConfig``:
   exits abruptly (``os._exit``) once a request has produced N tokens, so routers
   see a replica die mid-stream.
 
-Load reports every accepted, unfinished request as running; nothing queues.
+Load reports the running and waiting requests and the KV usage (blocks held by
+running requests over all blocks).
 
 What it answers is planned up front (``plan``, with ``schema_values`` for JSON that
-validates), then emitted token by token at the configured pace (``pacing``) by
-``SimEngine`` (``engine``).
+validates; prompt tokens from ``tokens``), then emitted token by token at the
+scheduler's pace (``pacing``) by ``SimEngine`` (``engine``).
 """
 
 from fleetgate.replicas.sim_engine.engine import SimEngine

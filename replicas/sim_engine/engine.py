@@ -1,8 +1,10 @@
 """``SimEngine``: the sim behind fleetgate's ``Engine`` interface (see the package docstring for what it does).
 
-Per request: plan the answer (``plan``), refuse or inject a fault before
-anything is generated, then stream the plan at its pace (``pacing``); ``abort``
-and ``stop`` end running requests at their next token.
+Per request: render the prompt to tokens and hash its blocks (``tokens``,
+``block_hashes``), plan the answer (``plan``), refuse or inject a fault before
+anything is generated, then queue the sequence in the replica's ``Scheduler``
+(over its ``PagedKvCache``) and stream the plan at the scheduler's pace
+(``pacing``); ``abort`` and ``stop`` end waiting and running requests at once.
 """
 
 from __future__ import annotations
@@ -17,29 +19,41 @@ from fleetgate.core.events import ErrorCode
 from fleetgate.core.registry import Capabilities, Load
 from fleetgate.replicas.engine_interface import Engine
 from fleetgate.replicas.refusal import Refusal
+from fleetgate.replicas.sim_engine.block_hashes import block_hashes
+from fleetgate.replicas.sim_engine.kv_cache import PagedKvCache
+from fleetgate.replicas.sim_engine.kv_events import KvEventSink, NullKvEventSink
 from fleetgate.replicas.sim_engine.pacing import PacedRun
-from fleetgate.replicas.sim_engine.plan import count_prompt_tokens, plan_completion, request_rng
+from fleetgate.replicas.sim_engine.plan import plan_completion, request_rng
+from fleetgate.replicas.sim_engine.scheduler import Scheduler, Sequence
+from fleetgate.replicas.sim_engine.tokens import count_prompt_tokens, prompt_tokens
 from fleetgate.v1 import replica_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 
 class SimEngine(Engine):
-    """Serves one model name with simulated output; see the package docstring."""
+    """Serves one model name with simulated output; see the package docstring.
+
+    ``kv_events`` receives the KV cache's events (``kv_events``); by default they are dropped.
+    """
 
     kind = "sim"
 
-    def __init__(self, model: ModelConfig, replica_id: str) -> None:
+    def __init__(self, model: ModelConfig, replica_id: str, kv_events: KvEventSink | None = None) -> None:
         self.model = model
         self.sim: SimConfig = model.sim
         self.replica_id = replica_id
-        self._running: dict[str, asyncio.Event] = {}
+        self.kv_cache = PagedKvCache(
+            self.sim.kv_cache_blocks, self.sim.kv_block_size, kv_events or NullKvEventSink(), self.sim.prefix_caching
+        )
+        self.scheduler = Scheduler(self.sim, self.kv_cache)
+        self._aborts: dict[str, asyncio.Event] = {}
 
     async def start(self) -> None:
         log.info("sim engine for %s ready", self.model.name)
 
     async def stop(self) -> None:
-        for aborted in self._running.values():
+        for aborted in self._aborts.values():
             aborted.set()
 
     @property
@@ -56,35 +70,53 @@ class SimEngine(Engine):
         )
 
     def load(self) -> Load:
-        return Load(running=len(self._running), waiting=0, kv_cache_usage=-1.0)
+        return Load(running=self.scheduler.running, waiting=self.scheduler.waiting, kv_cache_usage=self.kv_cache.usage)
 
     async def count_tokens(self, request: pb.GenerateRequest) -> int:
         return count_prompt_tokens(request)
 
     async def abort(self, request_id: str) -> bool:
-        aborted = self._running.get(request_id)
+        aborted = self._aborts.get(request_id)
         if aborted is None:
             return False
         aborted.set()
         return True
 
+    def reset_prefix_cache(self) -> bool:
+        """Forget every cached block (vLLM's ``reset_prefix_cache``); False while requests hold blocks."""
+        return self.kv_cache.reset()
+
     async def generate(self, request: pb.GenerateRequest) -> AsyncGenerator[pb.GenerateEvent, None]:
         rng = request_rng(request, self.sim)
+        tokens = prompt_tokens(request)
         try:
-            plan = plan_completion(request, self.model, rng)
+            plan = plan_completion(request, self.model, rng, prompt_tokens=len(tokens))
         except Refusal as refusal:
             yield events.error(refusal.code, refusal.message)
             return
         if rng.random() < self.sim.error_rate:
             yield events.error(ErrorCode.ERROR_CODE_INTERNAL, "injected fault: sim.error_rate")
             return
+        total_tokens = plan.prompt_tokens + plan.completion_tokens
+        if not self.scheduler.fits(total_tokens):
+            yield events.error(
+                ErrorCode.ERROR_CODE_CONTEXT_LENGTH_EXCEEDED,
+                f"this request needs {total_tokens} tokens of KV cache; the sim's holds "
+                f"{self.sim.kv_cache_blocks * self.sim.kv_block_size} (sim.kv_cache_blocks × sim.kv_block_size)",
+            )
+            return
+        prompt_hashes = block_hashes(tokens, self.sim.kv_block_size) if self.sim.prefix_caching else []
+        sequence = Sequence(prompt_hashes, plan.prompt_tokens, total_tokens)
+        del tokens
         request_id = request.request_id or f"sim-{id(plan):x}"
         aborted = asyncio.Event()
-        self._running[request_id] = aborted
+        self._aborts[request_id] = aborted
         try:
+            self.scheduler.enqueue(sequence)
             yield events.started(plan.prompt_tokens, self.replica_id, plan.max_tokens)
-            run = PacedRun(plan, self.sim, rng, aborted)
+            run = PacedRun(plan, self.sim, rng, aborted, self.scheduler, sequence)
             async for event in run.events(request.sampling.stop):
                 yield event
         finally:
-            self._running.pop(request_id, None)
+            self.scheduler.finish(sequence)
+            self._aborts.pop(request_id, None)

@@ -1,9 +1,11 @@
 """The paced emission of one planned completion: budget, timing, aborts, stop sequences, injected death.
 
-Timing: ``ttft_ms`` plus ``prefill_ms_per_token`` × prompt tokens before the first
-token, ``itl_ms`` between tokens, each with relative ``jitter``. With
-``die_after_tokens`` N the whole replica process exits abruptly once a request has
-produced N tokens.
+Timing comes from the replica's ``Scheduler``: the first token when the sequence
+has been admitted, prefilled and ``ttft_ms`` has passed; each later token one
+decode step (``itl_ms``, slower with a larger batch) on; relative ``jitter`` on
+both. The sequence leaves the scheduler as soon as its last token is out; usage
+reports the prompt tokens the KV cache served. With ``die_after_tokens`` N the
+whole replica process exits abruptly once a request has produced N tokens.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import asyncio
 import os
 import random
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from typing import Any
 
 from fleetgate.core import events
 from fleetgate.core.config import SimConfig
 from fleetgate.core.events import Reason
 from fleetgate.replicas.sim_engine.plan import Plan
+from fleetgate.replicas.sim_engine.scheduler import Scheduler, Sequence
 from fleetgate.replicas.stop_sequences import StopMatcher
 from fleetgate.v1 import replica_pb2 as pb
 
@@ -29,9 +33,14 @@ _DIE_EXIT_CODE = 17
 class PacedRun:
     """The paced emission of one plan: budget, timing, aborts, stop sequences, injected death."""
 
-    def __init__(self, plan: Plan, sim: SimConfig, rng: random.Random, aborted: asyncio.Event) -> None:
+    def __init__(
+        self, plan: Plan, sim: SimConfig, rng: random.Random, aborted: asyncio.Event,
+        scheduler: Scheduler, sequence: Sequence,
+    ) -> None:
         self.plan = plan
         self.sim = sim
+        self.scheduler = scheduler
+        self.sequence = sequence
         self.rng = rng
         self.aborted = aborted
         self.completion_tokens = 0
@@ -49,7 +58,10 @@ class PacedRun:
             stream = self._tool_call_events() if self.plan.tool_calls else self._text_events(stops)
             async for event in stream:
                 yield event
-        yield events.usage(self.plan.prompt_tokens, self.completion_tokens, reasoning_tokens=self.reasoning_tokens)
+        self.scheduler.finish(self.sequence)
+        yield events.usage(
+            self.plan.prompt_tokens, self.completion_tokens, self.sequence.cached_tokens, self.reasoning_tokens
+        )
         yield events.finish(self.reason, self.matched_stop)
 
     async def _tool_call_events(self) -> AsyncIterator[pb.GenerateEvent]:
@@ -86,7 +98,11 @@ class PacedRun:
         if self.completion_tokens >= self.plan.max_tokens:
             self.reason = Reason.REASON_LENGTH
             return False
-        if await self._pause(self._delay_seconds()):
+        if self.completion_tokens == 0:
+            aborted = await self._until_aborted(self.scheduler.first_token(self.sequence, self._jitter_factor()))
+        else:
+            aborted = await self._pause(max(0.0, self.scheduler.itl_ms() * self._jitter_factor()) / 1000.0)
+        if aborted:
             self.reason = Reason.REASON_ABORT
             return False
         if self.sim.die_after_tokens is not None and self.completion_tokens >= self.sim.die_after_tokens:
@@ -94,14 +110,27 @@ class PacedRun:
         self.completion_tokens += 1
         return True
 
-    def _delay_seconds(self) -> float:
-        if self.completion_tokens == 0:
-            delay_ms = self.sim.ttft_ms + self.sim.prefill_ms_per_token * self.plan.prompt_tokens
-        else:
-            delay_ms = self.sim.itl_ms
-        if self.sim.jitter:
-            delay_ms *= 1.0 + self.rng.uniform(-self.sim.jitter, self.sim.jitter)
-        return max(0.0, delay_ms) / 1000.0
+    def _jitter_factor(self) -> float:
+        if not self.sim.jitter:
+            return 1.0
+        return 1.0 + self.rng.uniform(-self.sim.jitter, self.sim.jitter)
+
+    async def _until_aborted(self, due: Coroutine[Any, Any, None]) -> bool:
+        """Run ``due``; True (and ``due`` cancelled) as soon as the request is aborted."""
+        if self.aborted.is_set():
+            due.close()
+            return True
+        task = asyncio.ensure_future(due)
+        abort = asyncio.ensure_future(self.aborted.wait())
+        try:
+            await asyncio.wait((task, abort), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            task.cancel()
+            abort.cancel()
+        if self.aborted.is_set():
+            return True
+        task.result()  # raises what ``due`` raised
+        return False
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep ``seconds``; True as soon as the request is aborted."""

@@ -1,8 +1,7 @@
 """What the sim engine answers, decided up front: pure functions of the request and ``SimConfig``.
 
-Tokens are words: a token is a run of whitespace followed by a run of
-non-whitespace, so joining a completion's tokens gives back its text exactly.
-The prompt is counted the same way over a plain rendering of the request.
+Tokens are words (``tokens``): joining a completion's tokens gives back its
+text exactly; the prompt is counted over a plain rendering of the request.
 
 The plan for one request is: reasoning tokens (when the model reasons and the
 request allows it), then either one tool call (when tools are offered and the
@@ -17,7 +16,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import dataclass, field
 
 from fleetgate.core.config import ModelConfig, SimConfig
@@ -27,11 +25,9 @@ from fleetgate.replicas.completion_budget import completion_budget, requested_ma
 from fleetgate.replicas.refusal import Refusal, parse_json_schema
 from fleetgate.replicas.sim_engine.schema_values import UnsatisfiableSchema, example_value
 from fleetgate.replicas.sim_engine.script import ScriptedCall, scripted_step
+from fleetgate.replicas.sim_engine.tokens import count_prompt_tokens, split_tokens
 from fleetgate.v1 import replica_pb2 as pb
 
-# An image part counts as this many prompt tokens (OpenAI's low-detail cost).
-IMAGE_TOKENS = 85
-_TOKEN = re.compile(r"\s*\S+")
 _LOREM = (
     "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et "
     "dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris nisi ut aliquip "
@@ -60,29 +56,12 @@ class Plan:
     tool_calls: list[PlannedToolCall] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
 
-
-def split_tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text)
-
-
-def count_prompt_tokens(request: pb.GenerateRequest) -> int:
-    """Words of the request's rendered prompt, plus ``IMAGE_TOKENS`` per image."""
-    if request.HasField("raw_prompt"):
-        return len(split_tokens(request.raw_prompt))
-    words, images = 0, 0
-    for tool in request.tools:
-        words += len(split_tokens(" ".join((tool.name, tool.description, tool.parameters_json))))
-    for message in request.messages:
-        words += 1  # the role marker
-        for part in message.content:
-            if part.HasField("image_url"):
-                images += 1
-            else:
-                words += len(split_tokens(part.text))
-        words += len(split_tokens(message.reasoning))
-        for call in message.tool_calls:
-            words += len(split_tokens(f"{call.name} {call.arguments}"))
-    return words + images * IMAGE_TOKENS
+    @property
+    def completion_tokens(self) -> int:
+        """Tokens the plan generates, within ``max_tokens`` (a stop sequence may end it earlier)."""
+        planned = len(self.reasoning) + len(self.text)
+        planned += sum(1 + len(call.argument_tokens) for call in self.tool_calls)
+        return min(planned, self.max_tokens)
 
 
 def request_rng(request: pb.GenerateRequest, sim: SimConfig) -> random.Random:
@@ -108,10 +87,13 @@ def check_request(request: pb.GenerateRequest, model: ModelConfig) -> None:
         )
 
 
-def plan_completion(request: pb.GenerateRequest, model: ModelConfig, rng: random.Random) -> Plan:
-    """Everything the sim will say for ``request`` (raises ``Refusal``)."""
+def plan_completion(
+    request: pb.GenerateRequest, model: ModelConfig, rng: random.Random, prompt_tokens: int | None = None
+) -> Plan:
+    """Everything the sim will say for ``request`` (raises ``Refusal``); ``prompt_tokens`` when already counted."""
     check_request(request, model)
-    prompt_tokens = count_prompt_tokens(request)
+    if prompt_tokens is None:
+        prompt_tokens = count_prompt_tokens(request)
     max_tokens = completion_budget(
         prompt_tokens, model.sim.max_context_length, requested_max_tokens(request), model.clamp_max_tokens
     )
