@@ -30,6 +30,7 @@ from fleetgate.router.dialects.messages.routes import PATH_SPACE as MESSAGES_PAT
 from fleetgate.router.dialects.messages.routes import routes as messages_routes
 from fleetgate.router.dialects.openai_shape import OPENAI_SHAPE
 from fleetgate.router.dialects.responses.routes import routes as responses_routes
+from fleetgate.router.dialects.responses.websocket import routes as responses_websocket_routes
 from fleetgate.router.dispatch import Dispatcher
 from fleetgate.router.error_responses import install_error_handlers
 from fleetgate.router.meta_routes import routes as meta_routes
@@ -42,7 +43,9 @@ log = logging.getLogger("fleetgate.router")
 
 BOOTSTRAP_KEY_ENV = "FLEETGATE_BOOTSTRAP_KEY"
 
-ROUTES: list[APIRouter] = [meta_routes, chat_routes, completions_routes, messages_routes, responses_routes]
+ROUTES: list[APIRouter] = [
+    meta_routes, chat_routes, completions_routes, messages_routes, responses_routes, responses_websocket_routes,
+]
 
 # A Redis that is down refuses at once; one that vanished must not hang requests: they get a 503 instead.
 REDIS_CONNECT_TIMEOUT_SECONDS = 2.0

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from fleetgate.router.errors import authentication_failed
 from fleetgate.router.rate_limit import Limits
@@ -198,7 +198,7 @@ class KeyStore:
         return _decode(stored)
 
 
-def presented_key(request: Request) -> str | None:
+def presented_key(request: HTTPConnection) -> str | None:
     """The key from ``Authorization: Bearer`` or ``x-api-key``, if any."""
     header = request.headers.get("authorization")
     if header:
@@ -209,7 +209,7 @@ def presented_key(request: Request) -> str | None:
     return api_key.strip() if api_key and api_key.strip() else None
 
 
-async def authenticate(request: Request, keys: KeyStore, *, required: bool) -> Caller:
+async def authenticate(request: HTTPConnection, keys: KeyStore, *, required: bool) -> Caller:
     """The caller of ``request``; a 401 ApiError for a missing, unknown or revoked key when auth is required."""
     if not required:
         return ANONYMOUS

@@ -2,7 +2,7 @@
 
 Nothing here is state another router would need: the registry and the keys are
 read from Redis; in-flight counts and quarantined replicas are this router's own
-view. ``get_state`` finds it from a request (``app.state.fleetgate``).
+view. ``get_state`` finds it from a request or a WebSocket (``app.state.fleetgate``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from fleetgate.core.config import FleetgateConfig
 from fleetgate.router.auth import KeyStore
@@ -38,5 +38,5 @@ class RouterState:
         return model if self.registry.serves(model) else UNKNOWN_MODEL_LABEL
 
 
-def get_state(request: Request) -> RouterState:
+def get_state(request: HTTPConnection) -> RouterState:
     return request.app.state.fleetgate

@@ -20,6 +20,11 @@ PROTOCOL_ERRORS = ("API Error", "invalid_request_error", "unexpected status", "s
                    "ERROR:")
 
 
+# Codex's log of its Responses WebSocket (connected, or falling back to HTTP), on stderr.
+CODEX_WEBSOCKET_LOG = "warn,codex_api::endpoint::responses_websocket=info"
+CODEX_WEBSOCKET_CONNECTED = "successfully connected to Responses WebSocket"
+
+
 @dataclass
 class AgentRun:
     returncode: int
@@ -67,8 +72,10 @@ def run_claude_code(base_url: str, prompt: str, model: str, workdir: Path, *, ap
 
 
 def run_codex(base_url: str, prompt: str, model: str, workdir: Path, *, api_key: str = "sk-fg-test",
-              timeout: float = 180.0) -> AgentRun:
-    """``codex exec PROMPT`` with a provider of ``wire_api = "responses"`` at the router's ``/v1``."""
+              websockets: bool = False, timeout: float = 180.0) -> AgentRun:
+    """``codex exec PROMPT`` with a provider of ``wire_api = "responses"`` at the router's ``/v1``; with
+    ``websockets``, the provider ``supports_websockets`` (Responses over one WebSocket, HTTP only as Codex's
+    fallback) and stderr logs the socket's connection and any fallback."""
     home = workdir / "codex-home"
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(
@@ -79,11 +86,14 @@ def run_codex(base_url: str, prompt: str, model: str, workdir: Path, *, api_key:
         f'base_url = "{base_url}/v1"\n'
         'wire_api = "responses"\n'
         'env_key = "FLEETGATE_API_KEY"\n'
-        "[analytics]\n"
+        + ("supports_websockets = true\n" if websockets else "")
+        + "[analytics]\n"
         "enabled = false\n"
     )
     last_message = workdir / "codex-last-message.txt"
     env = {**_quiet_env(workdir / "home"), "CODEX_HOME": str(home), "FLEETGATE_API_KEY": api_key}
+    if websockets:
+        env["RUST_LOG"] = CODEX_WEBSOCKET_LOG
     argv = [str(agent_binary("codex")), "exec", "--skip-git-repo-check", "--color", "never",
             "--output-last-message", str(last_message), prompt]
     result = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,

@@ -27,6 +27,11 @@ opted in gets the ``stats`` object (``router.canonical.stats``). Redis failing
 anywhere in the call (the key lookup, ``prepare``, a finish hook) is a 503
 ``state_store_unavailable``.
 
+``stream_chunks(ctx, state, steps)`` runs the same lifecycle for a streamed call
+that has no HTTP response of its own (one ``response.create`` on the Responses
+WebSocket, whose own first steps authenticate and parse, followed by
+``generation_steps``) and yields its body's chunks.
+
 ``count_prompt_tokens(http, dialect)`` runs the authenticate / parse / translate
 steps and asks a replica to count the prompt (Anthropic's ``count_tokens``).
 """
@@ -65,15 +70,35 @@ log = logging.getLogger("fleetgate.router.runner")
 async def serve(http: Request, dialect: Dialect[Any], *, prepare: Step | None = None) -> Response:
     """Serve one API call of ``dialect``; see the module docstring."""
     ctx = RequestContext(dialect=dialect, request_id=ids.new_request_id(), http=http)
-    own = [prepare] if prepare is not None else []
-    steps: list[Step] = [authenticate, parse, start_metrics, *own, translate, admit, choose_replica, dispatch]
-    lifecycle = _lifecycle(ctx, get_state(http), steps)
+    lifecycle = _lifecycle(ctx, get_state(http), [authenticate, parse, *generation_steps(prepare)])
     answer = await anext(lifecycle)
     if isinstance(answer, StreamStart):
         body = cast(AsyncIterator[bytes], lifecycle)  # the rest of the lifecycle: the body's chunks
         return EventStreamResponse(body, keepalive=answer.keepalive, media_type=sse.MEDIA_TYPE, headers=answer.headers)
     await lifecycle.aclose()
     return answer
+
+
+def generation_steps(prepare: Step | None = None, *, dispatch_step: Step = dispatch) -> list[Step]:
+    """The steps after the caller is known and the request parsed (2. to 6. above); ``dispatch_step`` opens the
+    generation (by default on the replica chosen; a Responses WebSocket warm-up opens one without a replica)."""
+    own = [prepare] if prepare is not None else []
+    return [start_metrics, *own, translate, admit, choose_replica, dispatch_step]
+
+
+async def stream_chunks(ctx: RequestContext, state: RouterState, steps: list[Step]) -> AsyncGenerator[bytes, None]:
+    """One streamed call without an HTTP response around it (the Responses WebSocket): runs ``steps`` (the
+    first ones authenticate and parse, ``ctx.stream`` set), then yields the chunks ``serve`` would send as the
+    body. An error before the stream starts is raised, as ``serve`` raises it; closing the generator early (the
+    client left) closes the generation, as a dropped SSE body does."""
+    lifecycle = _lifecycle(ctx, state, steps)
+    try:
+        start = await anext(lifecycle)
+        assert isinstance(start, StreamStart), "stream_chunks serves streamed calls only"
+        async for chunk in lifecycle:
+            yield cast(bytes, chunk)
+    finally:
+        await lifecycle.aclose()
 
 
 async def count_prompt_tokens(http: Request, dialect: Dialect[Any]) -> int:

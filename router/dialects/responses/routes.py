@@ -67,8 +67,20 @@ async def load_previous_turn(ctx: RequestContext, state: RouterState) -> None:
     """The pipeline step before translation: the history and replica of ``previous_response_id`` (404 when
     there is none for this key), and the store write as a finish hook unless ``store`` is false."""
     request: ResponsesRequest = ctx.parsed
+    previous = None
     if request.previous_response_id:
         previous = await _load(state, request.previous_response_id, ctx.key_id, "previous_response_id")
+    await begin_turn(ctx, state, previous)
+    if request.store:
+        ctx.finish_hooks.append(StoreResponse(_store(state)))
+
+
+async def begin_turn(ctx: RequestContext, state: RouterState, previous: StoredResponse | None) -> None:
+    """What every create does before translation, wherever it found the response it continues (the store, or
+    a WebSocket's own cache): ``previous``'s conversation becomes the history and its replica the affinity
+    hint; sealed items sent back are opened, and a sealer kept when the answer's reasoning is to be sealed."""
+    request: ResponsesRequest = ctx.parsed
+    if previous is not None:
         turn_of(ctx).history = previous.conversation
         ctx.affinity_replica = previous.replica_id or None
     items = request.items
@@ -76,8 +88,6 @@ async def load_previous_turn(ctx: RequestContext, state: RouterState) -> None:
         key = await deployment_key(state.config.router.sealing_secret, state.redis)
         sealer = turn_of(ctx).sealer = Sealer(key, ctx.key_id)
         open_sealed_items(items, sealer)
-    if request.store:
-        ctx.finish_hooks.append(StoreResponse(_store(state)))
 
 
 @routes.post("/v1/responses/compact")
@@ -100,11 +110,14 @@ class StoreResponse:
     store: ResponseStore
 
     async def __call__(self, completion: Completion, ctx: RequestContext) -> None:
-        response = RESPONSES.final_response(ctx.parsed, completion, ctx)
-        await self.store.put(StoredResponse(
-            id=response.id, key_id=ctx.key_id, replica_id=ctx.replica_id, input=turn_of(ctx).conversation,
-            response=to_json(response),
-        ))
+        await self.store.put(stored_response(completion, ctx))
+
+
+def stored_response(completion: Completion, ctx: RequestContext) -> StoredResponse:
+    """The finished response as it is kept: with the conversation it continues, its key and its replica."""
+    response = RESPONSES.final_response(ctx.parsed, completion, ctx)
+    return StoredResponse(id=response.id, key_id=ctx.key_id, replica_id=ctx.replica_id,
+                          input=turn_of(ctx).conversation, response=to_json(response))
 
 
 @routes.get("/v1/responses/{response_id}")
