@@ -6,18 +6,19 @@ segments) are in test_messages_translation.py and test_responses_translation.py.
 
 from __future__ import annotations
 
-from interleaved_output import INTERLEAVED, INTERLEAVED_SEGMENTS, WEATHER_ARGUMENTS, folded
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from sse_frames import data_payloads, sdk_event
 
 from fleetgate.core import events as ev
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import sse
 from fleetgate.router.canonical.fold import CompletionFolder
 from fleetgate.router.dialects.chat.dialect import CHAT
+from fleetgate.router.dialects.chat.response import render_completion
+from fleetgate.router.dialects.chat.stream import ChatStreamEncoder
 from fleetgate.router.pipeline.context import RequestContext
-from fleetgate.router.dialects.chat.response import ChatStreamEncoder, render_completion
+from fleetgate.v1 import replica_pb2 as pb
+from interleaved_output import INTERLEAVED, INTERLEAVED_SEGMENTS, WEATHER_ARGUMENTS, folded
+from sse_frames import data_payloads, sdk_event
 
 
 def test_fold_keeps_ordered_segments_and_the_joined_conveniences():

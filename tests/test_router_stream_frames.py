@@ -10,16 +10,16 @@ from __future__ import annotations
 import pytest
 from openai.types.chat import ChatCompletionChunk
 from openai.types.completion import Completion as TextCompletion
-from sse_frames import data_payloads, frames, sdk_event
 
 from fleetgate.core import events as ev
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import sse
 from fleetgate.router.canonical.fold import CompletionFolder
 from fleetgate.router.dialects.chat.dialect import CHAT
+from fleetgate.router.dialects.chat.stream import ChatStreamEncoder
+from fleetgate.router.dialects.completions.stream import CompletionStreamEncoder
 from fleetgate.router.pipeline.context import RequestContext
-from fleetgate.router.dialects.chat.response import ChatStreamEncoder
-from fleetgate.router.dialects.completions.dialect import CompletionStreamEncoder
+from fleetgate.v1 import replica_pb2 as pb
+from sse_frames import data_payloads, frames, sdk_event
 
 CALL = RequestContext(dialect=CHAT, request_id="req1", model="sim", stream=True, created=1700000000)
 

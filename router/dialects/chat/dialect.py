@@ -1,17 +1,19 @@
-"""The Chat Completions dialect adapter (pure): wire model, canonical request, JSON and SSE rendering."""
+"""The Chat Completions dialect adapter (pure): ties the wire model (``protocol.py``), the translation to the
+canonical request (``request.py``), the JSON answer (``response.py``) and the stream (``stream.py``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.dialects.base import Dialect, StreamEncoder
-from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.chat.protocol import ChatCompletionRequest
 from fleetgate.router.dialects.chat.request import to_generate_request
-from fleetgate.router.dialects.chat.response import ChatStreamEncoder, render_completion
+from fleetgate.router.dialects.chat.response import render_completion
+from fleetgate.router.dialects.chat.stream import ChatStreamEncoder
 from fleetgate.router.dialects.openai_shape import OpenAIShape
+from fleetgate.router.pipeline.context import RequestContext
+from fleetgate.v1 import replica_pb2 as pb
 
 
 class ChatDialect(OpenAIShape, Dialect[ChatCompletionRequest]):

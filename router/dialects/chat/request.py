@@ -19,13 +19,13 @@ from typing import Any
 
 import orjson
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import tools as canonical_tools
 from fleetgate.router.canonical.content import image_part, text_part
 from fleetgate.router.canonical.tool_results import ToolCallNames, tool_result_message
 from fleetgate.router.dialects.chat import protocol as wire
 from fleetgate.router.dialects.openai_common import canonical_reasoning, canonical_sampling, check_single_choice
 from fleetgate.router.errors import invalid_request
+from fleetgate.v1 import replica_pb2 as pb
 
 _ROLES = {
     "system": pb.ROLE_SYSTEM,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.responses import Response
 
-from fleetgate.router.pipeline import runner
 from fleetgate.router.dialects.chat.dialect import CHAT
 from fleetgate.router.error_responses import dialect_router
+from fleetgate.router.pipeline import runner
 
 routes = dialect_router(CHAT)
 

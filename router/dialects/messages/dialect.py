@@ -1,4 +1,6 @@
-"""The Anthropic Messages dialect adapter: the pure pieces the shared runner calls.
+"""The Anthropic Messages dialect adapter (pure): ties the wire models (``protocol.py``), the translation to
+the canonical request (``request.py``), the JSON answer (``response.py``), the stream (``stream.py``) and
+Anthropic's error shape (``shape.py``).
 
 ``MessagesDialect`` serves ``POST /v1/messages``; ``CountTokensDialect`` parses and
 translates ``POST /v1/messages/count_tokens`` with the same prompt translation, so
@@ -10,34 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleetgate.v1 import replica_pb2 as pb
-from fleetgate.router.canonical import ids, sse
+from fleetgate.router.canonical import ids
 from fleetgate.router.canonical.fold import Completion
-from fleetgate.router.canonical.segments import Step
 from fleetgate.router.dialects.base import Dialect, StreamEncoder
-from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.dialects.messages import protocol as wire
 from fleetgate.router.dialects.messages.request import generate_request, prompt_request
 from fleetgate.router.dialects.messages.response import message_body
 from fleetgate.router.dialects.messages.shape import AnthropicShape
-from fleetgate.router.dialects.messages.stream import PING, MessageStreamBuilder
+from fleetgate.router.dialects.messages.stream import MessagesStreamEncoder
+from fleetgate.router.pipeline.context import RequestContext
+from fleetgate.v1 import replica_pb2 as pb
 
 DIALECT_NAME = "messages"
-
-
-class MessagesStreamEncoder(StreamEncoder):
-    """SSE frames (``event: <type>``) of one streamed message, with ``ping`` while the model is quiet."""
-
-    wants_keepalive = True
-
-    def __init__(self, message_id: str, model: str) -> None:
-        self._builder = MessageStreamBuilder(message_id, model)
-
-    def encode(self, event: pb.GenerateEvent, steps: list[Step]) -> bytes:
-        return sse.event_frames(self._builder.feed(steps))
-
-    def keepalive(self) -> bytes:
-        return sse.event_frame(*PING)
 
 
 class MessagesDialect(AnthropicShape, Dialect[wire.MessagesRequest]):
@@ -80,11 +66,6 @@ class CountTokensDialect(AnthropicShape, Dialect[wire.CountTokensRequest]):
 
     def stream_encoder(self, request: wire.CountTokensRequest, ctx: RequestContext) -> StreamEncoder:
         raise NotImplementedError("count_tokens is never streamed")
-
-
-def count_tokens_body(input_tokens: int) -> dict[str, Any]:
-    """The ``MessageTokensCount`` body."""
-    return {"input_tokens": input_tokens}
 
 
 MESSAGES = MessagesDialect()

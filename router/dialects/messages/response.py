@@ -3,7 +3,8 @@
 Content blocks are the completion's segments in order, exactly the blocks a
 stream sends (``router.canonical.segments``): ``thinking`` (with its signature),
 ``text``, and ``tool_use`` (``toolu_…`` id, the arguments parsed into the
-``input`` object), as many of each as the model interleaved.
+``input`` object), as many of each as the model interleaved. Also the body of
+``count_tokens``'s answer.
 """
 
 from __future__ import annotations
@@ -92,3 +93,8 @@ def message_body(message_id: str, model: str, completion: Completion) -> dict[st
         stop_sequence(completion.finish_reason, completion.stop_sequence),
         final_usage(completion.usage),
     )
+
+
+def count_tokens_body(input_tokens: int) -> dict[str, Any]:
+    """The ``MessageTokensCount`` body."""
+    return {"input_tokens": input_tokens}

@@ -12,10 +12,11 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.responses import Response
 
-from fleetgate.router.pipeline import runner
-from fleetgate.router.dialects.messages.dialect import COUNT_TOKENS, MESSAGES, count_tokens_body
+from fleetgate.router.dialects.messages.dialect import COUNT_TOKENS, MESSAGES
+from fleetgate.router.dialects.messages.response import count_tokens_body
 from fleetgate.router.error_responses import dialect_router
 from fleetgate.router.http_io import json_response
+from fleetgate.router.pipeline import runner
 
 # Every path under it answers in Anthropic's shape, an unknown one too.
 PATH_SPACE = "/v1/messages"

@@ -22,15 +22,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleetgate.v1 import replica_pb2 as pb
+from fleetgate.router.canonical import sse
 from fleetgate.router.canonical.fold import UsageCounts
 from fleetgate.router.canonical.segments import Segment, SegmentDelta, SegmentOpened, SegmentStep, Step
 from fleetgate.router.canonical.sse import NamedEvent, named
+from fleetgate.router.dialects.base import StreamEncoder
 from fleetgate.router.dialects.messages.response import message_object, tool_use_id
+from fleetgate.router.dialects.messages.shape import anthropic_error_body
 from fleetgate.router.dialects.messages.signature import thinking_signature
 from fleetgate.router.dialects.messages.usage import final_usage, start_usage, stop_reason, stop_sequence
-from fleetgate.router.dialects.messages.shape import anthropic_error_body
 from fleetgate.router.errors import ApiError, ErrorKind, from_error_code
+from fleetgate.v1 import replica_pb2 as pb
 
 PING: NamedEvent = named({"type": "ping"})
 
@@ -127,3 +129,18 @@ class MessageStreamBuilder:
         out.append(named({"type": "message_delta", "delta": delta, "usage": final_usage(self._usage)}))
         out.append(named({"type": "message_stop"}))
         return out
+
+
+class MessagesStreamEncoder(StreamEncoder):
+    """SSE frames (``event: <type>``) of one streamed message, with ``ping`` while the model is quiet."""
+
+    wants_keepalive = True
+
+    def __init__(self, message_id: str, model: str) -> None:
+        self._builder = MessageStreamBuilder(message_id, model)
+
+    def encode(self, event: pb.GenerateEvent, steps: list[Step]) -> bytes:
+        return sse.event_frames(self._builder.feed(steps))
+
+    def keepalive(self) -> bytes:
+        return sse.event_frame(*PING)
