@@ -22,7 +22,7 @@ from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.contiguous import ContiguousEvents
 from fleetgate.router.canonical.fold import CompletionFolder
 from fleetgate.router.pipeline.context import RequestContext
-from fleetgate.router.dialects.responses.adapter import RESPONSES, ResponsesDialect
+from fleetgate.router.dialects.responses.dialect import RESPONSES, ResponsesDialect
 from fleetgate.router.dialects.responses.conversation import normalize_items, parse_items, to_messages
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest, UnknownItem
 from fleetgate.router.dialects.responses.request import to_generate_request

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.ids import new_item_id
-from fleetgate.router.dialects.responses.adapter import ResponsesDialect, turn_of
+from fleetgate.router.dialects.responses.dialect import ResponsesDialect, turn_of
 from fleetgate.router.dialects.responses.conversation import normalize_items
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest
 from fleetgate.router.dialects.responses.request import to_generate_request

@@ -30,7 +30,7 @@ from fleetgate.router.auth import authenticate
 from fleetgate.router.pipeline import runner
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.pipeline.context import RequestContext
-from fleetgate.router.dialects.responses.adapter import ENCRYPTED_REASONING, RESPONSES, turn_of
+from fleetgate.router.dialects.responses.dialect import ENCRYPTED_REASONING, RESPONSES, turn_of
 from fleetgate.router.dialects.responses.compact import COMPACT
 from fleetgate.router.dialects.responses.listing import DEFAULT_LIMIT, MAX_LIMIT, item_page
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest

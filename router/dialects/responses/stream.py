@@ -34,6 +34,10 @@ response and a non-streamed one are the same object. Items and the response
 are the ``openai`` SDK's types; ids are generated once, so they are equal in
 the stream, the final object and the store.
 
+``ResponsesStreamEncoder`` is the dialect's stream encoder: one builder's
+events as ``event: <type>`` frames, the response settled before the finish
+hooks run (the store keeps it) and its closing events sent with the finish.
+
 Events are given as ``(name, payload)`` (``router.canonical.sse.NamedEvent``),
 serialized when they are made: the few events per item are built with the SDK's
 event types, the per-token deltas as plain dicts in the same shape and field
@@ -54,7 +58,6 @@ from openai.types.responses import (
     ResponseCreatedEvent,
     ResponseErrorEvent,
     ResponseFailedEvent,
-    ResponseFunctionCallArgumentsDeltaEvent,
     ResponseFunctionCallArgumentsDoneEvent,
     ResponseFunctionToolCall,
     ResponseIncompleteEvent,
@@ -64,9 +67,7 @@ from openai.types.responses import (
     ResponseOutputMessage,
     ResponseOutputText,
     ResponseReasoningItem,
-    ResponseReasoningTextDeltaEvent,
     ResponseReasoningTextDoneEvent,
-    ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
 )
 from openai.types.responses.response_error import ResponseError
@@ -74,14 +75,16 @@ from openai.types.responses.response_reasoning_item import Content as ReasoningC
 
 from fleetgate.core import events
 from fleetgate.core.tool_call_ids import new_tool_call_id
-from fleetgate.router.dialects.responses.namespaces import split_name
-from fleetgate.v1 import replica_pb2 as pb
-from fleetgate.router.canonical.ids import new_item_id
+from fleetgate.router.canonical import sse
 from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.canonical.ids import new_item_id
 from fleetgate.router.canonical.segments import Segment, SegmentClosed, SegmentDelta, SegmentOpened, Step
 from fleetgate.router.canonical.sse import NamedEvent, named
+from fleetgate.router.dialects.base import StreamEncoder
+from fleetgate.router.dialects.responses.namespaces import split_name
 from fleetgate.router.dialects.responses.response import settle_status, to_json, usage_of
 from fleetgate.router.errors import ApiError, ErrorKind, from_error_code
+from fleetgate.v1 import replica_pb2 as pb
 
 ItemKind = Literal["reasoning", "message", "function_call"]
 ItemStatus = Literal["completed", "incomplete"]
@@ -337,6 +340,43 @@ class ResponseBuilder:
         """The SDK event ``event_type`` with the next sequence number, serialized now (the response it
         may carry changes later)."""
         return named(to_json(event_type(sequence_number=self._next_sequence(), **fields)))
+
+
+class ResponsesStreamEncoder(StreamEncoder):
+    """Canonical events -> ``event: <type>`` / ``data: {...}`` frames of the Responses stream."""
+
+    def __init__(self, builder: ResponseBuilder) -> None:
+        self._builder = builder
+        # The closing events made when the response settled, sent with the finish event's frames.
+        self._settled: list[NamedEvent] | None = None
+
+    @property
+    def response(self) -> Response:
+        """The response object, final once settled."""
+        return self._builder.response
+
+    def settle(self, steps: list[Step]) -> None:
+        """Finish the response object before the finish hooks run (the store keeps it); its closing events
+        are sent with the finish event's frames."""
+        if self._settled is None:
+            self._settled = self._builder.settle(steps)
+
+    def encode(self, event: pb.GenerateEvent, steps: list[Step]) -> bytes:
+        kind = event.WhichOneof("event")
+        if kind == "finish":
+            self.settle(steps)
+            finish = event.finish
+            if finish.reason == pb.Finish.REASON_ERROR and not self._builder.failed:
+                # The response settled, then a finish hook failed.
+                ending = self._builder.fail(from_error_code(finish.error_code, finish.error_message))
+            else:
+                ending = self._builder.terminal()
+            out = [*(self._settled or []), *ending]
+        elif kind == "started":
+            out = [*self._builder.open(), *self._builder.feed(steps)]
+        else:
+            out = self._builder.feed(steps)
+        return sse.event_frames(out)
 
 
 def replay(builder: ResponseBuilder, completion: Completion) -> Response:

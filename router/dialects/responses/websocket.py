@@ -45,7 +45,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from fleetgate.router import auth
 from fleetgate.router.canonical import ids
 from fleetgate.router.dialects.responses import socket_turn
-from fleetgate.router.dialects.responses.adapter import RESPONSES
+from fleetgate.router.dialects.responses.dialect import RESPONSES
 from fleetgate.router.dialects.responses.socket_cache import ConnectionCache
 from fleetgate.router.dialects.responses.socket_frames import error_message, event_messages, lane_of
 from fleetgate.router.errors import (

@@ -1,4 +1,6 @@
-"""The Responses dialect adapter (pure): plugs the Responses translation into the shared runner.
+"""The Responses dialect adapter (pure): ties the wire models (``protocol.py``), the translation to the canonical
+request (``request.py`` over ``conversation.py``), the response object (``response.py``) and the stream
+(``stream.py``); the I/O (the response store) is in ``routes.py``.
 
 The dialect is one shared object; what one call needs to remember is its
 ``ResponseTurn``, kept on the request context (``turn_of``). ``history`` is what
@@ -19,22 +21,18 @@ from dataclasses import dataclass, field
 
 from openai.types.responses import Response
 
-from fleetgate.v1 import replica_pb2 as pb
-from fleetgate.router.canonical import sse
-from fleetgate.router.canonical.sse import NamedEvent
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.ids import response_id
-from fleetgate.router.canonical.segments import Step
 from fleetgate.router.dialects.base import Dialect, StreamEncoder
-from fleetgate.router.pipeline.context import RequestContext
+from fleetgate.router.dialects.openai_shape import OpenAIShape
 from fleetgate.router.dialects.responses.conversation import ConversationItem, normalize_items
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest
 from fleetgate.router.dialects.responses.request import to_generate_request
 from fleetgate.router.dialects.responses.response import response_shell, to_json
-from fleetgate.router.dialects.responses.stream import ResponseBuilder, replay
-from fleetgate.router.dialects.openai_shape import OpenAIShape
-from fleetgate.router.errors import from_error_code
+from fleetgate.router.dialects.responses.stream import ResponseBuilder, ResponsesStreamEncoder, replay
+from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.sealing import REASONING, Sealer
+from fleetgate.v1 import replica_pb2 as pb
 
 # The ``include`` value that asks for reasoning items' ``encrypted_content``.
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
@@ -103,43 +101,6 @@ def _builder(request: ResponsesRequest, ctx: RequestContext) -> ResponseBuilder:
             return sealer.seal(REASONING, text)
     return ResponseBuilder(response_shell(request, response_id(ctx.request_id), ctx.created), request.namespaces,
                            seal_reasoning=seal)
-
-
-class ResponsesStreamEncoder(StreamEncoder):
-    """Canonical events -> ``event: <type>`` / ``data: {...}`` frames of the Responses stream."""
-
-    def __init__(self, builder: ResponseBuilder) -> None:
-        self._builder = builder
-        # The closing events made when the response settled, sent with the finish event's frames.
-        self._settled: list[NamedEvent] | None = None
-
-    @property
-    def response(self) -> Response:
-        """The response object, final once settled."""
-        return self._builder.response
-
-    def settle(self, steps: list[Step]) -> None:
-        """Finish the response object before the finish hooks run (the store keeps it); its closing events
-        are sent with the finish event's frames."""
-        if self._settled is None:
-            self._settled = self._builder.settle(steps)
-
-    def encode(self, event: pb.GenerateEvent, steps: list[Step]) -> bytes:
-        kind = event.WhichOneof("event")
-        if kind == "finish":
-            self.settle(steps)
-            finish = event.finish
-            if finish.reason == pb.Finish.REASON_ERROR and not self._builder.failed:
-                # The response settled, then a finish hook failed.
-                ending = self._builder.fail(from_error_code(finish.error_code, finish.error_message))
-            else:
-                ending = self._builder.terminal()
-            out = [*(self._settled or []), *ending]
-        elif kind == "started":
-            out = [*self._builder.open(), *self._builder.feed(steps)]
-        else:
-            out = self._builder.feed(steps)
-        return sse.event_frames(out)
 
 
 RESPONSES = ResponsesDialect()
