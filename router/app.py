@@ -1,4 +1,4 @@
-"""The router's FastAPI application: lifespan wiring (Redis pool, registry watcher, gRPC channels, keys) and routes.
+"""The router's FastAPI application: lifespan wiring (Redis pool, registry watcher, gRPC channels, routing, keys) and routes.
 
 Each dialect contributes an ``APIRouter`` (``routes`` in its ``routes.py``, made
 with ``router.error_responses.dialect_router``, so its errors are in its shape);
@@ -22,7 +22,6 @@ from fastapi import APIRouter, FastAPI
 
 from fleetgate.core.config import FleetgateConfig
 from fleetgate.router.auth import BOOTSTRAP_KEY_NAME, KeyStore
-from fleetgate.router.balancer import Balancer
 from fleetgate.router.dialects.chat.routes import routes as chat_routes
 from fleetgate.router.dialects.completions.routes import routes as completions_routes
 from fleetgate.router.dialects.messages.dialect import MESSAGES
@@ -37,6 +36,8 @@ from fleetgate.router.meta_routes import routes as meta_routes
 from fleetgate.router.rate_limit_store import RateLimiter
 from fleetgate.router.registry_view import RegistryView
 from fleetgate.router.replica_client import ChannelPool
+from fleetgate.router.routing.factory import routing_policy
+from fleetgate.router.routing.in_flight import InFlight
 from fleetgate.router.state import RouterState
 
 log = logging.getLogger("fleetgate.router")
@@ -78,15 +79,17 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             quarantine_seconds=config.replica.registry_ttl_seconds + settings.registry_refresh_seconds,
             on_addresses=channels.retain,
         )
-        balancer = Balancer(settings.affinity_max_extra_load)
+        in_flight = InFlight()
+        routing = routing_policy(settings, in_flight)
         keys = KeyStore(redis)
         app.state.fleetgate = RouterState(
             config=config,
             redis=redis,
             registry=registry,
             channels=channels,
-            balancer=balancer,
-            dispatcher=Dispatcher(registry, balancer, channels, retry_after_seconds=settings.retry_after_seconds),
+            routing=routing,
+            in_flight=in_flight,
+            dispatcher=Dispatcher(registry, routing, in_flight, channels, retry_after_seconds=settings.retry_after_seconds),
             keys=keys,
             rate_limiter=RateLimiter.from_settings(redis, settings),
         )

@@ -1,8 +1,8 @@
 """Dispatching one canonical request to a replica, with one transparent retry before the first token.
 
-``Dispatcher.choose_replica`` picks the replica to try first (``Balancer`` over the
-``RegistryView``; 404 for a model nobody serves, 503 with ``Retry-After`` when no
-replica is healthy). ``Dispatcher.open_stream`` opens the gRPC ``Generate`` call on
+``Dispatcher.choose_replica`` picks the replica to try first (the routing policy,
+``router.routing``, over the ``RegistryView``'s healthy replicas; 404 for a model
+nobody serves, 503 with ``Retry-After`` when no replica is healthy). ``Dispatcher.open_stream`` opens the gRPC ``Generate`` call on
 it and waits for its first event:
 
 - ``started``: returns an ``EventStream``, an async iterator of the remaining
@@ -32,13 +32,21 @@ import grpc
 
 from fleetgate.core import events
 from fleetgate.core.registry import ReplicaRecord
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router import metrics
-from fleetgate.router.balancer import Balancer
 from fleetgate.router.canonical.event_kinds import CONTENT_EVENTS
-from fleetgate.router.errors import ApiError, from_error_code, invalid_request, model_not_found, overloaded, state_store_unavailable
+from fleetgate.router.errors import (
+    ApiError,
+    from_error_code,
+    invalid_request,
+    model_not_found,
+    overloaded,
+    state_store_unavailable,
+)
 from fleetgate.router.registry_view import RegistryView
 from fleetgate.router.replica_client import ChannelPool
+from fleetgate.router.routing.in_flight import InFlight
+from fleetgate.router.routing.policy import RoutingFacts, RoutingPolicy
+from fleetgate.v1 import replica_pb2 as pb
 
 log = logging.getLogger("fleetgate.router.dispatch")
 
@@ -50,25 +58,34 @@ RETRYABLE_REFUSALS = frozenset({pb.ERROR_CODE_OVERLOADED})
 
 
 class Dispatcher:
-    def __init__(self, registry: RegistryView, balancer: Balancer, channels: ChannelPool, *, retry_after_seconds: int) -> None:
+    def __init__(
+        self,
+        registry: RegistryView,
+        policy: RoutingPolicy,
+        in_flight: InFlight,
+        channels: ChannelPool,
+        *,
+        retry_after_seconds: int,
+    ) -> None:
         self.registry = registry
-        self.balancer = balancer
+        self.policy = policy
+        self.in_flight = in_flight
         self.channels = channels
         self.retry_after_seconds = retry_after_seconds
 
-    def choose_replica(self, model: str, *, affinity_replica: str | None = None) -> ReplicaRecord:
-        """The replica to start a request for ``model`` on (``affinity_replica``: a hint); see the module docstring."""
-        if not self.registry.serves(model):
-            raise self.unknown_model(model)
-        record = self.pick(model, affinity=affinity_replica)
+    def choose_replica(self, facts: RoutingFacts) -> ReplicaRecord:
+        """The replica to start a request with these routing facts on; see the module docstring."""
+        if not self.registry.serves(facts.model):
+            raise self.unknown_model(facts.model)
+        record = self.pick(facts)
         if record is None:
-            raise overloaded(_no_healthy_replica(model), self.retry_after_seconds)
+            raise overloaded(_no_healthy_replica(facts.model), self.retry_after_seconds)
         return record
 
-    def pick(self, model: str, *, exclude: Sequence[str] = (), affinity: str | None = None) -> ReplicaRecord | None:
-        """A healthy replica of ``model`` not in ``exclude``, chosen by the balancer; None when there is none."""
-        candidates = self.registry.healthy(model, exclude=exclude)
-        return self.balancer.choose(candidates, affinity=affinity) if candidates else None
+    def pick(self, facts: RoutingFacts, *, exclude: Sequence[str] = ()) -> ReplicaRecord | None:
+        """A healthy replica of ``facts.model`` not in ``exclude``, chosen by the policy; None when there is none."""
+        candidates = self.registry.healthy(facts.model, exclude=exclude)
+        return self.policy.choose(candidates, facts) if candidates else None
 
     async def open_stream(self, request: pb.GenerateRequest, replica: ReplicaRecord) -> EventStream:
         """Start ``request`` on ``replica`` (another one if it fails before its first token); see the module docstring."""
@@ -95,7 +112,7 @@ class Dispatcher:
         tried: list[str] = []
         failure = ""
         while len(tried) < MAX_ATTEMPTS:
-            record = self.pick(request.model, exclude=tried)
+            record = self.pick(RoutingFacts(request.model), exclude=tried)
             if record is None:
                 break
             tried.append(record.replica_id)
@@ -162,7 +179,7 @@ class EventStream:
                 return first
             if not self._may_retry(failure):
                 return first if first is not None else events.error(ErrorCode.ERROR_CODE_OVERLOADED, failure)
-            record = self._dispatcher.pick(self.model, exclude=self._tried)
+            record = self._dispatcher.pick(RoutingFacts(self.model), exclude=self._tried)
 
     def _may_retry(self, failure: str) -> bool:
         """Whether the retry budget allows another replica after ``failure`` (counted in fleetgate_retries)."""
@@ -176,7 +193,7 @@ class EventStream:
         """Open the call on ``record``: ``(first event, "")``, ``(refusal, why)`` or ``(None, why)`` on failure."""
         d = self._dispatcher
         self.record = record
-        d.balancer.acquire(record)
+        d.in_flight.acquire(record)
         self._call = d.channels.stub(record.address).Generate(self._request)
         first = await self._read()
         if first is None:
@@ -208,7 +225,7 @@ class EventStream:
                 self._call.cancel()
             self._call = None
             assert self.record is not None
-            self._dispatcher.balancer.release(self.record)
+            self._dispatcher.in_flight.release(self.record)
 
     # -- iterating ---------------------------------------------------------------
 
@@ -264,7 +281,7 @@ class EventStream:
             )
         failure = f"replica {failed.replica_id} failed before its first token ({self._last_failure})"
         if self._may_retry(failure):
-            first = await self.connect(self._dispatcher.pick(self.model, exclude=self._tried), failure)
+            first = await self.connect(self._dispatcher.pick(RoutingFacts(self.model), exclude=self._tried), failure)
         else:
             first = events.error(ErrorCode.ERROR_CODE_OVERLOADED, failure)
         if first.HasField("started"):

@@ -1,4 +1,4 @@
-"""What one router process holds while it runs: config, Redis pool, registry view, channels, balancer, dispatcher, keys, rate limiter.
+"""What one router process holds while it runs: config, Redis pool, registry view, channels, routing, dispatcher, keys, rate limiter.
 
 Nothing here is state another router would need: the registry and the keys are
 read from Redis; in-flight counts and quarantined replicas are this router's own
@@ -14,12 +14,13 @@ from starlette.requests import HTTPConnection
 
 from fleetgate.core.config import FleetgateConfig
 from fleetgate.router.auth import KeyStore
-from fleetgate.router.balancer import Balancer
 from fleetgate.router.dispatch import Dispatcher
 from fleetgate.router.rate_limit_store import RateLimiter
 from fleetgate.router.registry_view import RegistryView
 from fleetgate.router.replica_client import ChannelPool
 from fleetgate.router.request_metrics import UNKNOWN_MODEL_LABEL
+from fleetgate.router.routing.in_flight import InFlight
+from fleetgate.router.routing.policy import RoutingPolicy
 
 
 @dataclass
@@ -28,7 +29,8 @@ class RouterState:
     redis: aioredis.Redis
     registry: RegistryView
     channels: ChannelPool
-    balancer: Balancer
+    routing: RoutingPolicy
+    in_flight: InFlight
     dispatcher: Dispatcher
     keys: KeyStore
     rate_limiter: RateLimiter

@@ -58,6 +58,9 @@ class RouterConfig(_Strict):
     sealing_secret: str | None = None
     # An affinity replica is skipped when its load exceeds the least loaded by this much.
     affinity_max_extra_load: int = 8
+    # How a replica is chosen for a request (router/routing/): the less loaded of two random ones,
+    # with affinity for continuations.
+    routing_policy: Literal["power_of_two"] = "power_of_two"
     # Every API key's default rate limits (None: unlimited); `fleetgate keys limit` overrides them per
     # key. Tokens are prompt + completion, counted after each request and checked before the next.
     # With auth off, all callers share one window under these limits.

@@ -1,7 +1,8 @@
 """Steps: choose the replica to try first, then dispatch the canonical request to it (``router.dispatch``).
 
-``choose_replica``: 404 for a model nobody serves, 503 with ``Retry-After`` when
-no replica is healthy; the context's affinity hint goes to the balancer.
+``choose_replica`` (404 for a model nobody serves, 503 with ``Retry-After`` when
+no replica is healthy): the routing policy (``router.routing``) chooses among
+the healthy replicas, given the request's model and the context's affinity hint.
 ``dispatch``: the gRPC call opened and its ``started`` event in hand (the
 replica's refusals: 400 context length, 404, 503), with one transparent retry
 on another replica before the first token.
@@ -10,12 +11,13 @@ on another replica before the first token.
 from __future__ import annotations
 
 from fleetgate.router.pipeline.context import RequestContext
+from fleetgate.router.routing.policy import RoutingFacts
 from fleetgate.router.state import RouterState
 
 
 async def choose_replica(ctx: RequestContext, state: RouterState) -> None:
     assert ctx.request is not None
-    ctx.replica = state.dispatcher.choose_replica(ctx.request.model, affinity_replica=ctx.affinity_replica)
+    ctx.replica = state.dispatcher.choose_replica(RoutingFacts(ctx.request.model, ctx.affinity_replica))
 
 
 async def dispatch(ctx: RequestContext, state: RouterState) -> None:

@@ -1,0 +1,73 @@
+"""Routing policies (router/routing/, pure): the configured policy is built, and power_of_two chooses as documented.
+
+The dispatcher's use of them (retries on another replica, the in-flight gauge) runs
+against real replicas in test_router_failover.py.
+"""
+
+from __future__ import annotations
+
+import random
+import typing
+
+import pytest
+
+from fleetgate.core.config import RouterConfig
+from fleetgate.core.registry import Load, ReplicaRecord
+from fleetgate.router import metrics
+from fleetgate.router.routing.factory import POLICIES, routing_policy
+from fleetgate.router.routing.in_flight import InFlight
+from fleetgate.router.routing.policy import RoutingFacts
+from fleetgate.router.routing.power_of_two import PowerOfTwoPolicy
+
+MODEL = "routing-test"
+
+
+def replica(replica_id: str, running: int = 0, waiting: int = 0) -> ReplicaRecord:
+    return ReplicaRecord(replica_id=replica_id, model=MODEL, engine="sim", address=f"{replica_id}:1",
+                         load=Load(running=running, waiting=waiting))
+
+
+def affinity_count(result: str) -> float:
+    return metrics.AFFINITY.labels(model=MODEL, result=result)._value.get()
+
+
+def test_every_configurable_policy_is_built_and_the_default_is_power_of_two() -> None:
+    choices = typing.get_args(RouterConfig.model_fields["routing_policy"].annotation)
+    assert set(choices) == set(POLICIES)
+    assert RouterConfig().routing_policy == "power_of_two"
+    for choice in choices:
+        assert routing_policy(RouterConfig(routing_policy=choice), InFlight()).name == choice
+
+
+def test_power_of_two_takes_the_less_loaded_of_two() -> None:
+    idle, busy = replica("idle"), replica("busy", running=3, waiting=1)
+    policy = PowerOfTwoPolicy(InFlight().load, affinity_max_extra_load=8, rng=random.Random(0))
+    assert {policy.choose([idle, busy], RoutingFacts(MODEL)).replica_id for _ in range(20)} == {"idle"}
+    assert policy.choose([busy], RoutingFacts(MODEL)) is busy
+    with pytest.raises(ValueError):
+        policy.choose([], RoutingFacts(MODEL))
+
+
+def test_this_routers_calls_count_in_the_load_until_released() -> None:
+    a, b = replica("a"), replica("b", running=1)
+    in_flight = InFlight()
+    policy = PowerOfTwoPolicy(in_flight.load, affinity_max_extra_load=8, rng=random.Random(0))
+    in_flight.acquire(a)
+    in_flight.acquire(a)
+    assert (in_flight.count("a"), in_flight.load(a)) == (2, 2)
+    assert policy.choose([a, b], RoutingFacts(MODEL)).replica_id == "b"
+    in_flight.release(a)
+    in_flight.release(a)
+    assert in_flight.count("a") == 0
+    assert policy.choose([a, b], RoutingFacts(MODEL)).replica_id == "a"
+
+
+def test_affinity_holds_while_the_replica_is_not_much_busier() -> None:
+    least, previous = replica("least"), replica("previous", running=4)
+    policy = PowerOfTwoPolicy(InFlight().load, affinity_max_extra_load=4, rng=random.Random(0))
+    hits, misses = affinity_count("hit"), affinity_count("miss")
+    assert policy.choose([least, previous], RoutingFacts(MODEL, affinity_replica="previous")) is previous
+    busier = replica("previous", running=5)
+    assert policy.choose([least, busier], RoutingFacts(MODEL, affinity_replica="previous")) is least
+    assert policy.choose([least], RoutingFacts(MODEL, affinity_replica="gone")) is least
+    assert (affinity_count("hit") - hits, affinity_count("miss") - misses) == (1, 2)
