@@ -278,8 +278,8 @@ def test_disconnect_mid_stream_aborts_the_replica_request(router_factory, replic
         deltas = 0
         while deltas < 3:
             deltas += json.loads(ws.recv(timeout=30))["type"] == "response.output_text.delta"
-        record = replica.registry_record()
-        assert record is not None and record.load.running == 1
+        wait_until(lambda: (r := replica.registry_record()) is not None and r.load.running == 1,
+                   what="the replica's heartbeat showing the request", timeout=10)
     # The socket is closed: the router cancels the call and the replica aborts it.
     wait_until(lambda: (r := replica.registry_record()) is not None and r.load.running == 0,
                what="replica load back to zero", timeout=20)
