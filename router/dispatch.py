@@ -2,8 +2,9 @@
 
 ``Dispatcher.choose_replica`` picks the replica to try first (the routing policy,
 ``router.routing``, over the ``RegistryView``'s healthy replicas; 404 for a model
-nobody serves, 503 with ``Retry-After`` when no replica is healthy). ``Dispatcher.open_stream`` opens the gRPC ``Generate`` call on
-it and waits for its first event:
+nobody serves, 503 with ``Retry-After`` when no replica is healthy).
+``Dispatcher.open_stream`` opens the gRPC ``Generate`` call on it and waits for
+its first event:
 
 - ``started``: returns an ``EventStream``, an async iterator of the remaining
   events (``.started``, ``.replica_id``, ``.model``), always ending with exactly
@@ -88,7 +89,8 @@ class Dispatcher:
         return self.policy.choose(candidates, facts) if candidates else None
 
     async def open_stream(self, request: pb.GenerateRequest, replica: ReplicaRecord) -> EventStream:
-        """Start ``request`` on ``replica`` (another one if it fails before its first token); see the module docstring."""
+        """Start ``request`` on ``replica`` (another one if it fails before its first token); see the module
+        docstring."""
         stream = EventStream(self, request)
         first = await stream.connect(replica)
         if first.HasField("finish"):
@@ -117,7 +119,8 @@ class Dispatcher:
                 break
             tried.append(record.replica_id)
             try:
-                reply = await self.channels.stub(record.address).CountTokens(request, timeout=COUNT_TOKENS_TIMEOUT_SECONDS)
+                stub = self.channels.stub(record.address)
+                reply = await stub.CountTokens(request, timeout=COUNT_TOKENS_TIMEOUT_SECONDS)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                     raise invalid_request(exc.details() or "invalid request") from None
@@ -125,7 +128,7 @@ class Dispatcher:
                 failure = f"replica {record.replica_id} failed to count tokens ({exc.code().name}: {exc.details()})"
                 log.warning(failure)
                 continue
-            return reply.prompt_tokens
+            return int(reply.prompt_tokens)
         raise overloaded(failure or _no_healthy_replica(request.model), self.retry_after_seconds)
 
 
@@ -142,7 +145,7 @@ class EventStream:
         self.model = request.model
         self.started = pb.Started()
         self.record: ReplicaRecord | None = None
-        self._call: grpc.aio.UnaryStreamCall | None = None
+        self._call: grpc.aio.UnaryStreamCall[pb.GenerateRequest, pb.GenerateEvent] | None = None
         self._tried: list[str] = []
         self._content_seen = False
         self._finished = False
@@ -168,7 +171,8 @@ class EventStream:
         """
         while True:
             if record is None:
-                return events.error(ErrorCode.ERROR_CODE_OVERLOADED, f"{failure}, and no other healthy replica serves it")
+                reason = f"{failure}, and no other healthy replica serves it"
+                return events.error(ErrorCode.ERROR_CODE_OVERLOADED, reason)
             self._tried.append(record.replica_id)
             first, failure = await self._start_call(record)
             if first is not None and first.HasField("started"):

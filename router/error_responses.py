@@ -1,4 +1,4 @@
-"""Errors as HTTP responses: every exception a route raises, answered in the error shape of the dialect that owns the route.
+"""Errors as HTTP responses: every exception a route raises, in the error shape of the dialect owning the route.
 
 ``install_error_handlers`` makes ``ApiError`` (``router.errors``), Starlette's
 HTTP exceptions (unknown routes, wrong methods), pydantic validation errors,
@@ -86,7 +86,8 @@ _HTTP_KINDS = {
 
 
 def _http_exception_error(exc: StarletteHTTPException, path: str) -> ApiError:
-    kind = _HTTP_KINDS.get(exc.status_code, ErrorKind.API_ERROR if exc.status_code >= 500 else ErrorKind.INVALID_REQUEST)
+    otherwise = ErrorKind.API_ERROR if exc.status_code >= 500 else ErrorKind.INVALID_REQUEST
+    kind = _HTTP_KINDS.get(exc.status_code, otherwise)
     message = str(exc.detail) if exc.detail else "Error"
     if exc.status_code == 404 and message == "Not Found":
         message = f"No route {path}"

@@ -135,14 +135,14 @@ def from_error_code(code: int, message: str) -> ApiError:
     return ApiError(status, kind, message or "The replica failed the request", code=wire_code)
 
 
-_TO_CODE: dict[ErrorKind, int] = {
+_TO_CODE: dict[ErrorKind, pb.ErrorCode] = {
     ErrorKind.INVALID_REQUEST: pb.ERROR_CODE_INVALID_REQUEST,
     ErrorKind.NOT_FOUND: pb.ERROR_CODE_UNKNOWN_MODEL,
     ErrorKind.OVERLOADED: pb.ERROR_CODE_OVERLOADED,
 }
 
 
-def to_error_code(err: ApiError) -> int:
+def to_error_code(err: ApiError) -> pb.ErrorCode:
     """The canonical error code closest to ``err``, for an error ``finish`` event the router makes itself."""
     if err.code == "context_length_exceeded":
         return pb.ERROR_CODE_CONTEXT_LENGTH_EXCEEDED
@@ -159,7 +159,9 @@ def from_validation_error(
     the validated ``body``, the tags pydantic puts into a tagged union's location (a
     message's ``role``, a block's ``type``) are left out of the path.
     """
-    found = [(field_path([*prefix, *_field_locations(e.get("loc", ()), body)]), _error_message(e)) for e in exc.errors()]
+    found = [
+        (field_path([*prefix, *_field_locations(e.get("loc", ()), body)]), _error_message(e)) for e in exc.errors()
+    ]
     paths = [path for path, _ in found]
     described: list[str] = []
     params: list[str] = []

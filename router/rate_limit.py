@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from fleetgate.router.errors import ApiError, rate_limited
@@ -42,7 +42,7 @@ class Limits:
     requests: int | None = None
     tokens: int | None = None
 
-    def over(self, defaults: "Limits") -> "Limits":
+    def over(self, defaults: Limits) -> Limits:
         """These overrides over ``defaults``."""
         return Limits(
             self.requests if self.requests is not None else defaults.requests,
@@ -98,7 +98,7 @@ def go_duration(seconds: float) -> str:
 
 def rfc3339(timestamp: float) -> str:
     """A Unix time, rounded up to the second, as ``2025-01-01T00:00:30Z`` (Anthropic's reset headers)."""
-    return datetime.fromtimestamp(math.ceil(timestamp), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(math.ceil(timestamp), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def limit_counts(limits: Limits, reading: WindowReading) -> list[tuple[LimitName, int, int]]:

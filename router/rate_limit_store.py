@@ -80,15 +80,14 @@ class RateLimiter:
         self._charge = redis.register_script(_CHARGE_SCRIPT)
 
     @classmethod
-    def from_settings(cls, redis: aioredis.Redis, settings: RouterConfig) -> "RateLimiter":
+    def from_settings(cls, redis: aioredis.Redis, settings: RouterConfig) -> RateLimiter:
         defaults = Limits(settings.rate_limit_requests_per_minute, settings.rate_limit_tokens_per_minute)
         return cls(redis, defaults, settings.rate_limit_window_seconds)
 
     async def admit(self, bucket: str, limits: Limits) -> WindowReading:
         """Count one request in ``bucket``'s window unless ``limits`` refuse it (then nothing is counted)."""
-        admitted, requests, tokens, pttl = await self._admit(
-            keys=[WINDOW_PREFIX + bucket], args=[self._window_ms, _limit_arg(limits.requests), _limit_arg(limits.tokens)]
-        )
+        args = [self._window_ms, _limit_arg(limits.requests), _limit_arg(limits.tokens)]
+        admitted, requests, tokens, pttl = await self._admit(keys=[WINDOW_PREFIX + bucket], args=args)
         return WindowReading(bool(admitted), int(requests), int(tokens), int(pttl) / 1000)
 
     async def charge(self, bucket: str, tokens: int) -> None:

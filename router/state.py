@@ -1,4 +1,6 @@
-"""What one router process holds while it runs: config, Redis pool, registry view, channels, routing, dispatcher, keys, rate limiter.
+"""What one router process holds while it runs.
+
+Config, Redis pool, registry view, channels, routing, dispatcher, keys, rate limiter.
 
 Nothing here is state another router would need: the registry and the keys are
 read from Redis; in-flight counts and quarantined replicas are this router's own
@@ -41,4 +43,5 @@ class RouterState:
 
 
 def get_state(request: HTTPConnection) -> RouterState:
-    return request.app.state.fleetgate
+    state: RouterState = request.app.state.fleetgate
+    return state

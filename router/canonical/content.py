@@ -8,8 +8,8 @@ replica is asked.
 
 from __future__ import annotations
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.errors import invalid_request
+from fleetgate.v1 import replica_pb2 as pb
 
 _IMAGE_SCHEMES = ("http://", "https://")
 _DATA_IMAGE_PREFIX = "data:image/"

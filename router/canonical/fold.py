@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.segments import Segment, SegmentStream, Step, ToolCallOut
 from fleetgate.router.errors import ApiError, from_error_code
+from fleetgate.v1 import replica_pb2 as pb
 
 Reason = pb.Finish.Reason
 

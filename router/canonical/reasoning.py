@@ -10,7 +10,9 @@ the OpenAI dialects turn reasoning off with it (``REASONING_OFF``).
 
 from __future__ import annotations
 
-EFFORTS: dict[str, str] = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+EFFORTS: dict[str, str] = {
+    "minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high",
+}
 REASONING_OFF = "none"
 
 

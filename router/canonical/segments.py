@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.contiguous import ContiguousEvents
+from fleetgate.v1 import replica_pb2 as pb
 
 SegmentKind = Literal["reasoning", "text", "tool_call"]
 
@@ -98,7 +98,7 @@ class SegmentStream:
             return self._apply(ordered[0])
         return [step for each in ordered for step in self._apply(each)]
 
-    def close(self) -> list[SegmentStep]:
+    def close(self) -> list[Step]:
         """Close the open segment, if any."""
         segment, self._open = self._open, None
         return [SegmentClosed(segment)] if segment is not None else []
@@ -111,7 +111,8 @@ class SegmentStream:
             return self._delta("reasoning", event.reasoning.text)
         if kind == "tool_call_start":
             start = event.tool_call_start
-            return [*self.close(), self._open_segment("tool_call", call_index=start.index, call_id=start.id, name=start.name)]
+            closed = self.close()
+            return [*closed, self._open_segment("tool_call", call_index=start.index, call_id=start.id, name=start.name)]
         if kind == "tool_call_delta":
             call = self._open_call(event.tool_call_delta.index)
             if call is None:
@@ -134,7 +135,9 @@ class SegmentStream:
         out.append(SegmentDelta(self._open, text))
         return out
 
-    def _open_segment(self, kind: SegmentKind, call_index: int = -1, call_id: str = "", name: str = "") -> SegmentOpened:
+    def _open_segment(
+        self, kind: SegmentKind, call_index: int = -1, call_id: str = "", name: str = ""
+    ) -> SegmentOpened:
         self._open = Segment(kind, len(self.segments), call_index=call_index, call_id=call_id, name=name)
         self.segments.append(self._open)
         return SegmentOpened(self._open)

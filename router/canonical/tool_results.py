@@ -29,6 +29,8 @@ class ToolCallNames:
         return self._names.get(call_id, "")
 
 
-def tool_result_message(call_id: str, name: str, content: Iterable[pb.ContentPart], *, is_error: bool = False) -> pb.Message:
+def tool_result_message(
+    call_id: str, name: str, content: Iterable[pb.ContentPart], *, is_error: bool = False
+) -> pb.Message:
     """The TOOL message with ``content`` answering call ``call_id`` of tool ``name``."""
     return pb.Message(role=pb.ROLE_TOOL, tool_call_id=call_id, name=name, content=content, is_error=is_error)

@@ -17,8 +17,8 @@ from typing import Any
 import jsonschema
 import orjson
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.errors import invalid_request
+from fleetgate.v1 import replica_pb2 as pb
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 EMPTY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
@@ -40,12 +40,14 @@ def check_json_schema(schema: Any, param: str) -> dict[str, Any]:
     """``schema`` if it is a JSON object that is a valid JSON schema; a 400 naming ``param`` otherwise."""
     if not isinstance(schema, Mapping):
         raise invalid_request(f"{param} must be a JSON schema object", param)
+    checked = dict(schema)
     try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
+        jsonschema.validators.validator_for(checked).check_schema(checked)
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.path)
-        raise invalid_request(f"{param} is not a valid JSON schema: {exc.message}" + (f" (at {where})" if where else ""), param) from None
-    return dict(schema)
+        message = f"{param} is not a valid JSON schema: {exc.message}" + (f" (at {where})" if where else "")
+        raise invalid_request(message, param) from None
+    return checked
 
 
 def canonical_tool(name: str, description: str | None, parameters: Any, param: str) -> pb.Tool:

@@ -65,12 +65,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.segments import Step
 from fleetgate.router.errors import ApiError, from_validation_error, invalid_request
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.rate_limit import Limits, WindowReading
+from fleetgate.v1 import replica_pb2 as pb
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
@@ -88,7 +88,7 @@ class StreamEncoder(abc.ABC):
         ``steps`` are the event's segment steps as the pipeline's folder made them (the output blocks or
         items it opens, grows and closes): encoders that show blocks render them, the others the event."""
 
-    def settle(self, steps: list[Step]) -> None:
+    def settle(self, steps: list[Step]) -> None:  # noqa: B027 (a hook with a default: nothing to settle)
         """The ``finish`` event's steps, before the finish hooks run and before ``encode`` gets them: an
         encoder whose final object a hook reads (the Responses store) settles it here."""
 
@@ -119,7 +119,7 @@ class Dialect(abc.ABC, Generic[RequestT]):
 
     def model_name(self, request: RequestT) -> str:
         """The requested model (default: the wire model's ``model`` field)."""
-        return str(getattr(request, "model"))
+        return str(getattr(request, "model"))  # noqa: B009 (RequestT: any wire model; mypy knows no field)
 
     def wants_stream(self, request: RequestT) -> bool:
         """Whether to answer with SSE (default: the wire model's ``stream`` field)."""

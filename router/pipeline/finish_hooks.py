@@ -14,18 +14,19 @@ import logging
 
 from redis.exceptions import RedisError
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.errors import ApiError, internal_error, state_store_unavailable
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.state import RouterState
+from fleetgate.v1 import replica_pb2 as pb
 
 log = logging.getLogger("fleetgate.router.runner")
 
 
-async def run_finish_hooks(ctx: RequestContext, state: RouterState, completion: Completion) -> None:
+async def run_finish_hooks(ctx: RequestContext, state: RouterState, completion: Completion) -> ApiError | None:
+    """Run the hooks on ``completion`` unless it carries an error; returns the error a hook turned it into."""
     if completion.error is not None:
-        return
+        return None
     for hook in ctx.finish_hooks:
         try:
             await hook(completion, ctx)
@@ -43,3 +44,4 @@ async def run_finish_hooks(ctx: RequestContext, state: RouterState, completion: 
             completion.error = failure
     if completion.error is not None:
         completion.finish_reason = pb.Finish.REASON_ERROR
+    return completion.error

@@ -17,7 +17,6 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.event_kinds import is_content
 from fleetgate.router.canonical.fold import Completion, CompletionFolder
 from fleetgate.router.canonical.stats import STATS_KEY, GenerationClock
@@ -28,6 +27,7 @@ from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.pipeline.finish_hooks import run_finish_hooks
 from fleetgate.router.request_metrics import CLIENT_CLOSED
 from fleetgate.router.state import RouterState
+from fleetgate.v1 import replica_pb2 as pb
 
 
 async def answer_json(ctx: RequestContext, state: RouterState) -> Response:

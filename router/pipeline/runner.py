@@ -48,7 +48,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fleetgate.core import events
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import ids, sse
 from fleetgate.router.canonical.event_kinds import CONTENT_EVENTS
 from fleetgate.router.canonical.fold import CompletionFolder
@@ -63,6 +62,7 @@ from fleetgate.router.pipeline.parse import parse, translate
 from fleetgate.router.pipeline.replica import choose_replica, dispatch
 from fleetgate.router.state import RouterState, get_state
 from fleetgate.router.stream_response import EventStreamResponse, FinalChunk, Keepalive
+from fleetgate.v1 import replica_pb2 as pb
 
 log = logging.getLogger("fleetgate.router.runner")
 
@@ -76,6 +76,7 @@ async def serve(http: Request, dialect: Dialect[Any], *, prepare: Step | None = 
         body = cast(AsyncIterator[bytes], lifecycle)  # the rest of the lifecycle: the body's chunks
         return EventStreamResponse(body, keepalive=answer.keepalive, media_type=sse.MEDIA_TYPE, headers=answer.headers)
     await lifecycle.aclose()
+    assert isinstance(answer, Response)
     return answer
 
 
@@ -102,7 +103,8 @@ async def stream_chunks(ctx: RequestContext, state: RouterState, steps: list[Ste
 
 
 async def count_prompt_tokens(http: Request, dialect: Dialect[Any]) -> int:
-    """Prompt tokens of the request ``dialect`` parses from ``http``, counted by a replica (same rendering as generation)."""
+    """Prompt tokens of the request ``dialect`` parses from ``http``, counted by a replica (the same rendering as
+    a generation's)."""
     state = get_state(http)
     ctx = RequestContext(dialect=dialect, request_id=ids.new_request_id(), http=http)
     for step in (authenticate, parse, translate):
@@ -173,11 +175,10 @@ async def _lifecycle(
                     finish_steps = folder.add(event)
                     encoder.settle(finish_steps)
                     completion = folder.completion
-                    if completion.error is None:
-                        await run_finish_hooks(ctx, state, completion)
-                        if completion.error is not None:
-                            event = events.error(to_error_code(completion.error), completion.error.message)
-                            finish_steps = [*finish_steps[:-1], event]
+                    hook_error = await run_finish_hooks(ctx, state, completion)
+                    if hook_error is not None:
+                        event = events.error(to_error_code(hook_error), hook_error.message)
+                        finish_steps = [*finish_steps[:-1], event]
                     finished = True
                     pending += encoder.encode(event, finish_steps)
                     break

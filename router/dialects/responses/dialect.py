@@ -18,6 +18,7 @@ the same code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from openai.types.responses import Response
 
@@ -75,7 +76,7 @@ class ResponsesDialect(OpenAIShape, Dialect[ResponsesRequest]):
         turn.conversation = [*turn.history, *normalize_items(request.items)]
         return to_generate_request(request, turn.conversation, ctx.request_id)
 
-    def render_json(self, request: ResponsesRequest, completion: Completion, ctx: RequestContext) -> dict:
+    def render_json(self, request: ResponsesRequest, completion: Completion, ctx: RequestContext) -> dict[str, Any]:
         return to_json(self.final_response(request, completion, ctx))
 
     def stream_encoder(self, request: ResponsesRequest, ctx: RequestContext) -> StreamEncoder:
