@@ -1,4 +1,5 @@
-"""The router's FastAPI application: lifespan wiring (Redis pool, registry watcher, gRPC channels, routing, keys) and routes.
+"""The router's FastAPI application: lifespan wiring (Redis pool, registry watcher, gRPC channels,
+routing, keys) and routes.
 
 Each dialect contributes an ``APIRouter`` (``routes`` in its ``routes.py``, made
 with ``router.error_responses.dialect_router``, so its errors are in its shape);
@@ -89,7 +90,9 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             channels=channels,
             routing=routing,
             in_flight=in_flight,
-            dispatcher=Dispatcher(registry, routing, in_flight, channels, retry_after_seconds=settings.retry_after_seconds),
+            dispatcher=Dispatcher(
+                registry, routing, in_flight, channels, retry_after_seconds=settings.retry_after_seconds
+            ),
             keys=keys,
             rate_limiter=RateLimiter.from_settings(redis, settings),
         )

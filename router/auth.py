@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
@@ -86,8 +87,13 @@ def new_key_id() -> str:
     return "key_" + secrets.token_hex(8)
 
 
-def _decode(record: dict[bytes, bytes]) -> KeyInfo:
-    fields = {k.decode(): v.decode() for k, v in record.items()}
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text (the router's clients return bytes)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _decode(record: Mapping[bytes | str, bytes | str]) -> KeyInfo:
+    fields = {_text(k): _text(v) for k, v in record.items()}
     revoked_at = fields.get("revoked_at") or ""
     own = {name: int(fields[field]) for name, field in LIMIT_FIELDS.items() if fields.get(field)}
     return KeyInfo(
@@ -148,11 +154,11 @@ class KeyStore:
             records = await pipe.execute()
         return sorted((_decode(r) for r in records if r), key=lambda k: k.created_at)
 
-    async def _digests(self):  # type: ignore[no-untyped-def]
+    async def _digests(self) -> AsyncIterator[str]:
         async for key in self.redis.scan_iter(match=KEY_ID_PREFIX + "*", count=500):
             digest = await self.redis.get(key)
             if digest:
-                yield digest.decode()
+                yield _text(digest)
 
     async def _find(self, id_or_name: str, action: str) -> tuple[KeyInfo, str]:
         """The key with this id, or the one active key with this name, and its record's Redis key."""
@@ -168,7 +174,7 @@ class KeyStore:
         digest = await self.redis.get(KEY_ID_PREFIX + key.id)
         if digest is None:
             raise KeyLookupError(f"key {key.id} vanished")
-        return key, KEY_RECORD_PREFIX + digest.decode()
+        return key, KEY_RECORD_PREFIX + _text(digest)
 
     async def revoke(self, id_or_name: str) -> KeyInfo:
         """Revoke a key by id, or by the name of exactly one active key. Idempotent for ids."""

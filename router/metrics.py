@@ -11,7 +11,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # 10 ms .. 60 s
-LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 7.5, 10.0, 20.0, 30.0, 60.0)
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 7.5, 10.0, 20.0, 30.0,
+                   60.0)
 # Inter-token latency is short: 1 ms .. 5 s
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -34,16 +35,29 @@ E2E = Histogram(
     buckets=LATENCY_BUCKETS, registry=REGISTRY,
 )
 PROMPT_TOKENS = Counter("fleetgate_prompt_tokens", "Prompt tokens processed", ["model", "dialect"], registry=REGISTRY)
-COMPLETION_TOKENS = Counter("fleetgate_completion_tokens", "Completion tokens generated", ["model", "dialect"], registry=REGISTRY)
-CACHED_TOKENS = Counter("fleetgate_cached_tokens", "Prompt tokens served from the prefix cache", ["model", "dialect"], registry=REGISTRY)
-ERRORS = Counter("fleetgate_errors", "Errors returned to clients, by type", ["model", "dialect", "type"], registry=REGISTRY)
-RETRIES = Counter("fleetgate_retries", "Requests retried on another replica before the first token", ["model"], registry=REGISTRY)
-AFFINITY = Counter("fleetgate_affinity", "Continuations routed by affinity", ["model", "result"], registry=REGISTRY)  # hit / miss
+COMPLETION_TOKENS = Counter(
+    "fleetgate_completion_tokens", "Completion tokens generated", ["model", "dialect"], registry=REGISTRY
+)
+CACHED_TOKENS = Counter(
+    "fleetgate_cached_tokens", "Prompt tokens served from the prefix cache", ["model", "dialect"], registry=REGISTRY
+)
+ERRORS = Counter(
+    "fleetgate_errors", "Errors returned to clients, by type", ["model", "dialect", "type"], registry=REGISTRY
+)
+RETRIES = Counter(
+    "fleetgate_retries", "Requests retried on another replica before the first token", ["model"], registry=REGISTRY
+)
+# result: hit / miss
+AFFINITY = Counter("fleetgate_affinity", "Continuations routed by affinity", ["model", "result"], registry=REGISTRY)
 RATE_LIMITED = Counter("fleetgate_rate_limited", "Requests refused by a rate limit", ["model"], registry=REGISTRY)
-HEALTHY_REPLICAS = Gauge("fleetgate_healthy_replicas", "Healthy replicas per model, as this router sees them", ["model"], registry=REGISTRY)
+HEALTHY_REPLICAS = Gauge(
+    "fleetgate_healthy_replicas", "Healthy replicas per model, as this router sees them", ["model"], registry=REGISTRY
+)
 REPLICA_IN_FLIGHT = Gauge(
-    "fleetgate_router_replica_in_flight", "This router's in-flight requests per replica", ["model", "replica"], registry=REGISTRY
+    "fleetgate_router_replica_in_flight", "This router's in-flight requests per replica", ["model", "replica"],
+    registry=REGISTRY,
 )
 KEY_REQUESTS = Counter(
-    "fleetgate_key_requests", "Requests per API key name (only with router.metrics_key_names)", ["key_name"], registry=REGISTRY
+    "fleetgate_key_requests", "Requests per API key name (only with router.metrics_key_names)", ["key_name"],
+    registry=REGISTRY,
 )

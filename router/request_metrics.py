@@ -5,8 +5,9 @@ and the pipeline reports to it: when the model is known (``bind``: in-flight up)
 each content event of a stream (time to first token, inter-token latency), and,
 once, from the one ``finally`` of the request's lifecycle, the end (``finish``: requests
 by status, end-to-end latency, token counters from the usage, errors by type,
-in-flight down; a 429 also counts in ``fleetgate_rate_limited_total``). Status labels are HTTP statuses, plus ``499`` for a client that
-went away. A model label is a served model's name or ``unknown``, never free text.
+in-flight down; a 429 also counts in ``fleetgate_rate_limited_total``). Status labels are HTTP
+statuses, plus ``499`` for a client that went away. A model label is a served model's name or
+``unknown``, never free text.
 
 Children of the series labelled by model and dialect are looked up once per
 label pair (``model_child``) and a request keeps the ones it reports to again:

@@ -77,7 +77,9 @@ class EventStreamResponse(StreamingResponse):
 class _Watcher:
     """Until ``stop()``: cancels ``streaming`` when the client disconnects, and sends the keep-alive frames."""
 
-    def __init__(self, receive: Receive, send: Send, streaming: asyncio.Task[object], keepalive: Keepalive | None) -> None:
+    def __init__(
+        self, receive: Receive, send: Send, streaming: asyncio.Task[object], keepalive: Keepalive | None
+    ) -> None:
         self.cancelled_streaming = False
         self._send = send
         self._streaming = streaming
@@ -108,7 +110,7 @@ class _Watcher:
             quiet_until = self._last_sent + interval
             try:
                 message = await asyncio.wait_for(receive(), timeout=max(quiet_until - self._loop.time(), 0))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if self._loop.time() >= self._last_sent + interval:
                     await self._send({"type": "http.response.body", "body": frame, "more_body": True})
                     self.sent()

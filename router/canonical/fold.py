@@ -51,7 +51,7 @@ class Completion:
     reasoning: str = ""
     tool_calls: list[ToolCallOut] = field(default_factory=list)
     usage: UsageCounts = field(default_factory=UsageCounts)
-    finish_reason: int = Reason.REASON_UNSPECIFIED
+    finish_reason: Reason = Reason.REASON_UNSPECIFIED
     # The stop string that matched, for REASON_STOP_SEQUENCE.
     stop_sequence: str = ""
     # Set when the finish carried an error.

@@ -1,1 +1,4 @@
-"""API dialects: each one pure translation between its wire format and the canonical request and events (see base.py)."""
+"""API dialects: each one pure translation between its wire format and the canonical request and events.
+
+The interface: base.py.
+"""

@@ -13,7 +13,6 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import sse
 from fleetgate.router.canonical.fold import UsageCounts
 from fleetgate.router.canonical.reasoning import REASONING_OFF, canonical_effort
@@ -21,6 +20,7 @@ from fleetgate.router.canonical.segments import Step
 from fleetgate.router.dialects.base import StreamEncoder
 from fleetgate.router.dialects.openai_shape import openai_error_body
 from fleetgate.router.errors import from_error_code, invalid_request
+from fleetgate.v1 import replica_pb2 as pb
 
 Reason = pb.Finish.Reason
 FinishReason = Literal["stop", "length", "tool_calls"]

@@ -23,7 +23,9 @@ class ChatDialect(OpenAIShape, Dialect[ChatCompletionRequest]):
     def to_canonical(self, request: ChatCompletionRequest, ctx: RequestContext) -> pb.GenerateRequest:
         return to_generate_request(request)
 
-    def render_json(self, request: ChatCompletionRequest, completion: Completion, ctx: RequestContext) -> dict[str, Any]:
+    def render_json(
+        self, request: ChatCompletionRequest, completion: Completion, ctx: RequestContext
+    ) -> dict[str, Any]:
         return render_completion(completion, ctx)
 
     def stream_encoder(self, request: ChatCompletionRequest, ctx: RequestContext) -> StreamEncoder:

@@ -8,7 +8,7 @@ needs ``tool_call_id``, images only in user messages) are checked in ``request.p
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -35,7 +35,7 @@ class RefusalPart(Wire):
     refusal: str
 
 
-ContentPart = Annotated[Union[TextPart, ImagePart, RefusalPart], Field(discriminator="type")]
+ContentPart = Annotated[TextPart | ImagePart | RefusalPart, Field(discriminator="type")]
 
 
 class FunctionCall(Wire):

@@ -41,7 +41,9 @@ def to_generate_request(request: wire.ChatCompletionRequest) -> pb.GenerateReque
     if request.logprobs:
         raise invalid_request("logprobs are not supported", "logprobs")
     tools = [
-        canonical_tools.canonical_tool(t.function.name, t.function.description, t.function.parameters, f"tools[{i}].function")
+        canonical_tools.canonical_tool(
+            t.function.name, t.function.description, t.function.parameters, f"tools[{i}].function"
+        )
         for i, t in enumerate(request.tools or [])
     ]
     canonical_tools.check_unique_names(tools, "tools")
@@ -94,7 +96,9 @@ def to_messages(messages: list[wire.ChatMessage]) -> list[pb.Message]:
             canonical.content.extend(_content(message.content, f"{param}.content", images=False, drop_refusals=True))
             canonical.reasoning = message.reasoning or message.reasoning_content or ""
             for call in message.tool_calls or []:
-                canonical.tool_calls.append(pb.ToolCall(id=call.id, name=call.function.name, arguments=_arguments(call.function.arguments)))
+                canonical.tool_calls.append(
+                    pb.ToolCall(id=call.id, name=call.function.name, arguments=_arguments(call.function.arguments))
+                )
             tool_names.remember(canonical.tool_calls)
             if not canonical.content and not canonical.tool_calls and not canonical.reasoning:
                 raise invalid_request(f"{param}: an assistant message needs content or tool_calls", f"{param}.content")

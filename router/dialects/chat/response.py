@@ -12,6 +12,8 @@ from typing import Any
 from openai.types.chat.chat_completion import ChatCompletion, Choice
 from openai.types.chat.chat_completion_message import ChatCompletionMessage
 from openai.types.chat.chat_completion_message_function_tool_call import ChatCompletionMessageFunctionToolCall, Function
+from openai.types.chat.chat_completion_message_tool_call import ChatCompletionMessageToolCallUnion
+from openai.types.completion_usage import CompletionUsage
 
 from fleetgate.core.tool_call_ids import new_tool_call_id
 from fleetgate.router.canonical import ids
@@ -26,7 +28,7 @@ def tool_call_id(replica_id: str) -> str:
 
 
 def render_completion(completion: Completion, ctx: RequestContext) -> dict[str, Any]:
-    tool_calls = [
+    tool_calls: list[ChatCompletionMessageToolCallUnion] = [
         ChatCompletionMessageFunctionToolCall(
             id=tool_call_id(c.id), type="function", function=Function(name=c.name, arguments=c.arguments)
         )
@@ -36,7 +38,8 @@ def render_completion(completion: Completion, ctx: RequestContext) -> dict[str, 
         role="assistant",
         content=completion.text if completion.text or not tool_calls else None,
         tool_calls=tool_calls or None,
-        reasoning=completion.reasoning or None,
+        # An extra field (vLLM's name for it), which the SDK's type leaves out.
+        reasoning=completion.reasoning or None,  # type: ignore[call-arg]
     )
     body = ChatCompletion(
         id=ids.chat_completion_id(ctx.request_id),
@@ -51,6 +54,6 @@ def render_completion(completion: Completion, ctx: RequestContext) -> dict[str, 
                 logprobs=None,
             )
         ],
-        usage=usage_body(completion.usage),
+        usage=CompletionUsage.model_validate(usage_body(completion.usage)),
     )
     return dump(body)

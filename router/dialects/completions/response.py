@@ -9,6 +9,7 @@ from typing import Any
 
 from openai.types.completion import Completion as TextCompletion
 from openai.types.completion_choice import CompletionChoice
+from openai.types.completion_usage import CompletionUsage
 
 from fleetgate.router.canonical import ids
 from fleetgate.router.canonical.fold import Completion
@@ -17,11 +18,11 @@ from fleetgate.router.pipeline.context import RequestContext
 
 
 def render_completion(completion: Completion, ctx: RequestContext) -> dict[str, Any]:
-    choice = CompletionChoice(
-        index=0, text=completion.text, logprobs=None, finish_reason=finish_reason(completion.finish_reason, False)
-    )
+    # A raw prompt has no tool-call parsing: the reason is never tool_calls.
+    reason = finish_reason(completion.finish_reason, False)
+    choice = CompletionChoice(index=0, text=completion.text, logprobs=None, finish_reason=reason)  # type: ignore[arg-type]
     body = TextCompletion(
         id=ids.text_completion_id(ctx.request_id), object="text_completion", created=ctx.created, model=ctx.model,
-        choices=[choice], usage=usage_body(completion.usage),
+        choices=[choice], usage=CompletionUsage.model_validate(usage_body(completion.usage)),
     )
     return dump(body)

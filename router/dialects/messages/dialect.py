@@ -61,7 +61,9 @@ class CountTokensDialect(AnthropicShape, Dialect[wire.CountTokensRequest]):
     def to_canonical(self, request: wire.CountTokensRequest, ctx: RequestContext) -> pb.GenerateRequest:
         return prompt_request(request)
 
-    def render_json(self, request: wire.CountTokensRequest, completion: Completion, ctx: RequestContext) -> dict[str, Any]:
+    def render_json(
+        self, request: wire.CountTokensRequest, completion: Completion, ctx: RequestContext
+    ) -> dict[str, Any]:
         raise NotImplementedError("count_tokens generates nothing; see count_tokens_body")
 
     def stream_encoder(self, request: wire.CountTokensRequest, ctx: RequestContext) -> StreamEncoder:

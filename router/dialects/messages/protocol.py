@@ -10,7 +10,7 @@ the canonical request is in ``request.py``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,7 +40,7 @@ class UrlImageSource(_Wire):
     url: str
 
 
-ImageSource = Annotated[Union[Base64ImageSource, UrlImageSource], Field(discriminator="type")]
+ImageSource = Annotated[Base64ImageSource | UrlImageSource, Field(discriminator="type")]
 
 
 class ImageBlock(_Wire):
@@ -55,7 +55,7 @@ class ToolUseBlock(_Wire):
     input: dict[str, Any] = Field(default_factory=dict)
 
 
-ToolResultContentBlock = Annotated[Union[TextBlock, ImageBlock], Field(discriminator="type")]
+ToolResultContentBlock = Annotated[TextBlock | ImageBlock, Field(discriminator="type")]
 
 
 class ToolResultBlock(_Wire):
@@ -77,9 +77,9 @@ class RedactedThinkingBlock(_Wire):
     data: str
 
 
-UserContentBlock = Annotated[Union[TextBlock, ImageBlock, ToolResultBlock], Field(discriminator="type")]
+UserContentBlock = Annotated[TextBlock | ImageBlock | ToolResultBlock, Field(discriminator="type")]
 AssistantContentBlock = Annotated[
-    Union[TextBlock, ToolUseBlock, ThinkingBlock, RedactedThinkingBlock], Field(discriminator="type")
+    TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock, Field(discriminator="type")
 ]
 
 
@@ -100,7 +100,7 @@ class SystemMessage(_Wire):
     content: str | list[TextBlock]
 
 
-InputMessage = Annotated[Union[UserMessage, AssistantMessage, SystemMessage], Field(discriminator="role")]
+InputMessage = Annotated[UserMessage | AssistantMessage | SystemMessage, Field(discriminator="role")]
 
 # ---------------------------------------------------------------- tools
 
@@ -136,7 +136,7 @@ class ToolChoiceNone(_Wire):
 
 
 ToolChoice = Annotated[
-    Union[ToolChoiceAuto, ToolChoiceAny, ToolChoiceTool, ToolChoiceNone], Field(discriminator="type")
+    ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone, Field(discriminator="type")
 ]
 
 # ---------------------------------------------------------------- thinking, output
@@ -155,7 +155,7 @@ class ThinkingDisabled(_Wire):
     type: Literal["disabled"]
 
 
-ThinkingConfig = Annotated[Union[ThinkingEnabled, ThinkingAdaptive, ThinkingDisabled], Field(discriminator="type")]
+ThinkingConfig = Annotated[ThinkingEnabled | ThinkingAdaptive | ThinkingDisabled, Field(discriminator="type")]
 
 
 class JsonOutputFormat(_Wire):

@@ -28,12 +28,12 @@ from collections.abc import Sequence
 
 import orjson
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical import tools as canonical_tools
 from fleetgate.router.canonical.content import data_url, image_part, text_part
 from fleetgate.router.canonical.reasoning import canonical_effort
 from fleetgate.router.canonical.tool_results import ToolCallNames, tool_result_message
 from fleetgate.router.dialects.messages import protocol as wire
+from fleetgate.v1 import replica_pb2 as pb
 
 # Thinking budget (tokens) → reasoning effort. Anthropic clients pick budgets, the
 # canonical request carries an effort: below LOW_BUDGET_MAX is "low" (the 1024
@@ -108,7 +108,9 @@ def _assistant_message(message: wire.AssistantMessage) -> pb.Message:
         elif isinstance(block, wire.ThinkingBlock):
             reasoning.append(block.thinking)
         elif isinstance(block, wire.ToolUseBlock):
-            out.tool_calls.append(pb.ToolCall(id=block.id, name=block.name, arguments=orjson.dumps(block.input).decode()))
+            out.tool_calls.append(
+                pb.ToolCall(id=block.id, name=block.name, arguments=orjson.dumps(block.input).decode())
+            )
     out.reasoning = "".join(reasoning)
     return out
 
@@ -175,7 +177,9 @@ def tools_and_choice(request: wire.CountTokensRequest) -> tuple[list[pb.Tool], p
 def response_format(output_config: wire.OutputConfig | None) -> pb.ResponseFormat:
     if output_config is None or output_config.format is None:
         return canonical_tools.TEXT_FORMAT
-    return canonical_tools.canonical_json_schema_format(None, output_config.format.schema_, "output_config.format.schema")
+    return canonical_tools.canonical_json_schema_format(
+        None, output_config.format.schema_, "output_config.format.schema"
+    )
 
 
 def prompt_request(request: wire.CountTokensRequest) -> pb.GenerateRequest:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.fold import UsageCounts
+from fleetgate.v1 import replica_pb2 as pb
 
 Reason = pb.Finish.Reason
 
-_STOP_REASON = {
+_STOP_REASON: dict[int, str] = {
     Reason.REASON_STOP: "end_turn",
     Reason.REASON_LENGTH: "max_tokens",
     Reason.REASON_TOOL_CALLS: "tool_use",

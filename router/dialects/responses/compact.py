@@ -20,8 +20,8 @@ from pydantic import Field
 
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.ids import new_item_id
-from fleetgate.router.dialects.responses.dialect import ResponsesDialect, turn_of
 from fleetgate.router.dialects.responses.conversation import normalize_items
+from fleetgate.router.dialects.responses.dialect import ResponsesDialect, turn_of
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest
 from fleetgate.router.dialects.responses.request import to_generate_request
 from fleetgate.router.dialects.responses.response import to_json, usage_of
@@ -69,8 +69,12 @@ class CompactDialect(ResponsesDialect):
         users = [item for item in turn_of(ctx).conversation if item.get("type") == "message" and item["role"] == "user"]
         compaction = {"id": new_item_id("cmp_"), "type": "compaction",
                       "encrypted_content": sealer.seal(COMPACTION, completion.text.strip())}
-        usage = pb.Usage(prompt_tokens=completion.usage.prompt_tokens, completion_tokens=completion.usage.completion_tokens,
-                         cached_tokens=completion.usage.cached_tokens, reasoning_tokens=completion.usage.reasoning_tokens)
+        usage = pb.Usage(
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            cached_tokens=completion.usage.cached_tokens,
+            reasoning_tokens=completion.usage.reasoning_tokens,
+        )
         return {
             "id": new_item_id("cmpresp_"),
             "object": "response.compaction",

@@ -19,7 +19,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from fleetgate.v1 import replica_pb2 as pb
+from fleetgate.router.canonical.ids import new_item_id
+from fleetgate.router.canonical.tool_results import ToolCallNames, tool_result_message
+from fleetgate.router.dialects.responses.namespaces import qualified_name
 from fleetgate.router.dialects.responses.protocol import (
     CompactionItem,
     ContentPart,
@@ -36,10 +38,8 @@ from fleetgate.router.dialects.responses.protocol import (
     UnknownItem,
     UnknownPart,
 )
-from fleetgate.router.canonical.ids import new_item_id
-from fleetgate.router.canonical.tool_results import ToolCallNames, tool_result_message
-from fleetgate.router.dialects.responses.namespaces import qualified_name
 from fleetgate.router.errors import invalid_request
+from fleetgate.v1 import replica_pb2 as pb
 
 ConversationItem = dict[str, Any]
 
@@ -106,7 +106,9 @@ def to_messages(instructions: str | None, items: Sequence[InputItem]) -> list[pb
         elif isinstance(item, MessageItem):
             messages.append(
                 pb.Message(
-                    role=pb.ROLE_ASSISTANT, content=_content(item.content, f"input[{index}]"), reasoning=pending_reasoning
+                    role=pb.ROLE_ASSISTANT,
+                    content=_content(item.content, f"input[{index}]"),
+                    reasoning=pending_reasoning,
                 )
             )
             pending_reasoning = ""

@@ -18,7 +18,7 @@ the same code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from openai.types.responses import Response
 
@@ -63,7 +63,8 @@ def turn_of(ctx: RequestContext) -> ResponseTurn:
 
 class ResponsesDialect(OpenAIShape, Dialect[ResponsesRequest]):
     name = "responses"
-    wire_model = ResponsesRequest
+    # /v1/responses/compact parses its own subclass of the request (compact.py).
+    wire_model: ClassVar[type[ResponsesRequest]] = ResponsesRequest
 
     def model_name(self, request: ResponsesRequest) -> str:
         return request.model

@@ -15,7 +15,7 @@ Only the request side lives here: response objects and stream events are the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
@@ -79,11 +79,14 @@ class UnknownPart(_Wire):
     type: str = ""
 
 
-ContentPart = tolerant_union(
-    {"input_text": InputText, "input_image": InputImage, "input_file": InputFile, "output_text": OutputText,
-     "refusal": Refusal},
-    UnknownPart,
-)
+if TYPE_CHECKING:  # what the tolerant union parses into, for the type checker
+    ContentPart: TypeAlias = InputText | InputImage | InputFile | OutputText | Refusal | UnknownPart
+else:
+    ContentPart = tolerant_union(
+        {"input_text": InputText, "input_image": InputImage, "input_file": InputFile, "output_text": OutputText,
+         "refusal": Refusal},
+        UnknownPart,
+    )
 
 
 # ---------------------------------------------------------------- input items
@@ -167,12 +170,17 @@ def _item_type(value: Any) -> Any:
     return _type_of(value) or ("message" if isinstance(value, dict) and "role" in value else None)
 
 
-InputItem = tolerant_union(
-    {"message": MessageItem, "function_call": FunctionCallItem, "function_call_output": FunctionCallOutputItem,
-     "reasoning": ReasoningItem, "compaction": CompactionItem},
-    UnknownItem,
-    type_of=_item_type,
-)
+if TYPE_CHECKING:
+    InputItem: TypeAlias = (
+        MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem | CompactionItem | UnknownItem
+    )
+else:
+    InputItem = tolerant_union(
+        {"message": MessageItem, "function_call": FunctionCallItem, "function_call_output": FunctionCallOutputItem,
+         "reasoning": ReasoningItem, "compaction": CompactionItem},
+        UnknownItem,
+        type_of=_item_type,
+    )
 
 
 # ---------------------------------------------------------------- tools
@@ -204,7 +212,10 @@ class NamespaceTool(_Wire):
     tools: list[Annotated[FunctionTool | OtherTool, Field(union_mode="left_to_right")]] = Field(default_factory=list)
 
 
-ToolSpec = tolerant_union({"function": FunctionTool, "namespace": NamespaceTool}, OtherTool)
+if TYPE_CHECKING:
+    ToolSpec: TypeAlias = FunctionTool | NamespaceTool | OtherTool
+else:
+    ToolSpec = tolerant_union({"function": FunctionTool, "namespace": NamespaceTool}, OtherTool)
 
 
 class FunctionToolChoice(_Wire):
@@ -225,11 +236,9 @@ def _tool_choice_tag(value: Any) -> str:
 
 
 ToolChoice = Annotated[
-    Union[
-        Annotated[Literal["auto", "none", "required"], Tag("mode")],
-        Annotated[FunctionToolChoice, Tag("function")],
-        Annotated[OtherToolChoice, Tag("other")],
-    ],
+    Annotated[Literal["auto", "none", "required"], Tag("mode")]
+    | Annotated[FunctionToolChoice, Tag("function")]
+    | Annotated[OtherToolChoice, Tag("other")],
     Discriminator(_tool_choice_tag),
 ]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.reasoning import REASONING_OFF, canonical_effort
 from fleetgate.router.canonical.tools import (
     JSON_OBJECT_FORMAT,
@@ -34,6 +33,8 @@ from fleetgate.router.dialects.responses.protocol import (
     ResponsesRequest,
     TextFormat,
 )
+from fleetgate.v1 import replica_pb2 as pb
+
 
 def to_generate_request(
     request: ResponsesRequest, conversation: Sequence[ConversationItem], request_id: str

@@ -30,9 +30,8 @@ from openai.types.responses.response_usage import InputTokensDetails, OutputToke
 from openai.types.shared import Reasoning, ResponseFormatJSONObject, ResponseFormatText
 from pydantic import BaseModel
 
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.dialects.responses.protocol import FunctionToolChoice, ResponsesRequest, TextFormat
-
+from fleetgate.v1 import replica_pb2 as pb
 
 # What a request that leaves them out gets: the API's defaults (a vLLM model's generation config may
 # choose its own temperature and top_p, which the router does not see).
@@ -97,9 +96,10 @@ def response_shell(request: ResponsesRequest, response_id: str, created_at: int)
         text=ResponseTextConfig(format=_echo_format(request.text.format if request.text else None)),
         reasoning=Reasoning(
             effort=request.reasoning.effort if request.reasoning else None,
-            summary=request.reasoning.summary if request.reasoning else None,
+            # Any string the client sent; the SDK's Reasoning validates it.
+            summary=request.reasoning.summary if request.reasoning else None,  # type: ignore[arg-type]
         ),
-        store=request.store,
+        store=request.store,  # type: ignore[call-arg]  # an extra field: the SDK's type leaves it out
         truncation=request.truncation or "disabled",
         user=request.user,
         background=False,

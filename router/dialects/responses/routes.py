@@ -27,18 +27,18 @@ from fastapi import Query, Request
 from starlette.responses import Response
 
 from fleetgate.router.auth import authenticate
-from fleetgate.router.pipeline import runner
 from fleetgate.router.canonical.fold import Completion
-from fleetgate.router.pipeline.context import RequestContext
-from fleetgate.router.dialects.responses.dialect import ENCRYPTED_REASONING, RESPONSES, turn_of
 from fleetgate.router.dialects.responses.compact import COMPACT
+from fleetgate.router.dialects.responses.dialect import ENCRYPTED_REASONING, RESPONSES, turn_of
 from fleetgate.router.dialects.responses.listing import DEFAULT_LIMIT, MAX_LIMIT, item_page
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest
-from fleetgate.router.dialects.responses.sealed_items import has_sealed_items, open_sealed_items
 from fleetgate.router.dialects.responses.response import to_json
+from fleetgate.router.dialects.responses.sealed_items import has_sealed_items, open_sealed_items
 from fleetgate.router.error_responses import dialect_router
 from fleetgate.router.errors import not_found
 from fleetgate.router.http_io import REPLICA_HEADER, json_response
+from fleetgate.router.pipeline import runner
+from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.response_store import ResponseStore, StoredResponse
 from fleetgate.router.sealing import Sealer, deployment_key
 from fleetgate.router.state import RouterState, get_state

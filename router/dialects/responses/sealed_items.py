@@ -26,7 +26,9 @@ def open_sealed_items(items: Sequence[InputItem], sealer: Sealer) -> None:
     for index, item in enumerate(items):
         try:
             if isinstance(item, ReasoningItem) and item.encrypted_content:
-                item.content = [ReasoningText(type="reasoning_text", text=sealer.open(REASONING, item.encrypted_content))]
+                item.content = [
+                    ReasoningText(type="reasoning_text", text=sealer.open(REASONING, item.encrypted_content))
+                ]
             elif isinstance(item, CompactionItem):
                 item.summary = sealer.open(COMPACTION, item.encrypted_content)
         except SealBroken as exc:

@@ -393,7 +393,9 @@ def replay(builder: ResponseBuilder, completion: Completion) -> Response:
             steps.append(SegmentClosed(segment))
         builder.feed(steps)
     usage = completion.usage
-    builder.feed([events.usage(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens)])
+    builder.feed(
+        [events.usage(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens)]
+    )
     builder.settle([events.finish(completion.finish_reason, completion.stop_sequence)])
     return builder.response
 
