@@ -8,8 +8,8 @@ same events. Text that arrives while a tool call is open waits until the call en
 from __future__ import annotations
 
 from fleetgate.core import events as ev
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.fold import Completion, CompletionFolder
+from fleetgate.v1 import replica_pb2 as pb
 
 WEATHER_ARGUMENTS = '{"city": "Paris"}'
 

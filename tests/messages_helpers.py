@@ -10,7 +10,14 @@ from anthropic.types import Message, RawMessageStreamEvent
 from router_process import RouterProcess
 
 # The wire events; the SDK's stream also yields its own convenience events ("text", "thinking", ...).
-RAW_EVENT_TYPES = {"message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"}
+RAW_EVENT_TYPES = {
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+}
 
 
 def anthropic_client(router: RouterProcess, api_key: str = "unused") -> anthropic.Anthropic:

@@ -43,10 +43,12 @@ def agent_request(model: str = "rt-sim") -> dict:
             ]},
             {"role": "system", "content": "The user's working directory is /work."},
             {"role": "assistant", "content": [
-                {"type": "tool_use", "id": "toolu_01", "name": "Tool1", "input": {"path": "."}, "cache_control": EPHEMERAL},
+                {"type": "tool_use", "id": "toolu_01", "name": "Tool1", "input": {"path": "."},
+                 "cache_control": EPHEMERAL},
             ]},
             {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": "toolu_01", "content": "a.py b.py", "cache_control": EPHEMERAL},
+                {"type": "tool_result", "tool_use_id": "toolu_01", "content": "a.py b.py",
+                 "cache_control": EPHEMERAL},
                 {"type": "text", "text": "which one is bigger? [[sim:say b.py is bigger.]]"},
             ]},
         ],

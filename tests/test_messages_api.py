@@ -57,7 +57,12 @@ def test_text_message_non_streaming_and_streaming_agree(sim_router: RouterProces
 
 def test_thinking_blocks_from_a_reasoning_model(sim_router: RouterProcess):
     client = anthropic_client(sim_router)
-    params = {"model": "rt-reasoning", "max_tokens": 64, "messages": HELLO, "thinking": {"type": "enabled", "budget_tokens": 2048}}
+    params = {
+        "model": "rt-reasoning",
+        "max_tokens": 64,
+        "messages": HELLO,
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+    }
     events, streamed = stream_message(client, **params)
     assert shape(events) == [
         "message_start",
@@ -70,7 +75,12 @@ def test_thinking_blocks_from_a_reasoning_model(sim_router: RouterProcess):
     assert thinking.type == "thinking" and thinking.thinking and thinking.signature.startswith("fg1:")
     assert text.type == "text" and text.text
     block_indexes = [(e.type, e.index) for e in events if e.type in ("content_block_start", "content_block_stop")]
-    assert block_indexes == [("content_block_start", 0), ("content_block_stop", 0), ("content_block_start", 1), ("content_block_stop", 1)]
+    assert block_indexes == [
+        ("content_block_start", 0),
+        ("content_block_stop", 0),
+        ("content_block_start", 1),
+        ("content_block_stop", 1),
+    ]
 
     message = client.messages.create(**params)
     assert without_ids(message) == without_ids(streamed)
@@ -102,13 +112,21 @@ def test_tool_use_round_trip(sim_router: RouterProcess):
 
     failed = [*history[:2], {"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": tool_use.id, "content": "city not found", "is_error": True}]}]
-    assert client.messages.create(model="rt-sim", max_tokens=64, messages=failed, tools=[WEATHER_TOOL]).stop_reason == "end_turn"
+    assert (
+        client.messages.create(model="rt-sim", max_tokens=64, messages=failed, tools=[WEATHER_TOOL]).stop_reason
+        == "end_turn"
+    )
 
 
 def test_named_tool_streams_as_one_tool_use_block(sim_router: RouterProcess):
     client = anthropic_client(sim_router)
-    params = {"model": "rt-sim", "max_tokens": 64, "messages": [{"role": "user", "content": "Time in Tokyo?"}],
-              "tools": [WEATHER_TOOL, TIME_TOOL], "tool_choice": {"type": "tool", "name": "get_time", "disable_parallel_tool_use": True}}
+    params = {
+        "model": "rt-sim",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "Time in Tokyo?"}],
+        "tools": [WEATHER_TOOL, TIME_TOOL],
+        "tool_choice": {"type": "tool", "name": "get_time", "disable_parallel_tool_use": True},
+    }
     events, streamed = stream_message(client, **params)
     assert shape(events) == [
         "message_start", "content_block_start:tool_use", "content_block_delta:input_json_delta", "content_block_stop",
@@ -144,7 +162,10 @@ def test_count_tokens_equals_the_input_tokens_of_the_same_request(sim_router: Ro
         "system": [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}],
         "messages": [
             {"role": "user", "content": "Weather in Paris?"},
-            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}],
+            },
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "Sunny"}]},
         ],
         "tools": [WEATHER_TOOL],
@@ -158,8 +179,14 @@ def test_count_tokens_equals_the_input_tokens_of_the_same_request(sim_router: Ro
 
 def test_headers_beta_query_and_unknown_fields_are_accepted(sim_router: RouterProcess):
     client = anthropic_client(sim_router)
-    beta = client.beta.messages.create(model="rt-sim", max_tokens=8, messages=HELLO, betas=["interleaved-thinking-2025-05-14"],
-                                       metadata={"user_id": "u-1"}, extra_body={"service_tier": "auto", "top_k": 5})
+    beta = client.beta.messages.create(
+        model="rt-sim",
+        max_tokens=8,
+        messages=HELLO,
+        betas=["interleaved-thinking-2025-05-14"],
+        metadata={"user_id": "u-1"},
+        extra_body={"service_tier": "auto", "top_k": 5},
+    )
     assert beta.stop_reason in ("end_turn", "max_tokens") and beta.content[0].type == "text"
     raw = httpx.post(f"{sim_router.base_url}/v1/messages?beta=true", headers={"anthropic-version": "2023-06-01"},
                      json={"model": "rt-sim", "max_tokens": 8, "messages": HELLO, "some_future_field": {"x": 1}})
@@ -193,7 +220,10 @@ def test_request_errors_have_anthropic_shape_and_status(sim_router: RouterProces
     url = f"{sim_router.base_url}/v1/messages"
     missing = httpx.post(url, json={"model": "rt-sim", "messages": HELLO})
     assert missing.status_code == 400
-    assert missing.json() == {"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"}}
+    assert missing.json() == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"},
+    }
 
     with pytest.raises(anthropic.NotFoundError) as unknown:
         client.messages.create(model="no-such-model", max_tokens=8, messages=HELLO)
@@ -219,7 +249,9 @@ def test_request_errors_have_anthropic_shape_and_status(sim_router: RouterProces
     assert _error(bad_choice) == (400, "invalid_request_error")
 
     with pytest.raises(anthropic.BadRequestError) as counted_unknown_block:
-        client.messages.count_tokens(model="rt-sim", messages=[{"role": "user", "content": [{"type": "document", "source": {}}]}])
+        client.messages.count_tokens(
+            model="rt-sim", messages=[{"role": "user", "content": [{"type": "document", "source": {}}]}]
+        )
     assert _error(counted_unknown_block) == (400, "invalid_request_error")
 
     with pytest.raises(anthropic.NotFoundError) as counted_unknown_model:
@@ -237,7 +269,9 @@ def test_api_keys_by_x_api_key_or_bearer(router_factory, sim_router: RouterProce
     missing = httpx.post(f"{router.base_url}/v1/messages/count_tokens", json={"model": "rt-sim", "messages": HELLO})
     assert missing.status_code == 401 and missing.json()["error"]["type"] == "authentication_error"
 
-    assert anthropic_client(router, api_key=secret).messages.create(model="rt-sim", max_tokens=8, messages=HELLO).content
+    assert (
+        anthropic_client(router, api_key=secret).messages.create(model="rt-sim", max_tokens=8, messages=HELLO).content
+    )
     bearer = anthropic.Anthropic(base_url=router.base_url, auth_token=secret, max_retries=0)
     assert bearer.messages.count_tokens(model="rt-sim", messages=HELLO).input_tokens > 0
 

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from interleaved_output import INTERLEAVED, INTERLEAVED_SEGMENTS
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import ValidationError
-from sse_frames import sdk_event
 
 from fleetgate.core import events as ev
-from fleetgate.v1 import replica_pb2 as pb
+from fleetgate.router.canonical.fold import CompletionFolder
 from fleetgate.router.dialects.messages import protocol as wire
 from fleetgate.router.dialects.messages.request import effort_from_budget, generate_request, prompt_request
-from fleetgate.router.dialects.messages.signature import thinking_signature
-from fleetgate.router.canonical.fold import CompletionFolder
 from fleetgate.router.dialects.messages.response import message_body
+from fleetgate.router.dialects.messages.signature import thinking_signature
 from fleetgate.router.dialects.messages.stream import MessageStreamBuilder
+from fleetgate.v1 import replica_pb2 as pb
+from interleaved_output import INTERLEAVED, INTERLEAVED_SEGMENTS
+from sse_frames import sdk_event
 
 
 def _request(**body) -> wire.MessagesRequest:
@@ -58,11 +58,19 @@ def test_conversation_maps_to_canonical_messages():
                 {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "sunny"}]},
                 {"type": "text", "text": "Thanks"},
             ]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "boom", "is_error": True}]},
+            {"role": "user",
+             "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "boom", "is_error": True}]},
         ],
     )
     messages = generate_request(req).messages
-    assert [m.role for m in messages] == [pb.ROLE_SYSTEM, pb.ROLE_USER, pb.ROLE_ASSISTANT, pb.ROLE_TOOL, pb.ROLE_USER, pb.ROLE_TOOL]
+    assert [m.role for m in messages] == [
+        pb.ROLE_SYSTEM,
+        pb.ROLE_USER,
+        pb.ROLE_ASSISTANT,
+        pb.ROLE_TOOL,
+        pb.ROLE_USER,
+        pb.ROLE_TOOL,
+    ]
     assert messages[0].content[0].text == "Be brief."
     assert [p.WhichOneof("part") for p in messages[1].content] == ["text", "image_url", "image_url"]
     assert messages[1].content[1].image_url == "data:image/png;base64,AAAA"
@@ -70,7 +78,9 @@ def test_conversation_maps_to_canonical_messages():
     assistant = messages[2]
     assert assistant.reasoning == "Use the tool."
     assert [p.text for p in assistant.content] == ["Checking."]
-    assert assistant.tool_calls[0].id == "toolu_1" and orjson.loads(assistant.tool_calls[0].arguments) == {"city": "Paris"}
+    assert assistant.tool_calls[0].id == "toolu_1" and orjson.loads(assistant.tool_calls[0].arguments) == {
+        "city": "Paris"
+    }
     tool = messages[3]
     assert (tool.tool_call_id, tool.name, tool.content[0].text, tool.is_error) == ("toolu_1", "weather", "sunny", False)
     assert messages[5].is_error and messages[5].content[0].text == "boom"
@@ -105,7 +115,12 @@ def test_thinking_and_sampling_mapping():
     on = generate_request(_request(**base, thinking={"type": "enabled", "budget_tokens": 10000},
                                    stop_sequences=["END"], temperature=0, top_p=0.5, top_k=3))
     assert on.enable_reasoning and on.reasoning_effort == "medium"
-    assert (on.sampling.max_tokens, list(on.sampling.stop), on.sampling.temperature, on.sampling.top_k) == (64, ["END"], 0, 3)
+    assert (on.sampling.max_tokens, list(on.sampling.stop), on.sampling.temperature, on.sampling.top_k) == (
+        64,
+        ["END"],
+        0,
+        3,
+    )
     assert [effort_from_budget(b) for b in (1024, 4000, 4096, 16383, 16384, 31999)] == [
         "low", "low", "medium", "medium", "high", "high"]
     effort = prompt_request(wire.CountTokensRequest.model_validate(
@@ -138,7 +153,9 @@ def test_stream_sequence_thinking_then_text():
     ])
     assert names == [
         "message_start",
-        "content_block_start", "content_block_delta", "content_block_delta", "content_block_delta", "content_block_stop",
+        # the thinking block: two thinking deltas and the signature
+        "content_block_start", "content_block_delta", "content_block_delta", "content_block_delta",
+        "content_block_stop",
         "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
         "message_delta", "message_stop",
     ]
@@ -148,7 +165,12 @@ def test_stream_sequence_thinking_then_text():
     assert text.type == "text" and text.text == "Hello there"
     assert message.stop_reason == "end_turn" and message.stop_sequence is None
     usage = message.usage
-    assert (usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens, usage.output_tokens) == (8, 4, 0, 7)
+    assert (
+        usage.input_tokens,
+        usage.cache_read_input_tokens,
+        usage.cache_creation_input_tokens,
+        usage.output_tokens,
+    ) == (8, 4, 0, 7)
 
 
 def test_stream_keeps_blocks_contiguous_when_tool_calls_interleave():

@@ -53,7 +53,9 @@ def test_vllm_max_tokens_and_stop_sequence(vllm_replica, sim_router: RouterProce
     full = client.messages.create(model=VLLM_MODEL, max_tokens=24, messages=CAPITAL, extra_body=GREEDY).content[0].text
     stop = "Paris"
     assert stop in full
-    stopped = client.messages.create(model=VLLM_MODEL, max_tokens=24, messages=CAPITAL, stop_sequences=[stop], extra_body=GREEDY)
+    stopped = client.messages.create(
+        model=VLLM_MODEL, max_tokens=24, messages=CAPITAL, stop_sequences=[stop], extra_body=GREEDY
+    )
     assert (stopped.stop_reason, stopped.stop_sequence) == ("stop_sequence", stop)
     assert stopped.content == [] or full.startswith(stopped.content[0].text)
 

@@ -25,13 +25,20 @@ def codex_request(user_text: str, history: list[dict] | None = None) -> dict:
         "model": "rt-sim",
         "stream": False,
         "input": [
-            {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "You are a coding agent."}]},
+            {
+                "type": "message",
+                "role": "developer",
+                "content": [{"type": "input_text", "text": "You are a coding agent."}],
+            },
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "<environment_context/>"}]},
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": user_text}]},
             *(history or []),
         ],
-        "tools": [EXEC, {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents", "tools": [SPAWN]},
-                  {"type": "web_search", "external_web_access": False}],
+        "tools": [
+            EXEC,
+            {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents", "tools": [SPAWN]},
+            {"type": "web_search", "external_web_access": False},
+        ],
         "tool_choice": "auto",
         "parallel_tool_calls": True,
         "reasoning": {"summary": "auto"},

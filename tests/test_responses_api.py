@@ -21,12 +21,12 @@ from pathlib import Path
 import openai
 import pytest
 import redis.asyncio as aioredis
-from conftest import RedisServer
 from openai.types.responses import Response
+
+from conftest import RedisServer
+from fleetgate.router.auth import KeyStore
 from replica_process import ReplicaProcess
 from router_process import RouterProcess, router_cluster, router_factory, sim_router  # noqa: F401
-
-from fleetgate.router.auth import KeyStore
 
 RESPONSES_CONFIG = Path(__file__).parent / "configs" / "responses-sim.yaml"
 REPLICA_HEADER = "x-fleetgate-replica"

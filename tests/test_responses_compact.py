@@ -1,4 +1,5 @@
-"""``POST /v1/responses/compact``: the model summarises a conversation into a sealed item a later turn continues from."""
+"""``POST /v1/responses/compact``: the model summarises a conversation into a sealed item a later turn
+continues from."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ import httpx
 import openai
 import pytest
 
-from router_process import RouterProcess, router_cluster, sim_router  # noqa: F401
-
 from fleetgate.router.sealing import PREFIX
+from router_process import RouterProcess, router_cluster, sim_router  # noqa: F401
 
 SUMMARY = "The user wants a haiku about Redis; none written yet."
 CONVERSATION = [

@@ -11,9 +11,8 @@ from __future__ import annotations
 import openai
 import pytest
 
-from router_process import RouterProcess, router_cluster, router_factory  # noqa: F401
-
 from fleetgate.router.sealing import COMPACTION, PREFIX, REASONING, SealBroken, Sealer, key_from_secret
+from router_process import RouterProcess, router_cluster, router_factory  # noqa: F401
 
 KEY = key_from_secret("deployment secret")
 INCLUDE = ["reasoning.encrypted_content"]

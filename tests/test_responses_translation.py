@@ -11,24 +11,24 @@ import time
 
 import openai
 import pytest
-from interleaved_output import INTERLEAVED, INTERLEAVED_SEGMENTS, folded
 from openai._models import construct_type
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
-from sse_frames import sdk_event
 
 from fleetgate.core import events as ev
-from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.router.canonical.contiguous import ContiguousEvents
 from fleetgate.router.canonical.fold import CompletionFolder
-from fleetgate.router.pipeline.context import RequestContext
-from fleetgate.router.dialects.responses.dialect import RESPONSES, ResponsesDialect
 from fleetgate.router.dialects.responses.conversation import normalize_items, parse_items, to_messages
+from fleetgate.router.dialects.responses.dialect import RESPONSES, ResponsesDialect
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest, UnknownItem
 from fleetgate.router.dialects.responses.request import to_generate_request
 from fleetgate.router.dialects.responses.response import response_shell, to_json
 from fleetgate.router.dialects.responses.stream import ResponseBuilder
 from fleetgate.router.errors import ApiError
+from fleetgate.router.pipeline.context import RequestContext
+from fleetgate.v1 import replica_pb2 as pb
+from interleaved_output import INTERLEAVED, INTERLEAVED_SEGMENTS, folded
+from sse_frames import sdk_event
 
 Reason = pb.Finish.Reason
 
@@ -72,9 +72,19 @@ def test_instructions_system_and_developer_merge_into_one_leading_system_message
 def test_function_call_round_trip_and_reasoning_replay():
     request = _request(
         input=[
-            {"role": "user", "content": [{"type": "input_text", "text": "Weather?"},
-                                         {"type": "input_image", "image_url": "https://example.com/a.png"}]},
-            {"type": "reasoning", "id": "rs_1", "summary": [], "content": [{"type": "reasoning_text", "text": "Use it."}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "Weather?"},
+                    {"type": "input_image", "image_url": "https://example.com/a.png"},
+                ],
+            },
+            {
+                "type": "reasoning",
+                "id": "rs_1",
+                "summary": [],
+                "content": [{"type": "reasoning_text", "text": "Use it."}],
+            },
             {"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": '{"city":"Paris"}'},
             {"type": "function_call", "call_id": "call_2", "name": "time", "arguments": "{}"},
             {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
@@ -83,7 +93,13 @@ def test_function_call_round_trip_and_reasoning_replay():
         ]
     )
     messages = _canonical(request).messages
-    assert [m.role for m in messages] == [pb.ROLE_USER, pb.ROLE_ASSISTANT, pb.ROLE_TOOL, pb.ROLE_TOOL, pb.ROLE_ASSISTANT]
+    assert [m.role for m in messages] == [
+        pb.ROLE_USER,
+        pb.ROLE_ASSISTANT,
+        pb.ROLE_TOOL,
+        pb.ROLE_TOOL,
+        pb.ROLE_ASSISTANT,
+    ]
     assert messages[0].content[1].image_url == "https://example.com/a.png"
     call_turn = messages[1]
     assert call_turn.reasoning == "Use it."
@@ -126,7 +142,10 @@ def test_tools_tool_choice_format_reasoning_and_sampling():
     assert (generate.tools[0].name, generate.tools[0].description) == ("get", "Get it")
     assert (generate.tool_choice.mode, generate.tool_choice.name) == (pb.ToolChoice.MODE_NAMED, "get")
     assert generate.parallel_tool_calls is False
-    assert (generate.response_format.kind, generate.response_format.name) == (pb.ResponseFormat.KIND_JSON_SCHEMA, "answer")
+    assert (generate.response_format.kind, generate.response_format.name) == (
+        pb.ResponseFormat.KIND_JSON_SCHEMA,
+        "answer",
+    )
     assert generate.reasoning_effort == "low"
     assert generate.sampling.max_tokens == 12 and generate.sampling.temperature == 0.5
     assert not _canonical(_request(input="x", reasoning={"effort": "none"})).enable_reasoning
@@ -226,8 +245,10 @@ def test_stream_sequence_reasoning_text_and_tool_call():
 
 
 def test_length_finish_is_incomplete_with_the_reason():
-    out, builder = _run([ev.started(3, "r", 2), ev.text("a"), ev.text(" b"), ev.usage(3, 2), ev.finish(Reason.REASON_LENGTH)],
-                        max_output_tokens=2)
+    out, builder = _run(
+        [ev.started(3, "r", 2), ev.text("a"), ev.text(" b"), ev.usage(3, 2), ev.finish(Reason.REASON_LENGTH)],
+        max_output_tokens=2,
+    )
     assert out[-1].type == "response.incomplete"
     response = builder.response
     assert response.status == "incomplete" and response.incomplete_details.reason == "max_output_tokens"
@@ -290,7 +311,12 @@ def test_echoed_request_fields():
     ), "resp_1", 123)
     wire = to_json(response)
     assert wire["object"] == "response" and wire["status"] == "in_progress" and wire["output"] == []
-    assert (wire["instructions"], wire["metadata"], wire["temperature"], wire["store"]) == ("Be brief.", {"k": "v"}, 0.2, False)
+    assert (wire["instructions"], wire["metadata"], wire["temperature"], wire["store"]) == (
+        "Be brief.",
+        {"k": "v"},
+        0.2,
+        False,
+    )
     assert [t["name"] for t in wire["tools"]] == ["f"] and wire["tool_choice"] == "required"
     assert wire["text"]["format"] == {"type": "json_schema", "name": "n", "schema": {"type": "object"},
                                       "description": None, "strict": True}

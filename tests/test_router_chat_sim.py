@@ -85,7 +85,9 @@ def test_include_usage_equals_non_streaming_usage(sim_router: RouterProcess) -> 
 def test_tool_round_trip_with_required(sim_router: RouterProcess) -> None:
     client = sim_router.openai()
     messages: list[dict] = [{"role": "user", "content": "What is the weather in Paris?"}]
-    first = client.chat.completions.create(model="rt-sim", messages=messages, tools=[WEATHER_TOOL], tool_choice="required")
+    first = client.chat.completions.create(
+        model="rt-sim", messages=messages, tools=[WEATHER_TOOL], tool_choice="required"
+    )
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None
@@ -125,7 +127,11 @@ def test_streamed_tool_call_fragments(sim_router: RouterProcess) -> None:
 def test_json_schema_output_validates(sim_router: RouterProcess) -> None:
     schema = {
         "type": "object",
-        "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}, "tags": {"type": "array", "items": {"type": "string"}}},
+        "properties": {
+            "name": {"type": "string"},
+            "age": {"type": "integer", "minimum": 0},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
         "required": ["name", "age", "tags"],
         "additionalProperties": False,
     }
@@ -181,7 +187,9 @@ def test_reasoning_in_message_and_delta(sim_router: RouterProcess) -> None:
 
 
 def test_reasoning_effort_none_turns_reasoning_off(sim_router: RouterProcess) -> None:
-    completion = sim_router.openai().chat.completions.create(model="rt-reasoning", messages=HELLO, reasoning_effort="none")
+    completion = sim_router.openai().chat.completions.create(
+        model="rt-reasoning", messages=HELLO, reasoning_effort="none"
+    )
     assert completion.choices[0].message.model_extra["reasoning"] is None
 
 
@@ -216,7 +224,11 @@ def test_completions_raw_prompt(sim_router: RouterProcess) -> None:
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage.prompt_tokens == 4
 
-    chunks = list(client.completions.create(model="rt-echo", prompt="tell me a story", stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(
+            model="rt-echo", prompt="tell me a story", stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert len({c.id for c in chunks}) == 1
     assert "".join(c.choices[0].text for c in chunks if c.choices) == "tell me a story"
     assert chunks[-2].choices[0].finish_reason == "stop"
@@ -258,9 +270,17 @@ def test_health_and_ready(sim_router: RouterProcess, router_factory, tmp_path) -
 
 def test_metrics_count_requests_and_tokens(sim_router: RouterProcess) -> None:
     before = sim_router.metric("fleetgate_completion_tokens_total", model="rt-sim", dialect="chat")
-    requests_before = sim_router.metric("fleetgate_requests_total", model="rt-sim", dialect="chat", stream="true", status="200")
+    requests_before = sim_router.metric(
+        "fleetgate_requests_total", model="rt-sim", dialect="chat", stream="true", status="200"
+    )
     ttft_before = sim_router.metric("fleetgate_time_to_first_token_seconds_count", model="rt-sim", dialect="chat")
     list(sim_router.openai().chat.completions.create(model="rt-sim", messages=HELLO, stream=True))
     assert sim_router.metric("fleetgate_completion_tokens_total", model="rt-sim", dialect="chat") == before + 8
-    assert sim_router.metric("fleetgate_requests_total", model="rt-sim", dialect="chat", stream="true", status="200") == requests_before + 1
-    assert sim_router.metric("fleetgate_time_to_first_token_seconds_count", model="rt-sim", dialect="chat") == ttft_before + 1
+    assert (
+        sim_router.metric("fleetgate_requests_total", model="rt-sim", dialect="chat", stream="true", status="200")
+        == requests_before + 1
+    )
+    assert (
+        sim_router.metric("fleetgate_time_to_first_token_seconds_count", model="rt-sim", dialect="chat")
+        == ttft_before + 1
+    )

@@ -54,22 +54,37 @@ def test_unknown_route_is_404_in_shape(sim_router: RouterProcess) -> None:
         ({"model": "rt-sim", "messages": []}, "messages", "at least 1"),
         ({"messages": HELLO}, "model", "required"),
         ({"model": "rt-sim", "messages": HELLO, "n": 2}, "n", "n=2"),
-        ({"model": "rt-sim", "messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id", "tool_call_id"),
+        (
+            {"model": "rt-sim", "messages": [{"role": "tool", "content": "x"}]},
+            "messages[0].tool_call_id",
+            "tool_call_id",
+        ),
         ({"model": "rt-sim", "messages": HELLO, "tool_choice": "required"}, "tool_choice", "no tools"),
         (
-            {"model": "rt-sim", "messages": HELLO, "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 5}}}]},
+            {
+                "model": "rt-sim",
+                "messages": HELLO,
+                "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 5}}}],
+            },
             "tools[0].function.parameters",
             "not a valid JSON schema",
         ),
         (
-            {"model": "rt-sim", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]},
+            {
+                "model": "rt-sim",
+                "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}],
+            },
             "messages[0].content[0]",
             "input_audio",
         ),
     ],
 )
-def test_invalid_requests_are_400_naming_the_field(sim_router: RouterProcess, body: dict, param: str, words: str) -> None:
-    error = assert_openai_error(post(sim_router, "/v1/chat/completions", json=body), 400, "invalid_request_error", param)
+def test_invalid_requests_are_400_naming_the_field(
+    sim_router: RouterProcess, body: dict, param: str, words: str
+) -> None:
+    error = assert_openai_error(
+        post(sim_router, "/v1/chat/completions", json=body), 400, "invalid_request_error", param
+    )
     assert words in error["message"]
 
 
@@ -79,7 +94,12 @@ def test_sdk_raises_bad_request_for_n_2(sim_router: RouterProcess) -> None:
 
 
 def test_malformed_json_is_400(sim_router: RouterProcess) -> None:
-    response = post(sim_router, "/v1/chat/completions", content=b'{"model": "rt-sim", "messages": [', headers={"content-type": "application/json"})
+    response = post(
+        sim_router,
+        "/v1/chat/completions",
+        content=b'{"model": "rt-sim", "messages": [',
+        headers={"content-type": "application/json"},
+    )
     error = assert_openai_error(response, 400, "invalid_request_error")
     assert "not valid JSON" in error["message"]
     assert_openai_error(post(sim_router, "/v1/chat/completions", content=b"[1, 2]"), 400, "invalid_request_error")
@@ -97,11 +117,17 @@ def test_image_to_model_without_vision_is_400(sim_router: RouterProcess) -> None
 def test_prompt_over_context_is_400(sim_router: RouterProcess) -> None:
     long_prompt = " ".join(["word"] * 100)
     with pytest.raises(openai.BadRequestError) as caught:
-        sim_router.openai().chat.completions.create(model="rt-echo", messages=[{"role": "user", "content": long_prompt}])
+        sim_router.openai().chat.completions.create(
+            model="rt-echo", messages=[{"role": "user", "content": long_prompt}]
+        )
     error = assert_openai_error(caught.value.response, 400, "invalid_request_error")
     assert error["code"] == "context_length_exceeded" and "context" in error["message"]
     # Streaming requests are refused the same way, before any stream starts.
-    response = post(sim_router, "/v1/chat/completions", json={"model": "rt-echo", "messages": [{"role": "user", "content": long_prompt}], "stream": True})
+    response = post(
+        sim_router,
+        "/v1/chat/completions",
+        json={"model": "rt-echo", "messages": [{"role": "user", "content": long_prompt}], "stream": True},
+    )
     assert_openai_error(response, 400, "invalid_request_error")
 
 
@@ -144,9 +170,14 @@ def test_auth_errors_are_401(router_factory, redis_server) -> None:  # noqa: F81
     # Not a /v1 route: no key needed.
     assert httpx.get(f"{router.base_url}/health").status_code == 200
     # The Anthropic path gets Anthropic's error shape.
-    messages = httpx.post(f"{router.base_url}/v1/messages", json={"model": "rt-sim", "max_tokens": 5, "messages": HELLO})
+    messages = httpx.post(
+        f"{router.base_url}/v1/messages", json={"model": "rt-sim", "max_tokens": 5, "messages": HELLO}
+    )
     assert messages.status_code == 401
-    assert messages.json() == {"type": "error", "error": {"type": "authentication_error", "message": messages.json()["error"]["message"]}}
+    assert messages.json() == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": messages.json()["error"]["message"]},
+    }
 
 
 def test_anthropic_path_gets_anthropic_shape_for_unknown_route(sim_router: RouterProcess) -> None:

@@ -178,7 +178,10 @@ def test_client_giving_up_on_non_streaming_call_aborts_it(router_factory, replic
         httpx.post(f"{router.base_url}/v1/chat/completions", json={"model": "rt-slow", "messages": HELLO}, timeout=1.5)
     wait_until(lambda: replica_running(replica) == 0, what="replica in-flight back to zero")
     wait_until(
-        lambda: router.metric("fleetgate_requests_total", model="rt-slow", dialect="chat", stream="false", status="499") == 1,
+        lambda: (
+            router.metric("fleetgate_requests_total", model="rt-slow", dialect="chat", stream="false", status="499")
+            == 1
+        ),
         what="request recorded as client-closed",
     )
 
@@ -187,7 +190,10 @@ def test_two_routers_on_one_redis_serve_the_same_replicas(router_factory, router
     routers = [router_cluster, router_factory()]
     for router in routers:
         router.wait_for_replicas("rt-sim", 1)
-    answers = [r.openai().chat.completions.create(model="rt-echo", messages=[{"role": "user", "content": "same replicas"}]) for r in routers]
+    answers = [
+        r.openai().chat.completions.create(model="rt-echo", messages=[{"role": "user", "content": "same replicas"}])
+        for r in routers
+    ]
     assert [a.choices[0].message.content for a in answers] == ["same replicas", "same replicas"]
     listed = [{m.id for m in r.openai().models.list()} for r in routers]
     assert listed[0] == listed[1]

@@ -59,7 +59,9 @@ def test_two_auth_routers_honour_the_same_keys(router_factory, router_cluster, r
     assert [chat_ok(r, secret) for r in routers] == [True, True]
     # x-api-key works as well as Bearer.
     response = httpx.post(
-        f"{routers[1].base_url}/v1/chat/completions", json={"model": "rt-sim", "messages": HELLO}, headers={"x-api-key": secret}
+        f"{routers[1].base_url}/v1/chat/completions",
+        json={"model": "rt-sim", "messages": HELLO},
+        headers={"x-api-key": secret},
     )
     assert response.status_code == 200
     assert routers[0].openai(api_key=secret).models.list().data

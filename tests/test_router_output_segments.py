@@ -55,7 +55,9 @@ def test_chat_stream_accumulated_by_the_sdk_equals_the_folded_completion():
         exclude={"choices": {"__all__": {"message": {"parsed": True, "tool_calls": {"__all__": sdk_only}}}}},
     )
     streamed["object"] = "chat.completion"  # the accumulator keeps the chunks' object type
-    body = ChatCompletion.model_validate(render_completion(folded(INTERLEAVED), call)).model_dump(mode="json", exclude_none=True)
+    body = ChatCompletion.model_validate(render_completion(folded(INTERLEAVED), call)).model_dump(
+        mode="json", exclude_none=True
+    )
     assert streamed == body
     message = body["choices"][0]["message"]
     assert (message["content"], message["reasoning"]) == ("Let me check.Done!", "Plan A.Then B.")

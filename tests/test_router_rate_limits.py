@@ -111,7 +111,10 @@ def test_messages_are_refused_in_anthropic_shape(auth_router, redis_server) -> N
         client.messages.create(model="rt-sim", max_tokens=8, messages=HELLO)
     body = caught.value.response.json()
     assert caught.value.status_code == 429 and body["type"] == "error"
-    assert body["error"]["type"] == "rate_limit_error" and "on requests per minute: limit 1, used 1" in body["error"]["message"]
+    assert (
+        body["error"]["type"] == "rate_limit_error"
+        and "on requests per minute: limit 1, used 1" in body["error"]["message"]
+    )
     assert 1 <= int(caught.value.response.headers["retry-after"]) <= 60
     assert caught.value.response.headers["anthropic-ratelimit-requests-remaining"] == "0"
     # Counting tokens generates nothing: not limited.
@@ -144,7 +147,10 @@ def test_token_limit_trips_once_usage_reaches_it(auth_router, router_cluster, re
 
     first = chat(auth_router, key)
     assert first.parse().usage.total_tokens == per_request
-    assert (first.headers["x-ratelimit-limit-tokens"], first.headers["x-ratelimit-remaining-tokens"]) == (str(limit), str(limit))
+    assert (first.headers["x-ratelimit-limit-tokens"], first.headers["x-ratelimit-remaining-tokens"]) == (
+        str(limit),
+        str(limit),
+    )
     assert "x-ratelimit-limit-requests" not in first.headers
     # Checked before the request, counted after it: the second request is admitted, streamed, and takes the key over.
     second = chat(auth_router, key, stream=True, stream_options={"include_usage": True})
@@ -174,7 +180,9 @@ def test_auth_off_callers_share_the_default_limits_until_the_window_closes(route
     assert chat(router, "one-caller").headers["x-ratelimit-remaining-requests"] == "1"
     assert chat(router, "another-caller").headers["x-ratelimit-remaining-requests"] == "0"
     refused = refused_chat(router, "a-third-caller")
-    assert "for API key 'anonymous' on requests per 5 s: limit 2, used 2." in refused.response.json()["error"]["message"]
+    assert (
+        "for API key 'anonymous' on requests per 5 s: limit 2, used 2." in refused.response.json()["error"]["message"]
+    )
     retry_after = int(refused.response.headers["retry-after"])
     assert 1 <= retry_after <= 5
 

@@ -19,12 +19,12 @@ import httpx
 import openai
 import pytest
 import redis.asyncio as aioredis
+
 from conftest import RedisServer
+from fleetgate.router.auth import KeyStore
 from messages_helpers import anthropic_client
 from replica_process import ReplicaProcess
 from router_process import ROUTER_CONFIG, RouterProcess
-
-from fleetgate.router.auth import KeyStore
 
 HELLO = [{"role": "user", "content": "hi"}]
 UNAVAILABLE = "shared state store unavailable, retry"
@@ -94,10 +94,15 @@ def test_redis_down_is_503_in_each_dialect_shape_then_recovers(outage_cluster) -
     with pytest.raises(anthropic.APIStatusError) as refused:
         anthropic_client(router, key).messages.create(model="rt-sim", max_tokens=8, messages=HELLO)
     assert refused.value.status_code == 503 and refused.value.body["error"]["type"] == "overloaded_error"
-    for response in (httpx.get(f"{router.base_url}/v1/models", headers=headers),
-                     httpx.post(f"{router.base_url}/v1/responses", headers=headers, json={"model": "rt-sim", "input": "x"}),
-                     httpx.post(f"{router.base_url}/v1/messages/count_tokens", headers={"x-api-key": key},
-                                json={"model": "rt-sim", "messages": HELLO})):
+    for response in (
+        httpx.get(f"{router.base_url}/v1/models", headers=headers),
+        httpx.post(f"{router.base_url}/v1/responses", headers=headers, json={"model": "rt-sim", "input": "x"}),
+        httpx.post(
+            f"{router.base_url}/v1/messages/count_tokens",
+            headers={"x-api-key": key},
+            json={"model": "rt-sim", "messages": HELLO},
+        ),
+    ):
         assert response.status_code == 503 and UNAVAILABLE in response.text
     assert router.metric("fleetgate_requests_in_flight", model="rt-sim", dialect="chat") == 0
 

@@ -20,22 +20,31 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from messages_helpers import anthropic_client
-from router_process import RouterProcess, router_cluster, sim_router  # noqa: F401
 
 from fleetgate.core.registry import REPLICA_KEY_PREFIX, ReplicaRecord
+from messages_helpers import anthropic_client
+from router_process import RouterProcess, router_cluster, sim_router  # noqa: F401
 
 HELLO = [{"role": "user", "content": "hi"}]
 REPLICA_HEADER = "x-fleetgate-replica"
 BY_HEADER = {"extra_headers": {"x-fleetgate-stats": "true"}}
 BY_FIELD = {"extra_body": {"fleetgate_stats": True}}
-STATS_FIELDS = {"tokens_per_second", "time_to_first_token", "generation_time", "prompt_tokens", "completion_tokens", "replica"}
+STATS_FIELDS = {
+    "tokens_per_second",
+    "time_to_first_token",
+    "generation_time",
+    "prompt_tokens",
+    "completion_tokens",
+    "replica",
+}
 
 
 def replicas_of(redis_url: str, model: str) -> set[str]:
     client = redis.Redis.from_url(redis_url)
     try:
-        records = [ReplicaRecord.model_validate_json(client.get(key)) for key in client.scan_iter(f"{REPLICA_KEY_PREFIX}*")]
+        records = [
+            ReplicaRecord.model_validate_json(client.get(key)) for key in client.scan_iter(f"{REPLICA_KEY_PREFIX}*")
+        ]
     finally:
         client.close()
     return {r.replica_id for r in records if r.model == model}
@@ -47,11 +56,15 @@ def _chat(router: RouterProcess, **extra: Any) -> Any:
 
 
 def _completions(router: RouterProcess, **extra: Any) -> Any:
-    return router.openai().completions.with_raw_response.create(model="rt-sim", prompt="Once upon", max_tokens=8, **extra)
+    return router.openai().completions.with_raw_response.create(
+        model="rt-sim", prompt="Once upon", max_tokens=8, **extra
+    )
 
 
 def _messages(router: RouterProcess, **extra: Any) -> Any:
-    return anthropic_client(router).messages.with_raw_response.create(model="rt-sim", max_tokens=16, messages=HELLO, **extra)
+    return anthropic_client(router).messages.with_raw_response.create(
+        model="rt-sim", max_tokens=16, messages=HELLO, **extra
+    )
 
 
 def _responses(router: RouterProcess, **extra: Any) -> Any:
@@ -81,7 +94,9 @@ DIALECTS: dict[str, tuple[Callable[..., Any], Callable[[Any], tuple[int, int]]]]
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("opt_in", [BY_HEADER, BY_FIELD], ids=["header", "body-field"])
-def test_stats_on_request_match_the_usage_and_the_replica(sim_router: RouterProcess, dialect: str, opt_in: dict) -> None:
+def test_stats_on_request_match_the_usage_and_the_replica(
+    sim_router: RouterProcess, dialect: str, opt_in: dict
+) -> None:
     call, usage_of = DIALECTS[dialect]
     raw = call(sim_router, **opt_in)
     answer = raw.parse()

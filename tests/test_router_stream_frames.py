@@ -24,9 +24,15 @@ from sse_frames import data_payloads, frames, sdk_event
 CALL = RequestContext(dialect=CHAT, request_id="req1", model="sim", stream=True, created=1700000000)
 
 TOOL_CALL = [
-    ev.started(4, "r1", 32), ev.reasoning("Hm."), ev.text("Sure"),
-    ev.tool_call_start(0, "call_a", "get_weather"), ev.tool_call_delta(0, '{"city": '), ev.tool_call_delta(0, '"Oslo"}'),
-    ev.tool_call_end(0), ev.usage(4, 9, cached=2, reasoning_tokens=1), ev.finish(pb.Finish.REASON_TOOL_CALLS),
+    ev.started(4, "r1", 32),
+    ev.reasoning("Hm."),
+    ev.text("Sure"),
+    ev.tool_call_start(0, "call_a", "get_weather"),
+    ev.tool_call_delta(0, '{"city": '),
+    ev.tool_call_delta(0, '"Oslo"}'),
+    ev.tool_call_end(0),
+    ev.usage(4, 9, cached=2, reasoning_tokens=1),
+    ev.finish(pb.Finish.REASON_TOOL_CALLS),
 ]
 
 
@@ -82,7 +88,9 @@ def test_completions_chunks_are_sdk_completions() -> None:
 
 def test_mid_stream_error_is_one_error_chunk_then_done() -> None:
     encoder = ChatStreamEncoder(CALL, include_usage=True)
-    bodies = _bodies(encoder, [ev.started(2, "r1"), ev.text("a"), ev.error(pb.ERROR_CODE_INTERNAL, "replica r1 failed")])
+    bodies = _bodies(
+        encoder, [ev.started(2, "r1"), ev.text("a"), ev.error(pb.ERROR_CODE_INTERNAL, "replica r1 failed")]
+    )
     assert data_payloads(bodies[2]) == [{"error": {"message": "replica r1 failed", "type": "server_error",
                                                    "param": None, "code": None}}]
     assert bodies[3] == sse.DONE

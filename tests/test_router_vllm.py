@@ -15,7 +15,10 @@ import pytest
 from conftest import VLLM_MODEL
 from router_process import RouterProcess, router_cluster, sim_router  # noqa: F401
 
-CAPITAL = [{"role": "system", "content": "Answer in one sentence."}, {"role": "user", "content": "What is the capital of France?"}]
+CAPITAL = [
+    {"role": "system", "content": "Answer in one sentence."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
 GREEDY = {"temperature": 0, "max_tokens": 32}
 WEATHER_TOOL = {
     "type": "function",
@@ -72,7 +75,9 @@ def test_vllm_tool_round_trip_with_required(router: RouterProcess) -> None:
     jsonschema.validate(json.loads(call.function.arguments), WEATHER_TOOL["function"]["parameters"])
 
     messages.append(choice.message.model_dump(exclude_none=True))
-    messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps({"city": "Paris", "weather": "sunny, 21 C"})})
+    messages.append(
+        {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"city": "Paris", "weather": "sunny, 21 C"})}
+    )
     second = client.chat.completions.create(
         model=VLLM_MODEL, messages=messages, tools=[WEATHER_TOOL], tool_choice="none", temperature=0, max_tokens=48
     )
@@ -121,12 +126,16 @@ def test_vllm_stop_sequence(router: RouterProcess) -> None:
     text = stopped.choices[0].message.content
     assert stopped.choices[0].finish_reason == "stop"
     assert "Paris" not in text and full.startswith(text)
-    streamed = list(client.chat.completions.create(model=VLLM_MODEL, messages=CAPITAL, stop=["Paris"], stream=True, **GREEDY))
+    streamed = list(
+        client.chat.completions.create(model=VLLM_MODEL, messages=CAPITAL, stop=["Paris"], stream=True, **GREEDY)
+    )
     assert "".join(c.choices[0].delta.content or "" for c in streamed) == text
     assert streamed[-1].choices[0].finish_reason == "stop"
 
 
 def test_vllm_completions_raw_prompt(router: RouterProcess) -> None:
-    completion = router.openai().completions.create(model=VLLM_MODEL, prompt="The capital of France is", max_tokens=8, temperature=0)
+    completion = router.openai().completions.create(
+        model=VLLM_MODEL, prompt="The capital of France is", max_tokens=8, temperature=0
+    )
     assert completion.choices[0].text
     assert completion.usage.completion_tokens <= 8
