@@ -53,5 +53,10 @@ class Engine(abc.ABC):
     async def abort(self, request_id: str) -> bool:
         """Abort a running request; False when it is not running."""
 
+    async def cached_prefix(self, request: pb.GenerateRequest) -> pb.CachedPrefixResponse:
+        """Prompt tokens of ``request`` the KV cache holds right now (the ``oracle`` routing policy); an engine
+        that cannot tell answers ``supported = false``."""
+        return pb.CachedPrefixResponse(supported=False)
+
     async def healthy(self) -> tuple[bool, str]:
         return True, ""

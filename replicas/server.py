@@ -3,8 +3,8 @@
 ``Generate`` streams the engine's canonical events. When the client cancels the
 call (a router whose client disconnected, or a deadline), the handler is
 cancelled and the engine's event iterator is closed at once, which aborts the
-request in the engine. ``Abort`` aborts by request id. ``Info``, ``Health`` and
-``CountTokens`` answer from the engine. The servicer keeps the replica-level
+request in the engine. ``Abort`` aborts by request id. ``Info``, ``Health``,
+``CountTokens`` and ``CachedPrefix`` answer from the engine. The servicer keeps the replica-level
 Prometheus metrics (``replicas/metrics.py``) current.
 """
 
@@ -146,6 +146,13 @@ class ReplicaServicer(replica_pb2_grpc.ReplicaServicer):
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext[pb.GenerateRequest, pb.CountTokensResponse]
     ) -> pb.CountTokensResponse:
         return pb.CountTokensResponse(prompt_tokens=await self.engine.count_tokens(request))
+
+    async def CachedPrefix(
+        self,
+        request: pb.GenerateRequest,
+        context: grpc.aio.ServicerContext[pb.GenerateRequest, pb.CachedPrefixResponse],
+    ) -> pb.CachedPrefixResponse:
+        return await self.engine.cached_prefix(request)
 
 
 @dataclass

@@ -74,24 +74,26 @@ class Dispatcher:
         self.channels = channels
         self.retry_after_seconds = retry_after_seconds
 
-    def choose_replica(self, facts: RoutingFacts) -> ReplicaRecord:
+    async def choose_replica(self, facts: RoutingFacts) -> ReplicaRecord:
         """The replica to start a request with these routing facts on; see the module docstring."""
         if not self.registry.serves(facts.model):
             raise self.unknown_model(facts.model)
-        record = self.pick(facts)
+        record = await self.pick(facts)
         if record is None:
             raise overloaded(_no_healthy_replica(facts.model), self.retry_after_seconds)
         return record
 
-    def pick(self, facts: RoutingFacts, *, exclude: Sequence[str] = ()) -> ReplicaRecord | None:
+    async def pick(self, facts: RoutingFacts, *, exclude: Sequence[str] = ()) -> ReplicaRecord | None:
         """A healthy replica of ``facts.model`` not in ``exclude``, chosen by the policy; None when there is none."""
         candidates = self.registry.healthy(facts.model, exclude=exclude)
-        return self.policy.choose(candidates, facts) if candidates else None
+        return await self.policy.choose(candidates, facts) if candidates else None
 
-    async def open_stream(self, request: pb.GenerateRequest, replica: ReplicaRecord) -> EventStream:
-        """Start ``request`` on ``replica`` (another one if it fails before its first token); see the module
-        docstring."""
-        stream = EventStream(self, request)
+    async def open_stream(
+        self, request: pb.GenerateRequest, replica: ReplicaRecord, facts: RoutingFacts
+    ) -> EventStream:
+        """Start ``request`` on ``replica`` (another one if it fails before its first token; ``facts`` route the
+        retry); see the module docstring."""
+        stream = EventStream(self, request, facts)
         first = await stream.connect(replica)
         if first.HasField("finish"):
             await stream.aclose()
@@ -114,7 +116,7 @@ class Dispatcher:
         tried: list[str] = []
         failure = ""
         while len(tried) < MAX_ATTEMPTS:
-            record = self.pick(RoutingFacts(request.model), exclude=tried)
+            record = await self.pick(RoutingFacts(request.model), exclude=tried)
             if record is None:
                 break
             tried.append(record.replica_id)
@@ -139,9 +141,10 @@ def _no_healthy_replica(model: str) -> str:
 class EventStream:
     """The events of one request after ``started``; iterate it, and ``aclose()`` it when done."""
 
-    def __init__(self, dispatcher: Dispatcher, request: pb.GenerateRequest) -> None:
+    def __init__(self, dispatcher: Dispatcher, request: pb.GenerateRequest, facts: RoutingFacts) -> None:
         self._dispatcher = dispatcher
         self._request = request
+        self._facts = facts
         self.model = request.model
         self.started = pb.Started()
         self.record: ReplicaRecord | None = None
@@ -177,13 +180,14 @@ class EventStream:
             first, failure = await self._start_call(record)
             if first is not None and first.HasField("started"):
                 self.started = first.started
+                self._dispatcher.policy.started(record, self._facts)
                 return first
             self._end_call()
             if first is not None and first.finish.error_code not in RETRYABLE_REFUSALS:
                 return first
             if not self._may_retry(failure):
                 return first if first is not None else events.error(ErrorCode.ERROR_CODE_OVERLOADED, failure)
-            record = self._dispatcher.pick(RoutingFacts(self.model), exclude=self._tried)
+            record = await self._dispatcher.pick(self._facts, exclude=self._tried)
 
     def _may_retry(self, failure: str) -> bool:
         """Whether the retry budget allows another replica after ``failure`` (counted in fleetgate_retries)."""
@@ -285,7 +289,7 @@ class EventStream:
             )
         failure = f"replica {failed.replica_id} failed before its first token ({self._last_failure})"
         if self._may_retry(failure):
-            first = await self.connect(self._dispatcher.pick(RoutingFacts(self.model), exclude=self._tried), failure)
+            first = await self.connect(await self._dispatcher.pick(self._facts, exclude=self._tried), failure)
         else:
             first = events.error(ErrorCode.ERROR_CODE_OVERLOADED, failure)
         if first.HasField("started"):

@@ -47,6 +47,26 @@ ERRORS = Counter(
 RETRIES = Counter(
     "fleetgate_retries", "Requests retried on another replica before the first token", ["model"], registry=REGISTRY
 )
+# Routing (router/routing/): why each replica was chosen, and how well the prefix index predicts the cache.
+# reason: hit (the replica with the most cached prefix), session (a session's pinned replica), spill (a
+# replica holding more of the prefix, or the session's, was saturated), cold (no replica holds any of it).
+ROUTING_DECISIONS = Counter(
+    "fleetgate_routing_decisions", "Replica choices by policy and reason", ["model", "policy", "reason"],
+    registry=REGISTRY,
+)
+PREDICTED_CACHED_TOKENS = Counter(
+    "fleetgate_prefix_predicted_cached_tokens",
+    "Prompt tokens the router's prefix index expected the chosen replica to hold", ["model", "replica"],
+    registry=REGISTRY,
+)
+REPLICA_PROMPT_TOKENS = Counter(
+    "fleetgate_replica_prompt_tokens", "Prompt tokens per replica, as the engine reported them", ["model", "replica"],
+    registry=REGISTRY,
+)
+REPLICA_CACHED_TOKENS = Counter(
+    "fleetgate_replica_cached_tokens", "Prompt tokens the engine read from its prefix cache, per replica",
+    ["model", "replica"], registry=REGISTRY,
+)
 # result: hit / miss
 AFFINITY = Counter("fleetgate_affinity", "Continuations routed by affinity", ["model", "result"], registry=REGISTRY)
 RATE_LIMITED = Counter("fleetgate_rate_limited", "Requests refused by a rate limit", ["model"], registry=REGISTRY)

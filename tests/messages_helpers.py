@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import anthropic
 from anthropic.types import Message, RawMessageStreamEvent
@@ -46,10 +47,19 @@ def stream_message(client: anthropic.Anthropic, **params) -> tuple[list[RawMessa
     return events, final
 
 
+def whole_prompt(usage: Any) -> int:
+    """The prompt's tokens, however the replica's prefix cache split them (input + cache read + cache write)."""
+    return usage.input_tokens + (usage.cache_read_input_tokens or 0) + (usage.cache_creation_input_tokens or 0)
+
+
 def without_ids(message: Message) -> dict:
-    """The message minus the ids that differ per request (message id, tool_use ids) and SDK-only fields."""
+    """The message minus the ids that differ per request (message id, tool_use ids) and SDK-only fields; its
+    usage with the whole prompt in place of the cache split (a second request reads the first's blocks)."""
     body = message.model_dump(exclude={"id"})
     for block in body["content"]:
         block.pop("id", None)
         block.pop("parsed_output", None)
+    for field in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+        body["usage"].pop(field)
+    body["usage"]["whole_prompt"] = whole_prompt(message.usage)
     return body

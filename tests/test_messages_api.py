@@ -12,7 +12,7 @@ import anthropic
 import httpx
 import pytest
 
-from messages_helpers import anthropic_client, shape, stream_message, without_ids
+from messages_helpers import anthropic_client, shape, stream_message, whole_prompt, without_ids
 from replica_process import ReplicaProcess
 from router_process import ROUTER_CONFIG, RouterProcess, router_cluster, router_factory, sim_router  # noqa: F401
 
@@ -108,7 +108,9 @@ def test_tool_use_round_trip(sim_router: RouterProcess):
         {"type": "tool_result", "tool_use_id": tool_use.id, "content": [{"type": "text", "text": "Sunny, 21 C"}]}]}]
     answer = client.messages.create(model="rt-sim", max_tokens=64, messages=history, tools=[WEATHER_TOOL, TIME_TOOL])
     assert answer.stop_reason == "end_turn" and [b.type for b in answer.content] == ["text"]
-    assert answer.usage.input_tokens > call.usage.input_tokens
+    # The whole prompt grew, and the replica's prefix cache served the first turn's full blocks of it.
+    assert whole_prompt(answer.usage) > whole_prompt(call.usage)
+    assert call.usage.cache_read_input_tokens == 0 and answer.usage.cache_read_input_tokens
 
     failed = [*history[:2], {"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": tool_use.id, "content": "city not found", "is_error": True}]}]
@@ -172,8 +174,8 @@ def test_count_tokens_equals_the_input_tokens_of_the_same_request(sim_router: Ro
     }
     counted = client.messages.count_tokens(**request).input_tokens
     events, streamed = stream_message(client, max_tokens=16, **request)
-    assert counted == events[0].message.usage.input_tokens == streamed.usage.input_tokens
-    assert counted == client.messages.create(max_tokens=16, **request).usage.input_tokens
+    assert counted == events[0].message.usage.input_tokens == whole_prompt(streamed.usage)
+    assert counted == whole_prompt(client.messages.create(max_tokens=16, **request).usage)
     assert counted > client.messages.count_tokens(model="rt-sim", messages=HELLO).input_tokens
 
 

@@ -6,8 +6,11 @@ against real replicas in test_router_failover.py.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import typing
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
@@ -20,6 +23,11 @@ from fleetgate.router.routing.policy import RoutingFacts
 from fleetgate.router.routing.power_of_two import PowerOfTwoPolicy
 
 MODEL = "routing-test"
+T = TypeVar("T")
+
+
+def run(choice: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(choice)
 
 
 def replica(replica_id: str, running: int = 0, waiting: int = 0) -> ReplicaRecord:
@@ -42,10 +50,10 @@ def test_every_configurable_policy_is_built_and_the_default_is_power_of_two() ->
 def test_power_of_two_takes_the_less_loaded_of_two() -> None:
     idle, busy = replica("idle"), replica("busy", running=3, waiting=1)
     policy = PowerOfTwoPolicy(InFlight().load, affinity_max_extra_load=8, rng=random.Random(0))
-    assert {policy.choose([idle, busy], RoutingFacts(MODEL)).replica_id for _ in range(20)} == {"idle"}
-    assert policy.choose([busy], RoutingFacts(MODEL)) is busy
+    assert {run(policy.choose([idle, busy], RoutingFacts(MODEL))).replica_id for _ in range(20)} == {"idle"}
+    assert run(policy.choose([busy], RoutingFacts(MODEL))) is busy
     with pytest.raises(ValueError):
-        policy.choose([], RoutingFacts(MODEL))
+        run(policy.choose([], RoutingFacts(MODEL)))
 
 
 def test_this_routers_calls_count_in_the_load_until_released() -> None:
@@ -55,19 +63,19 @@ def test_this_routers_calls_count_in_the_load_until_released() -> None:
     in_flight.acquire(a)
     in_flight.acquire(a)
     assert (in_flight.count("a"), in_flight.load(a)) == (2, 2)
-    assert policy.choose([a, b], RoutingFacts(MODEL)).replica_id == "b"
+    assert run(policy.choose([a, b], RoutingFacts(MODEL))).replica_id == "b"
     in_flight.release(a)
     in_flight.release(a)
     assert in_flight.count("a") == 0
-    assert policy.choose([a, b], RoutingFacts(MODEL)).replica_id == "a"
+    assert run(policy.choose([a, b], RoutingFacts(MODEL))).replica_id == "a"
 
 
 def test_affinity_holds_while_the_replica_is_not_much_busier() -> None:
     least, previous = replica("least"), replica("previous", running=4)
     policy = PowerOfTwoPolicy(InFlight().load, affinity_max_extra_load=4, rng=random.Random(0))
     hits, misses = affinity_count("hit"), affinity_count("miss")
-    assert policy.choose([least, previous], RoutingFacts(MODEL, affinity_replica="previous")) is previous
+    assert run(policy.choose([least, previous], RoutingFacts(MODEL, affinity_replica="previous"))) is previous
     busier = replica("previous", running=5)
-    assert policy.choose([least, busier], RoutingFacts(MODEL, affinity_replica="previous")) is least
-    assert policy.choose([least], RoutingFacts(MODEL, affinity_replica="gone")) is least
+    assert run(policy.choose([least, busier], RoutingFacts(MODEL, affinity_replica="previous"))) is least
+    assert run(policy.choose([least], RoutingFacts(MODEL, affinity_replica="gone"))) is least
     assert (affinity_count("hit") - hits, affinity_count("miss") - misses) == (1, 2)

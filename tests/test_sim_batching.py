@@ -9,17 +9,18 @@ as lower bounds the sim's sleeps guarantee, or as the order of events.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import time
 from typing import Any
 
 import pytest
 
 from fleetgate.core.config import ModelConfig, SimConfig
+from fleetgate.replicas.kv_events import BlockRemoved, BlockStored, KvCacheEvent
 from fleetgate.replicas.sim_engine import SimEngine
-from fleetgate.replicas.sim_engine.block_hashes import block_hashes
-from fleetgate.replicas.sim_engine.kv_events import BlockRemoved, BlockStored, KvCacheEvent
 from fleetgate.replicas.sim_engine.scheduler import Sequence
 from fleetgate.replicas.sim_engine.tokens import prompt_tokens
+from fleetgate.replicas.token_blocks import block_hashes
 from fleetgate.v1 import replica_pb2 as pb
 
 Reason = pb.Finish.Reason
@@ -31,6 +32,11 @@ class Timeline:
 
     def __init__(self) -> None:
         self.entries: list[tuple[str, Any]] = []
+
+    def prompt(
+        self, prefix: pb.PrefixChain, block_hashes: collections.abc.Sequence[int], prompt_tokens: int, block_size: int
+    ) -> None:
+        return None
 
     def publish(self, event: KvCacheEvent) -> None:
         self.entries.append(("kv", event))
@@ -101,7 +107,7 @@ async def test_the_prefill_cost_counts_only_uncached_tokens_and_keeps_prefill_ms
     await collect(engine, raw("first", "w", 320))
     costs = []
     for prefix in ("w", "other"):
-        sequence = Sequence(hashes(raw("", prefix, 320), 16), 320, 320 + 32)
+        sequence = Sequence(hashes(raw("", prefix, 320), 16), 320, 320 + 32, 16)
         engine.scheduler.enqueue(sequence)
         costs.append(engine.scheduler.prefill_ms(sequence))
         engine.scheduler.finish(sequence)
@@ -240,9 +246,9 @@ async def test_the_default_capacity_never_evicts_small_requests() -> None:
 
 async def test_without_prefix_caching_nothing_is_cached_but_kv_usage_is_reported() -> None:
     timeline = Timeline()
-    engine = SimEngine(ModelConfig(name="sim", engine="sim", sim=SimConfig(itl_ms=20, ttft_ms=0)), "sim-0",
-                       kv_events=timeline)
-    assert not engine.sim.prefix_caching  # the default
+    assert SimConfig().prefix_caching  # the default
+    engine = SimEngine(ModelConfig(name="sim", engine="sim", sim=SimConfig(itl_ms=20, ttft_ms=0, prefix_caching=False)),
+                       "sim-0", kv_events=timeline)
     await collect(engine, raw("first", "w", 100))
     generator = engine.generate(raw("again", "w", 100))
     assert (await anext(generator)).HasField("started")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fleetgate.replicas.sim_engine.block_hashes import block_hashes
+from collections.abc import Sequence
+
+from fleetgate.replicas.kv_events import AllBlocksCleared, BlockRemoved, BlockStored, KvCacheEvent
 from fleetgate.replicas.sim_engine.kv_cache import PagedKvCache
-from fleetgate.replicas.sim_engine.kv_events import AllBlocksCleared, BlockRemoved, BlockStored, KvCacheEvent
 from fleetgate.replicas.sim_engine.tokens import IMAGE_TOKENS, count_prompt_tokens, prompt_tokens
+from fleetgate.replicas.token_blocks import block_hashes
 from fleetgate.v1 import replica_pb2 as pb
 
 BLOCK = 4
@@ -14,6 +16,9 @@ BLOCK = 4
 class RecordingSink:
     def __init__(self) -> None:
         self.events: list[KvCacheEvent] = []
+
+    def prompt(self, prefix: pb.PrefixChain, block_hashes: Sequence[int], prompt_tokens: int, block_size: int) -> None:
+        return None
 
     def publish(self, event: KvCacheEvent) -> None:
         self.events.append(event)

@@ -35,6 +35,26 @@ class RedisConfig(_Strict):
     data_dir: str = "~/.cache/fleetgate/redis"
 
 
+class PrefixRoutingConfig(_Strict):
+    """The ``prefix`` routing policy: its prefix index, its cost weights, its load cap, its session pins."""
+
+    # Bytes (of UTF-8 text) per block of the router's hash chain over the canonical prompt (≈ 4 per token).
+    block_bytes: int = Field(default=512, ge=16)
+    # A replica's cost = prefill_weight × uncached blocks + load_weight × (running + waiting + in flight)
+    # + kv_weight × KV-cache utilisation (0..1); the cheapest wins, ties broken by the prompt's first block.
+    prefill_weight: float = Field(default=1.0, ge=0)
+    load_weight: float = Field(default=8.0, ge=0)
+    kv_weight: float = Field(default=4.0, ge=0)
+    # Load cap: a replica with at least `max_load` running + waiting + in flight, or more than
+    # `max_extra_load` above the least loaded candidate, is saturated; it is chosen only when every
+    # candidate is (a session or a cached prefix then spills to another replica).
+    max_load: int = Field(default=64, ge=1)
+    max_extra_load: int = Field(default=8, ge=0)
+    # A session hint (x-session-id, prompt_cache_key, X-Claude-Code-Session-Id, metadata.user_id, user /
+    # safety_identifier) pins the session to its replica this long after its last request.
+    session_ttl_seconds: int = Field(default=3600, ge=1)
+
+
 class RouterConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -58,9 +78,16 @@ class RouterConfig(_Strict):
     sealing_secret: str | None = None
     # An affinity replica is skipped when its load exceeds the least loaded by this much.
     affinity_max_extra_load: int = 8
-    # How a replica is chosen for a request (router/routing/): the less loaded of two random ones,
-    # with affinity for continuations.
+    # How a replica is chosen for a request (router/routing/): `prefix` (KV-cache-aware: expected cached
+    # prompt against load, session hints, a load cap), `power_of_two` (cache-blind: the less loaded of two
+    # random ones, affinity for continuations), `random`, and `oracle` (benchmarks only: asks every replica
+    # what it holds).
     routing_policy: Literal["power_of_two"] = "power_of_two"
+    prefix_routing: PrefixRoutingConfig = Field(default_factory=lambda: PrefixRoutingConfig())
+    # Claude Code's first system block (`x-anthropic-billing-header: cc_version=2.1.197.0df; ...`) changes on
+    # every request: `normalise` drops the per-request build suffix so the prompt keeps one prefix, `drop`
+    # removes the block, `keep` passes it through as sent.
+    claude_code_billing_header: Literal["normalise", "drop", "keep"] = "normalise"
     # Every API key's default rate limits (None: unlimited); `fleetgate keys limit` overrides them per
     # key. Tokens are prompt + completion, counted after each request and checked before the next.
     # With auth off, all callers share one window under these limits.
@@ -82,6 +109,10 @@ class ReplicaDefaults(_Strict):
     heartbeat_seconds: float = 1.0
     # A replica whose heartbeat is older than this is gone from the registry.
     registry_ttl_seconds: float = 4.0
+    # Publish which of the router's prefix blocks the KV cache holds (fleetgate:kv:<replica_id> in Redis,
+    # from the engine's KV cache events), for the `prefix` routing policy; rewritten whole this often.
+    kv_index: bool = True
+    kv_index_resync_seconds: float = Field(default=30.0, gt=0)
 
 
 class SimConfig(_Strict):
@@ -98,10 +129,10 @@ class SimConfig(_Strict):
     itl_batch_penalty: float = Field(default=0.0, ge=0)
     # Continuous batching: at most this many running sequences, the rest wait in order.
     max_num_seqs: int = Field(default=256, ge=1)
-    # Paged KV cache: tokens per block, blocks in the cache, prefix reuse (off: usage as before).
+    # Paged KV cache: tokens per block, blocks in the cache, prefix reuse (off: nothing is cached).
     kv_block_size: int = Field(default=16, ge=1)
     kv_cache_blocks: int = Field(default=65536, ge=1)
-    prefix_caching: bool = False
+    prefix_caching: bool = True
     text: Literal["lorem", "echo"] = "lorem"
     # Completion length when the request sets no max_tokens.
     output_tokens: int = 32

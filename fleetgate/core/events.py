@@ -39,10 +39,16 @@ def tool_call_end(index: int) -> pb.GenerateEvent:
     return pb.GenerateEvent(tool_call_end=pb.ToolCallEnd(index=index))
 
 
-def usage(prompt: int, completion: int, cached: int = 0, reasoning_tokens: int = 0) -> pb.GenerateEvent:
+def usage(
+    prompt: int, completion: int, cached: int = 0, reasoning_tokens: int = 0, cache_written: int = 0
+) -> pb.GenerateEvent:
     return pb.GenerateEvent(
         usage=pb.Usage(
-            prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached, reasoning_tokens=reasoning_tokens
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cached_tokens=cached,
+            reasoning_tokens=reasoning_tokens,
+            cache_written_tokens=cache_written,
         )
     )
 

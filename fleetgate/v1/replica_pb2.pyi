@@ -152,7 +152,7 @@ class Caller(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., affinity: _Optional[str] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("request_id", "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "sampling", "response_format", "reasoning_effort", "raw_prompt", "caller", "enable_reasoning")
+    __slots__ = ("request_id", "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "sampling", "response_format", "reasoning_effort", "raw_prompt", "caller", "enable_reasoning", "prefix")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +165,7 @@ class GenerateRequest(_message.Message):
     RAW_PROMPT_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
     ENABLE_REASONING_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     messages: _containers.RepeatedCompositeFieldContainer[Message]
@@ -177,7 +178,18 @@ class GenerateRequest(_message.Message):
     raw_prompt: str
     caller: Caller
     enable_reasoning: bool
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., reasoning_effort: _Optional[str] = ..., raw_prompt: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., enable_reasoning: _Optional[bool] = ...) -> None: ...
+    prefix: PrefixChain
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., reasoning_effort: _Optional[str] = ..., raw_prompt: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., enable_reasoning: _Optional[bool] = ..., prefix: _Optional[_Union[PrefixChain, _Mapping]] = ...) -> None: ...
+
+class PrefixChain(_message.Message):
+    __slots__ = ("block_hashes", "block_bytes", "total_bytes")
+    BLOCK_HASHES_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    block_hashes: _containers.RepeatedScalarFieldContainer[int]
+    block_bytes: int
+    total_bytes: int
+    def __init__(self, block_hashes: _Optional[_Iterable[int]] = ..., block_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ...) -> None: ...
 
 class Started(_message.Message):
     __slots__ = ("prompt_tokens", "replica_id", "max_tokens")
@@ -226,16 +238,18 @@ class ToolCallEnd(_message.Message):
     def __init__(self, index: _Optional[int] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
+    __slots__ = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "cache_written_tokens")
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITTEN_TOKENS_FIELD_NUMBER: _ClassVar[int]
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int
     reasoning_tokens: int
-    def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cached_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ...) -> None: ...
+    cache_written_tokens: int
+    def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cached_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., cache_written_tokens: _Optional[int] = ...) -> None: ...
 
 class Finish(_message.Message):
     __slots__ = ("reason", "stop_sequence", "error_code", "error_message")
@@ -356,3 +370,13 @@ class CountTokensResponse(_message.Message):
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     prompt_tokens: int
     def __init__(self, prompt_tokens: _Optional[int] = ...) -> None: ...
+
+class CachedPrefixResponse(_message.Message):
+    __slots__ = ("cached_tokens", "prompt_tokens", "supported")
+    CACHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    cached_tokens: int
+    prompt_tokens: int
+    supported: bool
+    def __init__(self, cached_tokens: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., supported: _Optional[bool] = ...) -> None: ...

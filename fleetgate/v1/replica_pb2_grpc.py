@@ -59,6 +59,11 @@ class ReplicaStub:
                 request_serializer=fleetgate_dot_v1_dot_replica__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=fleetgate_dot_v1_dot_replica__pb2.CountTokensResponse.FromString,
                 _registered_method=True)
+        self.CachedPrefix = channel.unary_unary(
+                '/fleetgate.v1.Replica/CachedPrefix',
+                request_serializer=fleetgate_dot_v1_dot_replica__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=fleetgate_dot_v1_dot_replica__pb2.CachedPrefixResponse.FromString,
+                _registered_method=True)
 
 
 class ReplicaServicer:
@@ -100,6 +105,14 @@ class ReplicaServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CachedPrefix(self, request, context):
+        """Prompt tokens of the request this replica's KV cache holds right now (the benchmark's `oracle`
+        routing policy; an engine that cannot tell answers supported = false).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReplicaServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +140,11 @@ def add_ReplicaServicer_to_server(servicer, server):
                     servicer.CountTokens,
                     request_deserializer=fleetgate_dot_v1_dot_replica__pb2.GenerateRequest.FromString,
                     response_serializer=fleetgate_dot_v1_dot_replica__pb2.CountTokensResponse.SerializeToString,
+            ),
+            'CachedPrefix': grpc.unary_unary_rpc_method_handler(
+                    servicer.CachedPrefix,
+                    request_deserializer=fleetgate_dot_v1_dot_replica__pb2.GenerateRequest.FromString,
+                    response_serializer=fleetgate_dot_v1_dot_replica__pb2.CachedPrefixResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +282,33 @@ class Replica:
             '/fleetgate.v1.Replica/CountTokens',
             fleetgate_dot_v1_dot_replica__pb2.GenerateRequest.SerializeToString,
             fleetgate_dot_v1_dot_replica__pb2.CountTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CachedPrefix(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetgate.v1.Replica/CachedPrefix',
+            fleetgate_dot_v1_dot_replica__pb2.GenerateRequest.SerializeToString,
+            fleetgate_dot_v1_dot_replica__pb2.CachedPrefixResponse.FromString,
             options,
             channel_credentials,
             insecure,

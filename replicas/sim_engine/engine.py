@@ -18,14 +18,14 @@ from fleetgate.core.config import ModelConfig, SimConfig
 from fleetgate.core.events import ErrorCode
 from fleetgate.core.registry import Capabilities, Load
 from fleetgate.replicas.engine_interface import Engine
+from fleetgate.replicas.kv_events import KvEventSink, NullKvEventSink
 from fleetgate.replicas.refusal import Refusal
-from fleetgate.replicas.sim_engine.block_hashes import block_hashes
 from fleetgate.replicas.sim_engine.kv_cache import PagedKvCache
-from fleetgate.replicas.sim_engine.kv_events import KvEventSink, NullKvEventSink
 from fleetgate.replicas.sim_engine.pacing import PacedRun
 from fleetgate.replicas.sim_engine.plan import plan_completion, request_rng
 from fleetgate.replicas.sim_engine.scheduler import Scheduler, Sequence
 from fleetgate.replicas.sim_engine.tokens import count_prompt_tokens, prompt_tokens
+from fleetgate.replicas.token_blocks import block_hashes
 from fleetgate.v1 import replica_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,14 @@ class SimEngine(Engine):
         aborted.set()
         return True
 
+    async def cached_prefix(self, request: pb.GenerateRequest) -> pb.CachedPrefixResponse:
+        tokens = prompt_tokens(request)
+        if not self.sim.prefix_caching:
+            return pb.CachedPrefixResponse(prompt_tokens=len(tokens), supported=True)
+        hashes = block_hashes(tokens, self.sim.kv_block_size)
+        cached = self.kv_cache.cached_prefix(hashes, len(tokens)) * self.sim.kv_block_size
+        return pb.CachedPrefixResponse(cached_tokens=cached, prompt_tokens=len(tokens), supported=True)
+
     def reset_prefix_cache(self) -> bool:
         """Forget every cached block (vLLM's ``reset_prefix_cache``); False while requests hold blocks."""
         return self.kv_cache.reset()
@@ -106,8 +114,9 @@ class SimEngine(Engine):
             )
             return
         prompt_hashes = block_hashes(tokens, self.sim.kv_block_size) if self.sim.prefix_caching else []
-        sequence = Sequence(prompt_hashes, plan.prompt_tokens, total_tokens)
+        sequence = Sequence(prompt_hashes, plan.prompt_tokens, total_tokens, self.sim.kv_block_size)
         del tokens
+        self.kv_cache.events.prompt(request.prefix, prompt_hashes, plan.prompt_tokens, self.sim.kv_block_size)
         request_id = request.request_id or f"sim-{id(plan):x}"
         aborted = asyncio.Event()
         self._aborts[request_id] = aborted

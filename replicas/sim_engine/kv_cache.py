@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from fleetgate.replicas.sim_engine.kv_events import AllBlocksCleared, BlockRemoved, BlockStored, KvEventSink
+from fleetgate.replicas.kv_events import AllBlocksCleared, BlockRemoved, BlockStored, KvEventSink
 
 
 @dataclass(eq=False)

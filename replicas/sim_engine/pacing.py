@@ -60,7 +60,11 @@ class PacedRun:
                 yield event
         self.scheduler.finish(self.sequence)
         yield events.usage(
-            self.plan.prompt_tokens, self.completion_tokens, self.sequence.cached_tokens, self.reasoning_tokens
+            self.plan.prompt_tokens,
+            self.completion_tokens,
+            self.sequence.cached_tokens,
+            self.reasoning_tokens,
+            self.sequence.cache_written_tokens,
         )
         yield events.finish(self.reason, self.matched_stop)
 

@@ -37,6 +37,7 @@ class Sequence:
     prompt_hashes: list[int]
     prompt_tokens: int
     total_tokens: int  # prompt + planned completion
+    block_size: int
     state: State = State.WAITING
     allocation: Allocation | None = None
     admitted: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -45,6 +46,11 @@ class Sequence:
     def cached_tokens(self) -> int:
         """Prompt tokens served from the cache (0 until admitted)."""
         return self.allocation.cached_tokens if self.allocation else 0
+
+    @property
+    def cache_written_tokens(self) -> int:
+        """Prompt tokens its prefill put into the cache (its uncached full blocks; 0 until prefilled)."""
+        return len(self.allocation.committed) * self.block_size if self.allocation else 0
 
 
 class Scheduler:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from fleetgate.core.registry import ReplicaRecord
     from fleetgate.router.dialects.base import Dialect, StreamEncoder
     from fleetgate.router.dispatch import EventStream
+    from fleetgate.router.routing.policy import RoutingFacts
     from fleetgate.router.state import RouterState
     from fleetgate.v1 import replica_pb2 as pb
 
@@ -72,6 +73,10 @@ class RequestContext:
     request: pb.GenerateRequest | None = None
     # The replica that served the previous turn, if the dialect knows one (its KV cache holds the prefix).
     affinity_replica: str | None = None
+    # The caller's session, from the first session hint its request carries (router.canonical.session_hints),
+    # and the routing facts the replica was chosen by.
+    session_hint: str | None = None
+    routing: RoutingFacts | None = None
     # The replica chosen first, the open generation on it, and the replica serving it now (after a retry).
     replica: ReplicaRecord | None = None
     event_stream: EventStream | None = None

@@ -17,9 +17,10 @@ from fleetgate.router.state import RouterState
 
 async def choose_replica(ctx: RequestContext, state: RouterState) -> None:
     assert ctx.request is not None
-    ctx.replica = state.dispatcher.choose_replica(RoutingFacts(ctx.request.model, ctx.affinity_replica))
+    ctx.routing = RoutingFacts(ctx.request.model, ctx.affinity_replica, ctx.session_hint, ctx.request)
+    ctx.replica = await state.dispatcher.choose_replica(ctx.routing)
 
 
 async def dispatch(ctx: RequestContext, state: RouterState) -> None:
-    assert ctx.request is not None and ctx.replica is not None
-    ctx.event_stream = await state.dispatcher.open_stream(ctx.request, ctx.replica)
+    assert ctx.request is not None and ctx.replica is not None and ctx.routing is not None
+    ctx.event_stream = await state.dispatcher.open_stream(ctx.request, ctx.replica, ctx.routing)

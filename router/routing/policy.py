@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from fleetgate.core.registry import ReplicaRecord
+from fleetgate.v1 import replica_pb2 as pb
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,11 @@ class RoutingFacts:
     model: str
     # The replica that served the previous turn (Responses previous_response_id): its KV cache holds the prefix.
     affinity_replica: str | None = None
+    # The caller's session, from the first session hint the request carries (x-session-id, prompt_cache_key,
+    # X-Claude-Code-Session-Id, metadata.user_id, user / safety_identifier); None without one.
+    session: str | None = None
+    # The canonical request (its ``prefix`` chain is what the prefix index keys on); None for a token count.
+    request: pb.GenerateRequest | None = None
 
 
 class RoutingPolicy(abc.ABC):
@@ -26,5 +32,10 @@ class RoutingPolicy(abc.ABC):
     name: ClassVar[str]
 
     @abc.abstractmethod
-    def choose(self, candidates: Sequence[ReplicaRecord], facts: RoutingFacts) -> ReplicaRecord:
+    async def choose(self, candidates: Sequence[ReplicaRecord], facts: RoutingFacts) -> ReplicaRecord:
         """One of ``candidates``: healthy replicas of ``facts.model``, never empty."""
+
+    def started(self, replica: ReplicaRecord, facts: RoutingFacts) -> None:
+        """The request of ``facts`` started on ``replica`` (a policy that learns from its choices records it
+        here, without blocking the request); by default nothing."""
+        return None

@@ -29,7 +29,7 @@ class PowerOfTwoPolicy(RoutingPolicy):
         self.affinity_max_extra_load = affinity_max_extra_load
         self._rng = rng or random.Random()
 
-    def choose(self, candidates: Sequence[ReplicaRecord], facts: RoutingFacts) -> ReplicaRecord:
+    async def choose(self, candidates: Sequence[ReplicaRecord], facts: RoutingFacts) -> ReplicaRecord:
         if not candidates:
             raise ValueError("no candidates")
         if facts.affinity_replica:

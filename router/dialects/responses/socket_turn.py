@@ -44,6 +44,7 @@ from fleetgate.router.pipeline import runner
 from fleetgate.router.pipeline.context import RequestContext, Step
 from fleetgate.router.pipeline.replica import dispatch
 from fleetgate.router.response_store import ResponseStore, StoredResponse
+from fleetgate.router.routing.policy import RoutingFacts
 from fleetgate.router.state import RouterState
 from fleetgate.v1 import replica_pb2 as pb
 
@@ -129,7 +130,7 @@ class KeepResponse:
 async def open_warm_up(ctx: RequestContext, state: RouterState) -> None:
     """Step in place of dispatch for a ``generate: false`` create: a generation without a replica."""
     assert ctx.request is not None
-    ctx.event_stream = WarmUpStream(state.dispatcher, ctx.request)
+    ctx.event_stream = WarmUpStream(state.dispatcher, ctx.request, ctx.routing or RoutingFacts(ctx.request.model))
 
 
 class WarmUpStream(EventStream):
