@@ -133,8 +133,9 @@ def test_target_verdicts() -> None:
     assert rows["router adds ≤ 1 ms TTFT p50 (concurrency 1)"].verdict == MET
     assert rows["router adds ≤ 1 ms TTFT p50 (concurrency 1)"].measured == "0.50 ms"
     assert rows["router adds ≤ 5 ms TTFT p99 (concurrency 1)"].verdict == MISSED
+    # Saturated cores: a verdict there is not meaningful, whichever way it would go.
     assert rows["router adds ≤ 5 ms TTFT p99 (concurrency 64)"].verdict == (
-        "met (cores saturated, 95% busy: queueing, see CPU)")
+        "not meaningful (cores saturated, 95% busy: queueing, see CPU)")
     assert rows["router CPU ≤ 50 µs per streamed token"].verdict == MISSED
     assert rows["router CPU ≤ 50 µs per streamed token"].measured == "60.0 µs"
     assert rows["router CPU ≤ 1 ms per request"].verdict == MET
@@ -155,6 +156,15 @@ def test_cores_busy_is_machine_cpu_over_wall_time_and_cores() -> None:
     assert cores_busy(run, 2) == pytest.approx(0.75)
     assert cores_busy(run, None) is None
     assert cores_busy(Measurement("a", GRPC_DIRECT, 1, 32, _summary(10, 320, 0.1)), 2) is None
+
+
+def test_a_negative_added_ttft_is_not_meaningful_never_met() -> None:
+    results = BenchResults(machine={"usable_cores": 2}, quick=False, started_at="now")
+    results.add(Measurement("a", GRPC_DIRECT, 256, 32, _summary(1000, 32000, 1.0, ttft_p50=0.300, ttft_p99=0.5)))
+    results.add(Measurement("a", FLEETGATE, 256, 32, _summary(1000, 32000, 2.0, ttft_p50=0.141, ttft_p99=0.6)))
+    rows = {row.target: row.verdict for row in target_rows(results)}
+    assert rows["router adds ≤ 1 ms TTFT p50 (concurrency 256)"] == "not meaningful (negative difference: noise)"
+    assert rows["router adds ≤ 5 ms TTFT p99 (concurrency 256)"] == MISSED
 
 
 def test_verdict_edges() -> None:

@@ -1,4 +1,4 @@
-"""The benchmark's markdown report: machine, targets (met / missed, never a failure), and one table per part.
+"""The benchmark's markdown report: machine, targets (met / missed / not meaningful, never a failure), one table a part.
 
 Pure functions of ``BenchResults``: the derived numbers (TTFT a hop adds, CPU per
 token and per request, throughput ratios) are computed here and unit-tested.
@@ -29,7 +29,7 @@ ROUTER_CPU_PER_TOKEN_MAX = 50e-6
 ROUTER_CPU_PER_REQUEST_MAX = 1e-3
 E2E_THROUGHPUT_VS_VLLM_MIN = 0.95
 
-MET, MISSED, NOT_MEASURED = "met", "missed", "not measured"
+MET, MISSED, NOT_MEASURED, NOT_MEANINGFUL = "met", "missed", "not measured", "not meaningful"
 # Above this share of all cores busy, latency is mostly waiting for a core.
 SATURATED_BUSY = 0.9
 
@@ -67,6 +67,20 @@ def verdict(value: float | None, limit: float, *, at_most: bool = True, strict: 
     return MET if (value <= limit if at_most else value >= limit) else MISSED
 
 
+def guarded_verdict(value: float | None, limit: float, *, at_most: bool = True, strict: bool = False,
+                    busy: float | None = None, difference: bool = False) -> str:
+    """``verdict``, unless the measurement cannot carry one: NOT_MEANINGFUL when the cores were saturated
+    (``busy``, the share of all cores busy, at least ``SATURATED_BUSY``: latency is then queueing for a
+    core) or when ``value`` is a ``difference`` that cannot be negative and came out negative (noise)."""
+    if value is None or math.isnan(value):
+        return NOT_MEASURED
+    if busy is not None and busy >= SATURATED_BUSY:
+        return f"{NOT_MEANINGFUL} (cores saturated, {percent(busy)} busy: queueing, see CPU)"
+    if difference and value < 0:
+        return f"{NOT_MEANINGFUL} (negative difference: noise)"
+    return verdict(value, limit, at_most=at_most, strict=strict)
+
+
 @dataclass(frozen=True)
 class AddedLatency:
     """TTFT a hop adds over its baseline at one concurrency (differences of percentiles)."""
@@ -94,26 +108,23 @@ class TargetRow:
     verdict: str
 
 
-def _saturation_note(results: BenchResults, concurrency: int) -> str:
-    """", cores saturated (N% busy)" when a run of the comparison at ``concurrency`` kept the cores busy."""
+def _busiest(results: BenchResults, concurrency: int) -> float | None:
+    """The highest share of cores busy among the comparison's runs at ``concurrency``."""
     cores = results.machine.get("usable_cores")
     busy = [cores_busy(m, cores) for t in (GRPC_DIRECT, FLEETGATE)
             if (m := results.find("a", t, concurrency, label="")) is not None]
-    worst = max((b for b in busy if b is not None), default=None)
-    if worst is None or worst < SATURATED_BUSY:
-        return ""
-    return f" (cores saturated, {percent(worst)} busy: queueing, see CPU)"
+    return max((b for b in busy if b is not None), default=None)
 
 
 def target_rows(results: BenchResults) -> list[TargetRow]:
-    """Each target with the measured value and met / missed."""
+    """Each target with the measured value and met / missed / not meaningful."""
     rows: list[TargetRow] = []
     for added in added_ttft(results, FLEETGATE, GRPC_DIRECT):
-        note = _saturation_note(results, added.concurrency)
+        busy = _busiest(results, added.concurrency)
         rows.append(TargetRow(f"router adds ≤ 1 ms TTFT p50 (concurrency {added.concurrency})", ms(added.p50),
-                              verdict(added.p50, ROUTER_TTFT_P50_ADDED_MAX) + note))
+                              guarded_verdict(added.p50, ROUTER_TTFT_P50_ADDED_MAX, busy=busy, difference=True)))
         rows.append(TargetRow(f"router adds ≤ 5 ms TTFT p99 (concurrency {added.concurrency})", ms(added.p99),
-                              verdict(added.p99, ROUTER_TTFT_P99_ADDED_MAX) + note))
+                              guarded_verdict(added.p99, ROUTER_TTFT_P99_ADDED_MAX, busy=busy, difference=True)))
     split = results.cpu_splits.get(FLEETGATE)
     rows.append(TargetRow("router CPU ≤ 50 µs per streamed token", us(split.per_token if split else None),
                           verdict(split.per_token if split else None, ROUTER_CPU_PER_TOKEN_MAX)))
