@@ -14,10 +14,16 @@ serving it; what the dialect keeps for itself during one call goes in
    ``wire_model`` and turns a ``ValidationError`` into a 400 naming the field.
    ``model_name`` and ``wants_stream`` read two facts the pipeline needs from it
    (by default the ``model`` and ``stream`` fields).
-2. ``to_canonical(request, ctx)``: wire model -> ``pb.GenerateRequest``. Raise
+2. ``to_canonical(request, ctx, settings)``: wire model -> ``pb.GenerateRequest``;
+   ``settings`` is the router's configuration (``RouterConfig``: what a
+   translation depends on, such as ``claude_code_billing_header``). Raise
    ``router.errors.invalid_request(...)`` for anything the schema could not catch.
    The pipeline fills ``request_id`` and ``caller.key_id`` itself and checks images
-   against the model's capabilities afterwards.
+   against the model's capabilities afterwards. ``session_fields(request)`` reads
+   the body fields that may name the caller's session (``prompt_cache_key``,
+   ``metadata.user_id``, ``safety_identifier``, ``user``: whichever the dialect
+   has); the pipeline adds the headers and sets ``ctx.session_hint``
+   (``router.canonical.session_hints``).
 3. ``render_json(request, completion, ctx)``: the folded ``Completion`` (see
    ``router.canonical.fold``) -> the non-streaming JSON body. A completion that
    carries an error never reaches it: the pipeline answers with that error. A
@@ -65,8 +71,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from fleetgate.core.config import RouterConfig
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.segments import Step
+from fleetgate.router.canonical.session_hints import NO_SESSION_FIELDS, SessionFields
 from fleetgate.router.errors import ApiError, from_validation_error, invalid_request
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.rate_limit import Limits, WindowReading
@@ -126,7 +134,11 @@ class Dialect(abc.ABC, Generic[RequestT]):
         return bool(getattr(request, "stream", False))
 
     @abc.abstractmethod
-    def to_canonical(self, request: RequestT, ctx: RequestContext) -> pb.GenerateRequest: ...
+    def to_canonical(self, request: RequestT, ctx: RequestContext, settings: RouterConfig) -> pb.GenerateRequest: ...
+
+    def session_fields(self, request: RequestT) -> SessionFields:
+        """The request's body fields that may name its session (default: none)."""
+        return NO_SESSION_FIELDS
 
     @abc.abstractmethod
     def render_json(self, request: RequestT, completion: Completion, ctx: RequestContext) -> dict[str, Any]: ...

@@ -4,14 +4,20 @@
 ``dialect.parse`` (400 naming the field) -> the requested model, whether to
 stream, whether the caller asked for the ``stats`` object.
 
-``translate``: ``dialect.to_canonical`` -> the canonical request, with the
-call's id and key filled in, checked against the model: unknown (404, or 503
-while the registry is unreadable) and images it cannot take (400).
+``translate``: ``dialect.to_canonical`` (given the router's settings) -> the
+canonical request, with the call's id and key filled in, checked against the
+model: unknown (404, or 503 while the registry is unreadable) and images it
+cannot take (400); and the caller's session hint (``ctx.session_hint``) from the
+HTTP headers and the dialect's ``session_fields`` (``router.canonical.session_hints``;
+a Responses WebSocket call has no HTTP request of its own: its body's hints only).
+Translate runs for every call of every dialect, HTTP or WebSocket, so this is the
+one place the hint is set.
 """
 
 from __future__ import annotations
 
 from fleetgate.router.canonical.content import check_images
+from fleetgate.router.canonical.session_hints import session_hint
 from fleetgate.router.canonical.stats import wants_stats
 from fleetgate.router.http_io import read_json_body
 from fleetgate.router.pipeline.context import RequestContext
@@ -28,7 +34,7 @@ async def parse(ctx: RequestContext, state: RouterState) -> None:
 
 
 async def translate(ctx: RequestContext, state: RouterState) -> None:
-    canonical = ctx.dialect.to_canonical(ctx.parsed, ctx)
+    canonical = ctx.dialect.to_canonical(ctx.parsed, ctx, state.config.router)
     canonical.request_id = ctx.request_id
     canonical.caller.key_id = ctx.key_id
     if not canonical.model:
@@ -38,3 +44,5 @@ async def translate(ctx: RequestContext, state: RouterState) -> None:
         raise state.dispatcher.unknown_model(canonical.model)
     check_images(canonical, accepts_images=view.capabilities.vision)
     ctx.request = canonical
+    headers = ctx.http.headers if ctx.http is not None else {}
+    ctx.session_hint = session_hint(headers, ctx.dialect.session_fields(ctx.parsed))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleetgate.core.config import RouterConfig
 from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.canonical.session_hints import SessionFields
 from fleetgate.router.dialects.base import Dialect, StreamEncoder
 from fleetgate.router.dialects.chat.protocol import ChatCompletionRequest
 from fleetgate.router.dialects.chat.request import to_generate_request
@@ -20,8 +22,14 @@ class ChatDialect(OpenAIShape, Dialect[ChatCompletionRequest]):
     name = "chat"
     wire_model = ChatCompletionRequest
 
-    def to_canonical(self, request: ChatCompletionRequest, ctx: RequestContext) -> pb.GenerateRequest:
+    def to_canonical(
+        self, request: ChatCompletionRequest, ctx: RequestContext, settings: RouterConfig
+    ) -> pb.GenerateRequest:
         return to_generate_request(request)
+
+    def session_fields(self, request: ChatCompletionRequest) -> SessionFields:
+        return SessionFields(prompt_cache_key=request.prompt_cache_key, safety_identifier=request.safety_identifier,
+                             user=request.user)
 
     def render_json(
         self, request: ChatCompletionRequest, completion: Completion, ctx: RequestContext

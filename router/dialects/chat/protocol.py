@@ -106,3 +106,6 @@ class ChatCompletionRequest(OpenAISamplingFields):
     response_format: ResponseFormat | None = None
     reasoning_effort: ReasoningEffort | None = None
     logprobs: bool | None = None
+    # Session hints (router.canonical.session_hints); not forwarded.
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None

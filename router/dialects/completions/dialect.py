@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleetgate.core.config import RouterConfig
 from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.canonical.session_hints import SessionFields
 from fleetgate.router.dialects.base import Dialect, StreamEncoder
 from fleetgate.router.dialects.completions.protocol import CompletionRequest
 from fleetgate.router.dialects.completions.request import to_generate_request
@@ -23,8 +25,13 @@ class CompletionsDialect(OpenAIShape, Dialect[CompletionRequest]):
     name = "completions"
     wire_model = CompletionRequest
 
-    def to_canonical(self, request: CompletionRequest, ctx: RequestContext) -> pb.GenerateRequest:
+    def to_canonical(
+        self, request: CompletionRequest, ctx: RequestContext, settings: RouterConfig
+    ) -> pb.GenerateRequest:
         return to_generate_request(request)
+
+    def session_fields(self, request: CompletionRequest) -> SessionFields:
+        return SessionFields(user=request.user)
 
     def render_json(self, request: CompletionRequest, completion: Completion, ctx: RequestContext) -> dict[str, Any]:
         return render_completion(completion, ctx)

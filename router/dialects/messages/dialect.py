@@ -4,7 +4,9 @@ Anthropic's error shape (``shape.py``).
 
 ``MessagesDialect`` serves ``POST /v1/messages``; ``CountTokensDialect`` parses and
 translates ``POST /v1/messages/count_tokens`` with the same prompt translation, so
-the count is of exactly the prompt a real request renders. The public message id
+the count is of exactly the prompt a real request renders (Claude Code's billing
+header handled per ``router.claude_code_billing_header`` in both). A message's
+session hint is the ``metadata.user_id`` (``router.canonical.session_hints``). The public message id
 is ``msg_<request id>``.
 """
 
@@ -12,8 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleetgate.core.config import RouterConfig
 from fleetgate.router.canonical import ids
 from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.canonical.session_hints import SessionFields
 from fleetgate.router.dialects.base import Dialect, StreamEncoder
 from fleetgate.router.dialects.messages import protocol as wire
 from fleetgate.router.dialects.messages.request import generate_request, prompt_request
@@ -36,8 +40,13 @@ class MessagesDialect(AnthropicShape, Dialect[wire.MessagesRequest]):
     def wants_stream(self, request: wire.MessagesRequest) -> bool:
         return request.stream
 
-    def to_canonical(self, request: wire.MessagesRequest, ctx: RequestContext) -> pb.GenerateRequest:
-        return generate_request(request)
+    def to_canonical(
+        self, request: wire.MessagesRequest, ctx: RequestContext, settings: RouterConfig
+    ) -> pb.GenerateRequest:
+        return generate_request(request, settings.claude_code_billing_header)
+
+    def session_fields(self, request: wire.MessagesRequest) -> SessionFields:
+        return SessionFields(anthropic_user_id=request.metadata.user_id if request.metadata else None)
 
     def render_json(self, request: wire.MessagesRequest, completion: Completion, ctx: RequestContext) -> dict[str, Any]:
         return message_body(ids.message_id(ctx.request_id), request.model, completion)
@@ -58,8 +67,10 @@ class CountTokensDialect(AnthropicShape, Dialect[wire.CountTokensRequest]):
     def wants_stream(self, request: wire.CountTokensRequest) -> bool:
         return False
 
-    def to_canonical(self, request: wire.CountTokensRequest, ctx: RequestContext) -> pb.GenerateRequest:
-        return prompt_request(request)
+    def to_canonical(
+        self, request: wire.CountTokensRequest, ctx: RequestContext, settings: RouterConfig
+    ) -> pb.GenerateRequest:
+        return prompt_request(request, settings.claude_code_billing_header)
 
     def render_json(
         self, request: wire.CountTokensRequest, completion: Completion, ctx: RequestContext

@@ -2,7 +2,8 @@
 
 Mapping, field by field:
 
-- ``system`` (a string or text blocks; ``cache_control`` ignored) → one SYSTEM message;
+- ``system`` (a string or text blocks; ``cache_control`` ignored) → one SYSTEM message, Claude Code's
+  leading billing header block normalised, dropped or kept (``billing_header.py``);
 - a ``role: "system"`` turn inside ``messages`` (the ``mid-conversation-system`` beta)
   → a SYSTEM message at its place in the conversation (how a replica renders a
   system message after the first turn is the prompt format's business);
@@ -18,8 +19,9 @@ Mapping, field by field:
 - ``output_config.format`` (json_schema) → response format JSON schema;
 - ``thinking`` → reasoning, see ``reasoning_from_thinking``.
 
-``metadata.user_id`` is accepted and not forwarded: the canonical caller carries
-the API key id, set by the router core, never a client-chosen identity.
+``metadata.user_id`` is not forwarded: the canonical caller carries the API key
+id, set by the router core, never a client-chosen identity. It is one of the
+request's session hints (``router.canonical.session_hints``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from fleetgate.router.canonical.content import data_url, image_part, text_part
 from fleetgate.router.canonical.reasoning import canonical_effort
 from fleetgate.router.canonical.tool_results import ToolCallNames, tool_result_message
 from fleetgate.router.dialects.messages import protocol as wire
+from fleetgate.router.dialects.messages.billing_header import DEFAULT_BILLING_HEADER, BillingHeaderMode, stable_system
 from fleetgate.v1 import replica_pb2 as pb
 
 # Thinking budget (tokens) → reasoning effort. Anthropic clients pick budgets, the
@@ -139,11 +142,15 @@ def _user_messages(message: wire.UserMessage, tool_names: ToolCallNames, param: 
     return out
 
 
-def canonical_messages(request: wire.CountTokensRequest) -> list[pb.Message]:
-    """The conversation as canonical messages: system first, then the turns in order."""
+def canonical_messages(
+    request: wire.CountTokensRequest, billing_header: BillingHeaderMode = DEFAULT_BILLING_HEADER
+) -> list[pb.Message]:
+    """The conversation as canonical messages: system first (its billing header per ``billing_header``), then
+    the turns in order."""
     out: list[pb.Message] = []
-    if request.system:
-        out.append(system_message(request.system))
+    system = stable_system(request.system, billing_header)
+    if system:
+        out.append(system_message(system))
     tool_names = ToolCallNames()
     for i, message in enumerate(request.messages):
         if isinstance(message, wire.AssistantMessage):
@@ -182,8 +189,11 @@ def response_format(output_config: wire.OutputConfig | None) -> pb.ResponseForma
     )
 
 
-def prompt_request(request: wire.CountTokensRequest) -> pb.GenerateRequest:
-    """Everything that shapes the rendered prompt (what ``count_tokens`` counts).
+def prompt_request(
+    request: wire.CountTokensRequest, billing_header: BillingHeaderMode = DEFAULT_BILLING_HEADER
+) -> pb.GenerateRequest:
+    """Everything that shapes the rendered prompt (what ``count_tokens`` counts); ``billing_header`` is
+    ``router.claude_code_billing_header``.
 
     ``request_id`` and ``caller`` are left for the router core to fill in.
     """
@@ -191,7 +201,7 @@ def prompt_request(request: wire.CountTokensRequest) -> pb.GenerateRequest:
     enable_reasoning, effort = reasoning_from_thinking(request.thinking, request.output_config)
     out = pb.GenerateRequest(
         model=request.model,
-        messages=canonical_messages(request),
+        messages=canonical_messages(request, billing_header),
         tools=tools,
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
@@ -214,8 +224,10 @@ def sampling(request: wire.MessagesRequest) -> pb.Sampling:
     return out
 
 
-def generate_request(request: wire.MessagesRequest) -> pb.GenerateRequest:
-    """The canonical request for ``POST /v1/messages``."""
-    out = prompt_request(request)
+def generate_request(
+    request: wire.MessagesRequest, billing_header: BillingHeaderMode = DEFAULT_BILLING_HEADER
+) -> pb.GenerateRequest:
+    """The canonical request for ``POST /v1/messages`` (``billing_header``: ``router.claude_code_billing_header``)."""
+    out = prompt_request(request, billing_header)
     out.sampling.CopyFrom(sampling(request))
     return out

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from fleetgate.core.config import RouterConfig
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.ids import new_item_id
 from fleetgate.router.dialects.responses.conversation import normalize_items
@@ -53,7 +54,9 @@ class CompactDialect(ResponsesDialect):
     def wants_stream(self, request: ResponsesRequest) -> bool:
         return False
 
-    def to_canonical(self, request: ResponsesRequest, ctx: RequestContext) -> pb.GenerateRequest:
+    def to_canonical(
+        self, request: ResponsesRequest, ctx: RequestContext, settings: RouterConfig
+    ) -> pb.GenerateRequest:
         turn = turn_of(ctx)
         turn.conversation = [*turn.history, *normalize_items(request.items)]
         ask = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": SUMMARY_REQUEST}]}

@@ -22,8 +22,10 @@ from typing import Any, ClassVar
 
 from openai.types.responses import Response
 
+from fleetgate.core.config import RouterConfig
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.ids import response_id
+from fleetgate.router.canonical.session_hints import SessionFields
 from fleetgate.router.dialects.base import Dialect, StreamEncoder
 from fleetgate.router.dialects.openai_shape import OpenAIShape
 from fleetgate.router.dialects.responses.conversation import ConversationItem, normalize_items
@@ -72,10 +74,16 @@ class ResponsesDialect(OpenAIShape, Dialect[ResponsesRequest]):
     def wants_stream(self, request: ResponsesRequest) -> bool:
         return request.stream
 
-    def to_canonical(self, request: ResponsesRequest, ctx: RequestContext) -> pb.GenerateRequest:
+    def to_canonical(
+        self, request: ResponsesRequest, ctx: RequestContext, settings: RouterConfig
+    ) -> pb.GenerateRequest:
         turn = turn_of(ctx)
         turn.conversation = [*turn.history, *normalize_items(request.items)]
         return to_generate_request(request, turn.conversation, ctx.request_id)
+
+    def session_fields(self, request: ResponsesRequest) -> SessionFields:
+        return SessionFields(prompt_cache_key=request.prompt_cache_key, safety_identifier=request.safety_identifier,
+                             user=request.user)
 
     def render_json(self, request: ResponsesRequest, completion: Completion, ctx: RequestContext) -> dict[str, Any]:
         return to_json(self.final_response(request, completion, ctx))
