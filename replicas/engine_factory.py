@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from fleetgate.core.config import ModelConfig
 from fleetgate.replicas.engine_interface import Engine
+from fleetgate.replicas.kv_events import KvEventSink
 
 
-def build_engine(model: ModelConfig, replica_id: str) -> Engine:
-    """A new, not yet started engine for ``model``."""
+def build_engine(model: ModelConfig, replica_id: str, kv_events: KvEventSink | None = None) -> Engine:
+    """A new, not yet started engine for ``model``; ``kv_events`` receives its KV cache events (the sim's)."""
     if model.engine == "sim":
         from fleetgate.replicas.sim_engine import SimEngine
 
-        return SimEngine(model, replica_id)
+        return SimEngine(model, replica_id, kv_events)
     if model.engine == "vllm":
         from fleetgate.replicas.vllm_engine import VllmEngine
 

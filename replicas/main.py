@@ -1,4 +1,4 @@
-"""One replica as a running service: engine, gRPC server, metrics endpoint and registry heartbeat.
+"""One replica as a running service: engine, gRPC server, metrics endpoint, registry heartbeat, prefix index.
 
 ``start_replica`` brings the parts up in order and ``RunningReplica.drain``
 takes them down in the reverse order (withdraw from the registry first, so
@@ -22,10 +22,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fleetgate.core.config import FleetgateConfig, load_config
+from fleetgate.core.kv_index import kv_ttl_seconds
 from fleetgate.core.registry import ReplicaRecord
 from fleetgate.replicas.engine_factory import build_engine
 from fleetgate.replicas.engine_interface import Engine
 from fleetgate.replicas.heartbeat import Heartbeat
+from fleetgate.replicas.kv_index.publisher import KvIndexPublisher
 from fleetgate.replicas.metrics_server import MetricsServer, start_metrics_server
 from fleetgate.replicas.ports import PORT_SEARCH_SPAN
 from fleetgate.replicas.server import ReplicaServer, start_replica_server
@@ -56,6 +58,7 @@ class RunningReplica:
     server: ReplicaServer
     metrics: MetricsServer
     heartbeat: Heartbeat
+    kv_index: KvIndexPublisher | None = None
 
     @property
     def record(self) -> ReplicaRecord:
@@ -67,6 +70,8 @@ class RunningReplica:
         await self.heartbeat.withdraw()
         await self.server.stop(grace)
         await self.engine.stop()
+        if self.kv_index is not None:
+            await self.kv_index.stop()
         self.metrics.stop()
         log.info("replica %s stopped", self.record.replica_id)
 
@@ -91,8 +96,19 @@ async def start_replica(
     model = config.model(model_name)
     span = PORT_SEARCH_SPAN if find_free_ports else 1
     advertised = advertise_host or reachable_host(host)
-    engine = build_engine(model, replica_id)
+    kv_index = None
+    if config.replica.kv_index:
+        kv_index = KvIndexPublisher(
+            config.redis_url,
+            replica_id,
+            ttl_seconds=kv_ttl_seconds(config.replica.registry_ttl_seconds),
+            resync_seconds=config.replica.kv_index_resync_seconds,
+        )
+    engine = build_engine(model, replica_id, kv_index)
     async with contextlib.AsyncExitStack() as undo:
+        if kv_index is not None:
+            await kv_index.start()
+            undo.push_async_callback(kv_index.stop)
         undo.push_async_callback(engine.stop)
         await engine.start()
         server = await start_replica_server(
@@ -124,7 +140,7 @@ async def start_replica(
         await heartbeat.start()
         undo.pop_all()
     log.info("replica %s serving %s on %s, metrics %s", replica_id, model.name, server.address, record.metrics_url)
-    return RunningReplica(engine=engine, server=server, metrics=metrics, heartbeat=heartbeat)
+    return RunningReplica(engine=engine, server=server, metrics=metrics, heartbeat=heartbeat, kv_index=kv_index)
 
 
 async def serve_replica(

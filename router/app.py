@@ -37,7 +37,7 @@ from fleetgate.router.meta_routes import routes as meta_routes
 from fleetgate.router.rate_limit_store import RateLimiter
 from fleetgate.router.registry_view import RegistryView
 from fleetgate.router.replica_client import ChannelPool
-from fleetgate.router.routing.factory import routing_policy
+from fleetgate.router.routing.factory import PolicyParts, routing_policy
 from fleetgate.router.routing.in_flight import InFlight
 from fleetgate.router.state import RouterState
 
@@ -81,7 +81,7 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             on_addresses=channels.retain,
         )
         in_flight = InFlight()
-        routing = routing_policy(settings, in_flight)
+        routing = routing_policy(PolicyParts(config, in_flight, redis, channels))
         keys = KeyStore(redis)
         app.state.fleetgate = RouterState(
             config=config,

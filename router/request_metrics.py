@@ -4,7 +4,8 @@ Each request's context (``router.pipeline.context``) holds one ``RequestMetrics`
 and the pipeline reports to it: when the model is known (``bind``: in-flight up),
 each content event of a stream (time to first token, inter-token latency), and,
 once, from the one ``finally`` of the request's lifecycle, the end (``finish``: requests
-by status, end-to-end latency, token counters from the usage, errors by type,
+by status, end-to-end latency, token counters from the usage, per replica the prompt and
+cached tokens and the cached tokens the routing policy predicted (``served_by``), errors by type,
 in-flight down; a 429 also counts in ``fleetgate_rate_limited_total``). Status labels are HTTP
 statuses, plus ``499`` for a client that went away. A model label is a served model's name or
 ``unknown``, never free text.
@@ -46,6 +47,12 @@ class RequestMetrics:
         self._in_flight: Any = None
         self._itl: Any = None
         self._done = False
+        self._replica_id = ""
+        self._predicted_cached_share: float | None = None
+
+    def served_by(self, replica_id: str, predicted_cached_share: float | None) -> None:
+        """The replica that served the request, and the share of its prompt the policy expected it to hold."""
+        self._replica_id, self._predicted_cached_share = replica_id, predicted_cached_share
 
     def bind(self, model_label: str, stream: bool, key_name: str | None = None) -> None:
         """The request is valid and being served."""
@@ -88,5 +95,15 @@ class RequestMetrics:
             model_child(metrics.PROMPT_TOKENS, self.model, self.dialect).inc(usage.prompt_tokens)
             model_child(metrics.COMPLETION_TOKENS, self.model, self.dialect).inc(usage.completion_tokens)
             model_child(metrics.CACHED_TOKENS, self.model, self.dialect).inc(usage.cached_tokens)
+            if self._replica_id and usage.prompt_tokens:
+                self._replica_cache(usage.prompt_tokens, usage.cached_tokens)
         if self._in_flight is not None:
             self._in_flight.dec()
+
+    def _replica_cache(self, prompt_tokens: int, cached_tokens: int) -> None:
+        replica = {"model": self.model, "replica": self._replica_id}
+        metrics.REPLICA_PROMPT_TOKENS.labels(**replica).inc(prompt_tokens)
+        metrics.REPLICA_CACHED_TOKENS.labels(**replica).inc(cached_tokens)
+        if self._predicted_cached_share is not None:
+            predicted = round(self._predicted_cached_share * prompt_tokens)
+            metrics.PREDICTED_CACHED_TOKENS.labels(**replica).inc(predicted)

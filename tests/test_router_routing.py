@@ -1,5 +1,8 @@
 """Routing policies (router/routing/, pure): the configured policy is built, and power_of_two chooses as documented.
 
+The prefix policy's parts are tested in test_routing_prefix.py (chain, cost model) and
+test_kv_index.py / test_router_prefix_routing.py (against Redis and real replicas).
+
 The dispatcher's use of them (retries on another replica, the in-flight gauge) runs
 against real replicas in test_router_failover.py.
 """
@@ -13,11 +16,13 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import pytest
+import redis.asyncio as aioredis
 
-from fleetgate.core.config import RouterConfig
+from fleetgate.core.config import FleetgateConfig, RouterConfig
 from fleetgate.core.registry import Load, ReplicaRecord
 from fleetgate.router import metrics
-from fleetgate.router.routing.factory import POLICIES, routing_policy
+from fleetgate.router.replica_client import ChannelPool
+from fleetgate.router.routing.factory import POLICIES, PolicyParts, routing_policy
 from fleetgate.router.routing.in_flight import InFlight
 from fleetgate.router.routing.policy import RoutingFacts
 from fleetgate.router.routing.power_of_two import PowerOfTwoPolicy
@@ -39,12 +44,14 @@ def affinity_count(result: str) -> float:
     return metrics.AFFINITY.labels(model=MODEL, result=result)._value.get()
 
 
-def test_every_configurable_policy_is_built_and_the_default_is_power_of_two() -> None:
+def test_every_configurable_policy_is_built_and_the_default_is_prefix() -> None:
     choices = typing.get_args(RouterConfig.model_fields["routing_policy"].annotation)
-    assert set(choices) == set(POLICIES)
-    assert RouterConfig().routing_policy == "power_of_two"
+    assert set(choices) == set(POLICIES) == {"prefix", "power_of_two", "random", "oracle"}
+    assert RouterConfig().routing_policy == "prefix"
+    redis = aioredis.Redis()  # not connected: building a policy talks to nobody
     for choice in choices:
-        assert routing_policy(RouterConfig(routing_policy=choice), InFlight()).name == choice
+        config = FleetgateConfig(router=RouterConfig(routing_policy=choice))
+        assert routing_policy(PolicyParts(config, InFlight(), redis, ChannelPool())).name == choice
 
 
 def test_power_of_two_takes_the_less_loaded_of_two() -> None:

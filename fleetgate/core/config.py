@@ -39,11 +39,14 @@ class PrefixRoutingConfig(_Strict):
     """The ``prefix`` routing policy: its prefix index, its cost weights, its load cap, its session pins."""
 
     # Bytes (of UTF-8 text) per block of the router's hash chain over the canonical prompt (≈ 4 per token).
-    block_bytes: int = Field(default=512, ge=16)
+    block_bytes: int = Field(default=1024, ge=16)
     # A replica's cost = prefill_weight × uncached blocks + load_weight × (running + waiting + in flight)
     # + kv_weight × KV-cache utilisation (0..1); the cheapest wins, ties broken by the prompt's first block.
+    # By default a request ahead weighs as much as one block of prefill: below the load cap, a replica holding
+    # a long prompt keeps it (published loads lag by a heartbeat, so a heavier load weight would move a
+    # session whose last turn has just finished).
     prefill_weight: float = Field(default=1.0, ge=0)
-    load_weight: float = Field(default=8.0, ge=0)
+    load_weight: float = Field(default=1.0, ge=0)
     kv_weight: float = Field(default=4.0, ge=0)
     # Load cap: a replica with at least `max_load` running + waiting + in flight, or more than
     # `max_extra_load` above the least loaded candidate, is saturated; it is chosen only when every
@@ -82,7 +85,7 @@ class RouterConfig(_Strict):
     # prompt against load, session hints, a load cap), `power_of_two` (cache-blind: the less loaded of two
     # random ones, affinity for continuations), `random`, and `oracle` (benchmarks only: asks every replica
     # what it holds).
-    routing_policy: Literal["power_of_two"] = "power_of_two"
+    routing_policy: Literal["prefix", "power_of_two", "random", "oracle"] = "prefix"
     prefix_routing: PrefixRoutingConfig = Field(default_factory=lambda: PrefixRoutingConfig())
     # Claude Code's first system block (`x-anthropic-billing-header: cc_version=2.1.197.0df; ...`) changes on
     # every request: `normalise` drops the per-request build suffix so the prompt keeps one prefix, `drop`

@@ -2,22 +2,30 @@
 
 ``choose_replica`` (404 for a model nobody serves, 503 with ``Retry-After`` when
 no replica is healthy): the routing policy (``router.routing``) chooses among
-the healthy replicas, given the request's model and the context's affinity hint.
-``dispatch``: the gRPC call opened and its ``started`` event in hand (the
-replica's refusals: 400 context length, 404, 503), with one transparent retry
-on another replica before the first token.
+the healthy replicas, given the request's model, the context's affinity hint and
+session hint, and, for a policy that reads it, the prompt's prefix chain (which
+then travels to the replica in ``GenerateRequest.prefix``, so the replica can
+publish what its KV cache holds of it). ``dispatch``: the gRPC call opened and
+its ``started`` event in hand (the replica's refusals: 400 context length, 404,
+503), with one transparent retry on another replica before the first token.
 """
 
 from __future__ import annotations
 
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.routing.policy import RoutingFacts
+from fleetgate.router.routing.prefix_chain import prefix_chain
 from fleetgate.router.state import RouterState
 
 
 async def choose_replica(ctx: RequestContext, state: RouterState) -> None:
-    assert ctx.request is not None
-    ctx.routing = RoutingFacts(ctx.request.model, ctx.affinity_replica, ctx.session_hint, ctx.request)
+    request = ctx.request
+    assert request is not None
+    chain = None
+    if state.routing.uses_prefix_chain:
+        chain = prefix_chain(request, state.config.router.prefix_routing.block_bytes)
+        request.prefix.CopyFrom(chain.to_proto())
+    ctx.routing = RoutingFacts(request.model, ctx.affinity_replica, ctx.session_hint, request, chain)
     ctx.replica = await state.dispatcher.choose_replica(ctx.routing)
 
 

@@ -211,4 +211,8 @@ async def _lifecycle(
     finally:
         if ctx.event_stream is not None:
             await ctx.event_stream.aclose()
+        if ctx.routing is not None and ctx.replica_id:
+            outcome = ctx.routing.outcome
+            predicted = outcome.predicted_cached_share if outcome.replica_id == ctx.replica_id else None
+            ctx.observer.served_by(ctx.replica_id, predicted)
         ctx.observer.finish(ctx.status, ctx.completion, ctx.error)

@@ -1,22 +1,57 @@
-"""The routing policy ``router.routing_policy`` names, built from the router's settings."""
+"""The routing policy ``router.routing_policy`` names, built from the router's settings and shared parts."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from fleetgate.core.config import RouterConfig
+import redis.asyncio as aioredis
+
+from fleetgate.core.config import FleetgateConfig
+from fleetgate.core.kv_index import kv_ttl_seconds
+from fleetgate.router.replica_client import ChannelPool
 from fleetgate.router.routing.in_flight import InFlight
+from fleetgate.router.routing.oracle import OraclePolicy
 from fleetgate.router.routing.policy import RoutingPolicy
 from fleetgate.router.routing.power_of_two import PowerOfTwoPolicy
+from fleetgate.router.routing.prefix_aware import PrefixAwarePolicy
+from fleetgate.router.routing.prefix_index import PrefixIndex
+from fleetgate.router.routing.random_choice import RandomPolicy
+
+
+@dataclass(frozen=True)
+class PolicyParts:
+    """What policies are built from: the whole config, this router's in-flight calls, Redis, the gRPC channels."""
+
+    config: FleetgateConfig
+    in_flight: InFlight
+    redis: aioredis.Redis
+    channels: ChannelPool
+
+
+def _prefix(parts: PolicyParts) -> RoutingPolicy:
+    settings = parts.config.router.prefix_routing
+    index = PrefixIndex(
+        parts.redis,
+        kv_ttl_seconds=kv_ttl_seconds(parts.config.replica.registry_ttl_seconds),
+        session_ttl_seconds=settings.session_ttl_seconds,
+    )
+    return PrefixAwarePolicy(index, parts.in_flight.load, settings)
+
 
 # router.routing_policy -> how to build it.
-POLICIES: dict[str, Callable[[RouterConfig, InFlight], RoutingPolicy]] = {
-    PowerOfTwoPolicy.name: lambda settings, in_flight: PowerOfTwoPolicy(
-        in_flight.load, settings.affinity_max_extra_load
+POLICIES: dict[str, Callable[[PolicyParts], RoutingPolicy]] = {
+    PrefixAwarePolicy.name: _prefix,
+    PowerOfTwoPolicy.name: lambda parts: PowerOfTwoPolicy(
+        parts.in_flight.load, parts.config.router.affinity_max_extra_load
+    ),
+    RandomPolicy.name: lambda parts: RandomPolicy(),
+    OraclePolicy.name: lambda parts: OraclePolicy(
+        parts.channels, parts.in_flight.load, parts.config.router.prefix_routing
     ),
 }
 
 
-def routing_policy(settings: RouterConfig, in_flight: InFlight) -> RoutingPolicy:
-    """The configured policy, reading replica loads with this router's ``in_flight`` calls."""
-    return POLICIES[settings.routing_policy](settings, in_flight)
+def routing_policy(parts: PolicyParts) -> RoutingPolicy:
+    """The configured policy."""
+    return POLICIES[parts.config.router.routing_policy](parts)

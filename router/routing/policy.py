@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from fleetgate.core.registry import ReplicaRecord
+from fleetgate.router.routing.prefix_chain import PrefixChain
 from fleetgate.v1 import replica_pb2 as pb
+
+
+@dataclass
+class RoutingOutcome:
+    """What the policy expected of its choice: the replica, and the share of the prompt it should hold cached."""
+
+    replica_id: str = ""
+    predicted_cached_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -21,8 +30,12 @@ class RoutingFacts:
     # The caller's session, from the first session hint the request carries (x-session-id, prompt_cache_key,
     # X-Claude-Code-Session-Id, metadata.user_id, user / safety_identifier); None without one.
     session: str | None = None
-    # The canonical request (its ``prefix`` chain is what the prefix index keys on); None for a token count.
+    # The canonical request, and its prefix chain when the policy reads one (``uses_prefix_chain``); None for
+    # a token count.
     request: pb.GenerateRequest | None = None
+    chain: PrefixChain | None = None
+    # Filled in by the policy that chose (the cache metrics compare it with what the engine reported).
+    outcome: RoutingOutcome = field(default_factory=RoutingOutcome)
 
 
 class RoutingPolicy(abc.ABC):
@@ -30,6 +43,8 @@ class RoutingPolicy(abc.ABC):
 
     # Its name in router.routing_policy.
     name: ClassVar[str]
+    # Whether it reads the request's prefix chain (the pipeline computes it only then, and sends it along).
+    uses_prefix_chain: ClassVar[bool] = False
 
     @abc.abstractmethod
     async def choose(self, candidates: Sequence[ReplicaRecord], facts: RoutingFacts) -> ReplicaRecord:
