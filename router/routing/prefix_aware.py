@@ -8,7 +8,8 @@ holds and which replica the request's session is pinned to; the cost model
 the request started, the chain is added to the replica's set and the session is
 pinned to it, in the background. With Redis unreachable the choice falls back
 to load alone (the request still needs Redis for its key, so this is rare).
-``fleetgate_routing_decisions_total{policy="prefix", reason}`` counts the choices.
+``fleetgate_routing_decisions_total{policy="prefix", reason}`` counts the choices, and
+``fleetgate_affinity_total{result}`` the continuations kept on (or moved off) their replica.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class PrefixAwarePolicy(RoutingPolicy):
             tie_key=digests[0] if digests else facts.model.encode(),
         )
         metrics.ROUTING_DECISIONS.labels(model=facts.model, policy=self.name, reason=decision.reason).inc()
+        if facts.affinity_replica:
+            kept = decision.replica.replica_id == facts.affinity_replica
+            metrics.AFFINITY.labels(model=facts.model, result="hit" if kept else "miss").inc()
         facts.outcome.replica_id = decision.replica.replica_id
         facts.outcome.predicted_cached_share = decision.cached_share
         return decision.replica
