@@ -12,7 +12,7 @@ from fleetgate.replicas.kv_events import KvEventSink
 
 
 def build_engine(model: ModelConfig, replica_id: str, kv_events: KvEventSink | None = None) -> Engine:
-    """A new, not yet started engine for ``model``; ``kv_events`` receives its KV cache events (the sim's)."""
+    """A new, not yet started engine for ``model``; ``kv_events`` receives its KV cache events."""
     if model.engine == "sim":
         from fleetgate.replicas.sim_engine import SimEngine
 
@@ -20,5 +20,5 @@ def build_engine(model: ModelConfig, replica_id: str, kv_events: KvEventSink | N
     if model.engine == "vllm":
         from fleetgate.replicas.vllm_engine import VllmEngine
 
-        return VllmEngine(model, replica_id)
+        return VllmEngine(model, replica_id, kv_events)
     raise ValueError(f"model {model.name!r}: unknown engine {model.engine!r}")

@@ -9,6 +9,11 @@ over the queue limit is a single error finish. Output deltas go through the
 format's parser into canonical events; the engine's own token counts make the
 usage. Closing the stream early (the gRPC call was cancelled) aborts the request
 in the engine at once.
+
+vLLM's KV cache events reach the replica's ``KvEventSink`` in its token-block
+chain (``prefix_cache``); each request's prompt is handed to the sink before it
+is queued. The same mirror answers ``cached_prefix`` and makes the usage's
+``cache_written_tokens``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from fleetgate.replicas.engine_interface import Engine
 from fleetgate.replicas.formats.base import OutputParser, PromptFormat, RenderedPrompt
 from fleetgate.replicas.formats.openai_chat import forces_tool_call
 from fleetgate.replicas.formats.vllm_parsers import PlainTextOutput
+from fleetgate.replicas.kv_events import KvEventSink, NullKvEventSink
 from fleetgate.replicas.refusal import Refusal
 from fleetgate.replicas.vllm_engine.engine_args import apply_cpu_defaults, build_engine_args
 from fleetgate.replicas.vllm_engine.finish import finish_event
@@ -45,6 +51,7 @@ from fleetgate.replicas.vllm_engine.forced_tool_calls import (
     without_tool_choice,
 )
 from fleetgate.replicas.vllm_engine.load_stats import LatestSchedulerStats
+from fleetgate.replicas.vllm_engine.prefix_cache import PrefixCacheEvents
 from fleetgate.replicas.vllm_engine.sampling import response_format_constraint, sampling_params
 from fleetgate.v1 import replica_pb2 as pb
 
@@ -56,18 +63,21 @@ class _Prepared:
     """A request ready for the engine."""
 
     engine_input: Any
-    prompt_tokens: int
+    prompt_token_ids: list[int]
     max_tokens: int
     sampling: SamplingParams
     parser: OutputParser
 
 
 class VllmEngine(Engine):
+    """``kv_events`` receives the KV cache's events (``replicas/kv_events.py``); by default they are dropped."""
+
     kind = "vllm"
 
-    def __init__(self, model: ModelConfig, replica_id: str) -> None:
+    def __init__(self, model: ModelConfig, replica_id: str, kv_events: KvEventSink | None = None) -> None:
         self.model = model
         self.replica_id = replica_id
+        self.prefix_cache = PrefixCacheEvents(kv_events or NullKvEventSink())
         self._llm: AsyncLLM | None = None
         self._format: PromptFormat | None = None
         self._stats = LatestSchedulerStats()
@@ -86,8 +96,10 @@ class VllmEngine(Engine):
     async def start(self) -> None:
         apply_cpu_defaults(self.model)
         # Preparing a bundled model converts it once (seconds): off the event loop.
-        args = await asyncio.to_thread(build_engine_args, self.model)
+        args = await asyncio.to_thread(build_engine_args, self.model, self.prefix_cache.kv_events_config())
         self._llm = AsyncLLM.from_engine_args(args, stat_loggers=[self._stats.logger_factory()])
+        cache_config = self._llm.vllm_config.cache_config
+        self.prefix_cache.start(cache_config.block_size, bool(cache_config.enable_prefix_caching))
         self._max_context = self._llm.model_config.max_model_len
         self._sampling_defaults = self._llm.model_config.get_diff_sampling_param()
         self._format = self._new_format(self._llm)
@@ -107,11 +119,11 @@ class VllmEngine(Engine):
 
     async def stop(self) -> None:
         llm, self._llm = self._llm, None
-        if llm is None:
-            return
-        if self._running:
-            await llm.abort(list(self._running))
-        llm.shutdown()
+        if llm is not None:
+            if self._running:
+                await llm.abort(list(self._running))
+            llm.shutdown()
+        await self.prefix_cache.stop()
 
     # -- what the replica reports ----------------------------------------------------
 
@@ -141,6 +153,27 @@ class VllmEngine(Engine):
         engine_input, _ = await self._engine_input(request)
         return len(engine_input["prompt_token_ids"])
 
+    async def cached_prefix(self, request: pb.GenerateRequest) -> pb.CachedPrefixResponse:
+        if self._llm is None:
+            return pb.CachedPrefixResponse(supported=False)
+        engine_input, _ = await self._engine_input(request)
+        prompt_token_ids = engine_input["prompt_token_ids"]
+        return pb.CachedPrefixResponse(
+            cached_tokens=self.prefix_cache.cached_tokens(prompt_token_ids),
+            prompt_tokens=len(prompt_token_ids),
+            supported=True,
+        )
+
+    async def reset_prefix_cache(self) -> bool:
+        """Forget every cached block (vLLM's ``reset_prefix_cache``); False while requests hold blocks.
+
+        vLLM publishes its ``AllBlocksCleared`` only with its next step's events; the sink hears it now.
+        """
+        if self._llm is None or not await self._llm.reset_prefix_cache():
+            return False
+        self.prefix_cache.forget()
+        return True
+
     async def abort(self, request_id: str) -> bool:
         if self._llm is None or request_id not in self._running:
             return False
@@ -155,6 +188,7 @@ class VllmEngine(Engine):
         request_id = request.request_id or f"req-{uuid.uuid4().hex}"
         try:
             prepared = await self._prepare(request)
+            self.prefix_cache.prompt(request.prefix, prepared.prompt_token_ids)
             collector = await llm.add_request(request_id, prepared.engine_input, prepared.sampling)
         except Refusal as refused:
             yield events.error(refused.code, refused.message)
@@ -173,8 +207,8 @@ class VllmEngine(Engine):
         self._running.add(request_id)
         finished = False
         try:
-            yield events.started(prepared.prompt_tokens, self.replica_id, prepared.max_tokens)
-            prompt_tokens, completion_tokens, cached_tokens = prepared.prompt_tokens, 0, 0
+            prompt_tokens, completion_tokens, cached_tokens = len(prepared.prompt_token_ids), 0, 0
+            yield events.started(prompt_tokens, self.replica_id, prepared.max_tokens)
             while not finished:
                 output = collector.get_nowait() or await collector.get()
                 finished = output.finished
@@ -187,7 +221,8 @@ class VllmEngine(Engine):
                     yield event
             for event in parser.close():
                 yield event
-            yield events.usage(prompt_tokens, completion_tokens, cached_tokens, parser.reasoning_tokens)
+            written = self.prefix_cache.written_tokens(prompt_tokens, cached_tokens)
+            yield events.usage(prompt_tokens, completion_tokens, cached_tokens, parser.reasoning_tokens, written)
             yield finish_event(completion.finish_reason, completion.stop_reason, parser.made_tool_calls)
         except EngineDeadError as exc:
             finished = True  # nothing left to abort
@@ -241,7 +276,7 @@ class VllmEngine(Engine):
             stop_token_ids=rendered.stop_token_ids if rendered else [],
             skip_special_tokens=parser.skip_special_tokens,
         )
-        return _Prepared(engine_input, len(prompt_token_ids), max_tokens, sampling, parser)
+        return _Prepared(engine_input, prompt_token_ids, max_tokens, sampling, parser)
 
     def _parser_and_constraint(
         self, request: pb.GenerateRequest, rendered: RenderedPrompt | None

@@ -5,13 +5,15 @@ resolved (``bundled:`` models are prepared on first use), the served name is the
 config's model name, ``gpus_per_replica`` is the tensor-parallel size, and the
 reasoning parser also gates structured outputs (the grammar applies after the
 reasoning ends; gpt-oss models get vLLM's ``openai_gptoss`` parser for that). CPU replicas get a
-default KV-cache size, or vLLM reserves most of the machine's memory.
+default KV-cache size, or vLLM reserves most of the machine's memory. The KV cache events
+(``kv_events_config``) are the replica's own (``prefix_cache``), whatever the config says.
 """
 
 from __future__ import annotations
 
 import os
 
+from vllm.config.kv_events import KVEventsConfig
 from vllm.engine.arg_utils import AsyncEngineArgs
 
 from fleetgate.core.config import ModelConfig
@@ -29,7 +31,7 @@ def apply_cpu_defaults(model: ModelConfig) -> None:
         os.environ.setdefault(CPU_KVCACHE_ENV, model.env.get(CPU_KVCACHE_ENV, DEFAULT_CPU_KVCACHE_GIB))
 
 
-def build_engine_args(model: ModelConfig) -> AsyncEngineArgs:
+def build_engine_args(model: ModelConfig, kv_events_config: KVEventsConfig | None = None) -> AsyncEngineArgs:
     """Engine arguments for ``model`` (prepares a bundled model first: may take a while once)."""
     assert model.model, "engine vllm needs a model"
     args = dict(model.engine_args)
@@ -40,4 +42,6 @@ def build_engine_args(model: ModelConfig) -> AsyncEngineArgs:
     reasoning_parser = model.reasoning_parser or (HARMONY_REASONING_PARSER if model.uses_harmony else None)
     if reasoning_parser:
         args.setdefault("reasoning_parser", reasoning_parser)
+    if kv_events_config is not None:
+        args["kv_events_config"] = kv_events_config
     return AsyncEngineArgs(**args)
