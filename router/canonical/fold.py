@@ -26,18 +26,46 @@ Reason = pb.Finish.Reason
 
 @dataclass
 class UsageCounts:
+    """A generation's token counts as the engine reported them (canonical ``pb.Usage``).
+
+    ``cached_tokens`` (read from the replica's prefix cache) and ``cache_written_tokens`` (written into it by
+    this request) are parts of ``prompt_tokens``; ``uncached_tokens`` is the rest of the prompt, and
+    ``cache_read`` / ``cache_written`` are the two parts clamped so the three always add up to the prompt
+    (each dialect renders them in its own words).
+    """
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_written_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def cache_read(self) -> int:
+        return max(0, min(self.cached_tokens, self.prompt_tokens))
+
+    @property
+    def cache_written(self) -> int:
+        return max(0, min(self.cache_written_tokens, self.prompt_tokens - self.cache_read))
+
+    @property
+    def uncached_tokens(self) -> int:
+        """Prompt tokens neither read from nor written into the prefix cache."""
+        return self.prompt_tokens - self.cache_read - self.cache_written
+
     @classmethod
     def from_pb(cls, usage: pb.Usage) -> UsageCounts:
-        return cls(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens)
+        return cls(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens,
+                   usage.cache_written_tokens)
+
+    def to_pb(self) -> pb.Usage:
+        return pb.Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+                        cached_tokens=self.cached_tokens, reasoning_tokens=self.reasoning_tokens,
+                        cache_written_tokens=self.cache_written_tokens)
 
 
 @dataclass

@@ -114,7 +114,7 @@ def usage_body(usage: UsageCounts) -> dict[str, Any]:
         "prompt_tokens": usage.prompt_tokens,
         "total_tokens": usage.total_tokens,
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read},
     }
 
 

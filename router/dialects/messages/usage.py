@@ -1,12 +1,15 @@
 """Canonical finish and usage → Anthropic ``stop_reason`` and ``usage`` (pure).
 
 Anthropic counts input tokens in three disjoint parts whose sum is the prompt:
-``input_tokens`` (not read from a cache), ``cache_read_input_tokens`` (the
-replica's prefix-cache hits, canonical ``cached_tokens``) and
-``cache_creation_input_tokens`` (always 0: vLLM's prefix cache has no paid
-"creation"). ``message_start`` is sent before the cache hits are known, so it
-carries the whole prompt as ``input_tokens``, which is also what
-``count_tokens`` returns; the final ``message_delta`` carries the split.
+``cache_read_input_tokens`` (read from the replica's prefix cache, canonical
+``cached_tokens``), ``cache_creation_input_tokens`` (written into it by this
+request, canonical ``cache_written_tokens``) and ``input_tokens`` (the rest:
+prompt - read - written). ``message_start`` is sent before the engine has said
+how much of the prompt it found cached, so it carries the whole prompt as
+``input_tokens`` (the parts still add up to the prompt), which is also what
+``count_tokens`` returns; the final ``message_delta`` carries the split, the same
+as the non-streamed message's ``usage`` (the SDKs' stream accumulators overwrite
+the start's counts with the delta's).
 """
 
 from __future__ import annotations
@@ -51,10 +54,9 @@ def start_usage(prompt_tokens: int) -> dict[str, Any]:
 
 def final_usage(usage: UsageCounts) -> dict[str, Any]:
     """Usage of a finished message (non-streaming ``usage`` and the final ``message_delta``)."""
-    cached = min(usage.cached_tokens, usage.prompt_tokens)
     return {
-        "input_tokens": usage.prompt_tokens - cached,
+        "input_tokens": usage.uncached_tokens,
         "output_tokens": usage.completion_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": usage.cache_written,
+        "cache_read_input_tokens": usage.cache_read,
     }

@@ -72,18 +72,12 @@ class CompactDialect(ResponsesDialect):
         users = [item for item in turn_of(ctx).conversation if item.get("type") == "message" and item["role"] == "user"]
         compaction = {"id": new_item_id("cmp_"), "type": "compaction",
                       "encrypted_content": sealer.seal(COMPACTION, completion.text.strip())}
-        usage = pb.Usage(
-            prompt_tokens=completion.usage.prompt_tokens,
-            completion_tokens=completion.usage.completion_tokens,
-            cached_tokens=completion.usage.cached_tokens,
-            reasoning_tokens=completion.usage.reasoning_tokens,
-        )
         return {
             "id": new_item_id("cmpresp_"),
             "object": "response.compaction",
             "created_at": ctx.created,
             "output": [*users, compaction],
-            "usage": to_json(usage_of(usage)),
+            "usage": to_json(usage_of(completion.usage.to_pb())),
         }
 
 

@@ -30,6 +30,7 @@ from openai.types.responses.response_usage import InputTokensDetails, OutputToke
 from openai.types.shared import Reasoning, ResponseFormatJSONObject, ResponseFormatText
 from pydantic import BaseModel
 
+from fleetgate.router.canonical.fold import UsageCounts
 from fleetgate.router.dialects.responses.protocol import FunctionToolChoice, ResponsesRequest, TextFormat
 from fleetgate.v1 import replica_pb2 as pb
 
@@ -150,9 +151,13 @@ def _echo_format(fmt: TextFormat | None) -> Any:
 
 
 def usage_of(usage: pb.Usage) -> ResponseUsage:
+    """The response's usage: ``input_tokens`` is the whole prompt, of which ``cached_tokens`` were read from the
+    replica's prefix cache and ``cache_write_tokens`` written into it."""
+    prompt = UsageCounts.from_pb(usage)
     return ResponseUsage(
         input_tokens=usage.prompt_tokens,
-        input_tokens_details=InputTokensDetails(cached_tokens=usage.cached_tokens, cache_write_tokens=0),
+        input_tokens_details=InputTokensDetails(cached_tokens=prompt.cache_read,
+                                                cache_write_tokens=prompt.cache_written),
         output_tokens=usage.completion_tokens,
         output_tokens_details=OutputTokensDetails(reasoning_tokens=usage.reasoning_tokens),
         total_tokens=usage.prompt_tokens + usage.completion_tokens,

@@ -392,10 +392,7 @@ def replay(builder: ResponseBuilder, completion: Completion) -> Response:
         if segment.kind == "tool_call" or position < last:
             steps.append(SegmentClosed(segment))
         builder.feed(steps)
-    usage = completion.usage
-    builder.feed(
-        [events.usage(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens)]
-    )
+    builder.feed([pb.GenerateEvent(usage=completion.usage.to_pb())])
     builder.settle([events.finish(completion.finish_reason, completion.stop_sequence)])
     return builder.response
 
