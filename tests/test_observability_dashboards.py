@@ -86,3 +86,27 @@ def test_replicas_shows_load_queue_kv_cache_and_tokens_per_replica() -> None:
     assert {"Running per replica", "Queue per replica", "KV-cache usage", "Tokens/s per replica"} <= titles(
         "replicas.json"
     )
+
+
+def panel(name: str, title: str) -> dict:
+    return next(p for p in load(GRAFANA / name)["panels"] if p["title"] == title)
+
+
+def test_routing_panels_show_decisions_by_reason_hit_ratio_and_predicted_against_actual() -> None:
+    decisions = panel("overview.json", "Routing decisions by reason")
+    assert [t["legendFormat"] for t in decisions["targets"]] == ["{{reason}} ({{policy}}) {{model}}"]
+    assert "fleetgate_routing_decisions_total" in decisions["targets"][0]["expr"]
+    overview_ratio = panel("overview.json", "Prefix-cache hit ratio: actual and predicted")
+    actual, predicted = (t["expr"] for t in overview_ratio["targets"])
+    assert "fleetgate_cached_tokens_total" in actual and "fleetgate_prompt_tokens_total" in actual
+    assert predicted.startswith("sum by (model) (rate(fleetgate_prefix_predicted_cached_tokens_total")
+
+    hit_ratio = panel("replicas.json", "Prefix-cache hit ratio per replica")
+    numerator, denominator = hit_ratio["targets"][0]["expr"].split(" / ")
+    assert "fleetgate_replica_cached_tokens_total" in numerator
+    assert "fleetgate_replica_prompt_tokens_total" in denominator
+    assert hit_ratio["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    versus = panel("replicas.json", "Cached tokens/s: predicted and actual")
+    assert [t["legendFormat"] for t in versus["targets"]] == ["predicted {{replica}}", "actual {{replica}}"]
+    assert "fleetgate_prefix_predicted_cached_tokens_total" in versus["targets"][0]["expr"]
+    assert "fleetgate_replica_cached_tokens_total" in versus["targets"][1]["expr"]

@@ -193,3 +193,15 @@ def test_every_rule_names_only_exported_or_recorded_metrics() -> None:
         where = rule.get("record") or rule.get("alert")
         assert names, f"{where}: no metric in {rule['expr']!r}"
         assert names <= allowed, f"{where}: unknown metrics {sorted(names - allowed)}"
+
+
+def test_a_name_both_routers_and_replicas_export_is_queried_from_one_side() -> None:
+    """A series name both export (today fleetgate_replica_prompt_tokens_total: the tokens a router routed to each
+    replica, and the replica's own count, with the same labels) must be selected from one side by its scrape
+    target (routers are the instances serving fleetgate_requests_total), or a query adds the two up."""
+    shared = module_series_names(router_metrics) & module_series_names(replica_metrics)
+    one_side = re.compile(r"\b(?:and|unless) on \(instance\) fleetgate_requests_total\b")
+    for where, expr in dashboard_queries():
+        for name in metric_names(expr) & shared:
+            selections = expr.count(name)
+            assert len(one_side.findall(expr)) >= selections, f"{where}: {name} from routers and replicas: {expr}"

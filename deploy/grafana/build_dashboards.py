@@ -30,6 +30,17 @@ GRAPH_HEIGHT = 8
 # router/errors.py ErrorKind values that are the cluster's fault, not the client's.
 SERVER_ERROR_TYPES = "api_error|overloaded"
 
+# The router's per-replica token counters (router/metrics.py): the prompt tokens of the requests it routed and
+# the part the engine read from its prefix cache, and what its prefix index predicted.
+ROUTED_PROMPT = "fleetgate_replica_prompt_tokens_total"
+ROUTED_CACHED = "fleetgate_replica_cached_tokens_total"
+PREDICTED_CACHED = "fleetgate_prefix_predicted_cached_tokens_total"
+# A replica exports a counter of the same name as ROUTED_PROMPT (replicas/metrics.py): the router's series are
+# the ones scraped from an instance that also serves fleetgate_requests_total, which only routers export, and
+# the replica's are the others.
+FROM_ROUTERS = "and on (instance) fleetgate_requests_total"
+FROM_REPLICAS = "unless on (instance) fleetgate_requests_total"
+
 Panel = dict[str, Any]
 Query = tuple[str, str]  # (PromQL, legend format)
 
@@ -85,6 +96,11 @@ def quantile_queries(metric: str, selector: str, by: str) -> list[Query]:
 
 def rate_sum(metric: str, selector: str, by: str) -> str:
     return f"sum by ({by}) (rate({metric}{{{selector}}}{RATE}))"
+
+
+def routed_rate(metric: str, selector: str, by: str) -> str:
+    """``rate_sum`` of one of the router's per-replica token counters, router series only (``FROM_ROUTERS``)."""
+    return f"sum by ({by}) (rate({metric}{{{selector}}}{RATE}) {FROM_ROUTERS})"
 
 
 def layout(rows: list[list[Panel]]) -> list[Panel]:
@@ -194,6 +210,22 @@ def overview() -> dict[str, Any]:
                              "affinity {{result}} {{model}}")],
                            "reqps"),
             ],
+            [
+                timeseries("Routing decisions by reason",
+                           "Replica choices per second and why: hit (the replica holding most of the prompt's "
+                           "prefix), session (the session's pinned replica), spill (the better replica was "
+                           "saturated), cold (no replica holds any of it)",
+                           [(rate_sum("fleetgate_routing_decisions_total", m, "model, policy, reason"),
+                             "{{reason}} ({{policy}}) {{model}}")], "reqps"),
+                timeseries("Prefix-cache hit ratio: actual and predicted",
+                           "Share of prompt tokens the engines read from their prefix cache, and the share the "
+                           "routers' prefix index predicted for the replicas it chose",
+                           [(f"{rate_sum('fleetgate_cached_tokens_total', m, 'model')}"
+                             f" / {rate_sum('fleetgate_prompt_tokens_total', m, 'model')}", "actual {{model}}"),
+                            (f"{rate_sum(PREDICTED_CACHED, m, 'model')}"
+                             f" / {routed_rate(ROUTED_PROMPT, m, 'model')}", "predicted {{model}}")],
+                           "percentunit", min=0, max=1),
+            ],
         ],
     )
 
@@ -231,7 +263,8 @@ def replicas() -> dict[str, Any]:
                            "percentunit", min=0, max=1),
                 timeseries("Tokens/s per replica", "Generated and prompt tokens per second",
                            [(rate_sum("fleetgate_replica_generated_tokens_total", r, by), "generated {{replica}}"),
-                            (rate_sum("fleetgate_replica_prompt_tokens_total", r, by), "prompt {{replica}}")], "none"),
+                            (f"sum by ({by}) (rate({ROUTED_PROMPT}{{{r}}}{RATE}) {FROM_REPLICAS})",
+                             "prompt {{replica}}")], "none"),
             ],
             [
                 timeseries("Finished requests/s by reason", "Generate calls finished per second, by finish reason",
@@ -240,6 +273,18 @@ def replicas() -> dict[str, Any]:
                            "reqps"),
                 timeseries("Aborts/s", "Requests aborted (client cancel or Abort)",
                            [(rate_sum("fleetgate_replica_aborts_total", r, by), "{{replica}}")], "reqps"),
+            ],
+            [
+                timeseries("Prefix-cache hit ratio per replica",
+                           "Share of the prompt tokens routed to each replica that its engine read from its prefix "
+                           "cache (engine-reported, counted by the routers)",
+                           [(f"{rate_sum(ROUTED_CACHED, r, by)} / {routed_rate(ROUTED_PROMPT, r, by)}",
+                             "{{replica}}")], "percentunit", min=0, max=1),
+                timeseries("Cached tokens/s: predicted and actual",
+                           "Prompt tokens per second the routers' prefix index expected each chosen replica to hold, "
+                           "against the tokens its engine reported reading from its cache",
+                           [(rate_sum(PREDICTED_CACHED, r, by), "predicted {{replica}}"),
+                            (rate_sum(ROUTED_CACHED, r, by), "actual {{replica}}")], "none"),
             ],
             [
                 timeseries("vLLM scheduler", "vLLM's running and waiting requests",
