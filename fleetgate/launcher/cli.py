@@ -9,12 +9,15 @@
     fleetgate keys create --name NAME [--rpm N] [--tpm N] | list | revoke KEY | limit KEY [--rpm N] [--tpm N]
                                                                   API keys in Redis, and their rate limits
     fleetgate bench ...                                           side-by-side benchmarks (loadtest/)
+    fleetgate bench trace --trace FILE ...                        replay a request trace per routing policy
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from fleetgate.loadtest.bench.trace.options import add_trace_arguments
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -101,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, help="directory for latest.md, latest.json, PNGs (default loadtest/results)"
     )
     bench.add_argument("--work-dir", default=None, help="process logs and generated configs (default a temp dir)")
+    bench_sub = bench.add_subparsers(dest="bench_command")
+    trace = bench_sub.add_parser("trace", help="replay a Mooncake-format trace through routers to sim replicas, "
+                                               "once per routing policy (loadtest/results/trace)")
+    add_trace_arguments(trace)
     return parser
 
 
@@ -130,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         from fleetgate.router.keys_cli import keys_cli
 
         return keys_cli(args)
+    if args.command == "bench" and args.bench_command == "trace":
+        from fleetgate.loadtest.bench.trace.run import run_trace
+
+        return run_trace(args)
     if args.command == "bench":
         from fleetgate.loadtest.bench.run import run_bench
 

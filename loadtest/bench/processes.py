@@ -175,12 +175,12 @@ def start_replica(processes: ProcessSet, config_path: Path, model: str, redis_ur
 
 
 def start_router(processes: ProcessSet, config_path: Path, model: str, redis_url: str, *, name: str = "router",
-                 timeout: float = 60.0) -> tuple[ManagedProcess, str]:
+                 timeout: float = 60.0, env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
     """``fleetgate router`` on a free port; returns once its /v1/models lists ``model``, with its base URL."""
     port = free_port()
     process = processes.spawn(name, _fleetgate("router", "--config", str(config_path), "--host", LOCALHOST,
                                                "--port", str(port)),
-                              env={"FLEETGATE_REDIS__URL": redis_url})
+                              env={**(env or {}), "FLEETGATE_REDIS__URL": redis_url})
     base_url = f"http://{LOCALHOST}:{port}"
     wait_until(serves_model(base_url, model), process, timeout, "router")
     return process, base_url

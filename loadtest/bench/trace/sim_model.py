@@ -1,0 +1,67 @@
+"""The replay's cluster config: one sim model shaped like an H100 serving a mid-size model (still the simulator).
+
+Numbers (``GpuModel``, all overridable from the command line): prefill 50 ms per
+1,000 uncached prompt tokens (≈ 20k tokens/s), 15 ms per decode step growing 0.5 %
+per other running sequence, at most 128 running sequences, a KV cache of 64-token
+blocks (coarse blocks keep the sim's CPU low on 190k-token prompts) holding
+``kv_cache_tokens`` (default 262,144: 256k tokens, under pressure on these traces,
+so blocks are evicted), and never less than the window's longest prompt + output
+with headroom. The context length and the sim's natural output length follow the
+window too, so every request is served and generates exactly its ``output_length``
+tokens (``max_tokens`` cuts the sim's longer natural answer). Routers take bodies
+up to ``MAX_BODY_BYTES``; the policy is set per run through the environment.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from fleetgate.core.config import FleetgateConfig
+from fleetgate.loadtest.bench.trace.mooncake import TraceShape
+
+MODEL = "sim"
+MAX_BODY_BYTES = 64 * 1024 * 1024
+# The longest prompt + output must fit this many times over in one replica's KV cache.
+KV_HEADROOM = 1.25
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    prefill_ms_per_1k_tokens: float = 50.0
+    ttft_ms: float = 10.0
+    itl_ms: float = 15.0
+    itl_batch_penalty: float = 0.005
+    max_num_seqs: int = 128
+    kv_block_size: int = 64
+    kv_cache_tokens: int = 262_144
+
+    def kv_cache_blocks(self, trace: TraceShape) -> int:
+        needed = math.ceil(KV_HEADROOM * (trace.longest_prompt + trace.longest_output))
+        return math.ceil(max(self.kv_cache_tokens, needed) / self.kv_block_size)
+
+
+def context_length(trace: TraceShape) -> int:
+    """Room for the longest prompt and output, rounded up to 1,024 tokens."""
+    return math.ceil((trace.longest_prompt + trace.longest_output + 1) / 1024) * 1024
+
+
+def replay_cluster(trace: TraceShape, gpu: GpuModel) -> dict[str, Any]:
+    """The validated cluster config (one sim model, no auth) the replay's replicas and routers run with."""
+    data: dict[str, Any] = {
+        "redis": {"url": None},
+        "router": {"host": "127.0.0.1", "auth": False, "max_body_bytes": MAX_BODY_BYTES},
+        "models": [{
+            "name": MODEL, "engine": "sim", "replicas": 1,
+            "sim": {
+                "ttft_ms": gpu.ttft_ms, "itl_ms": gpu.itl_ms, "itl_batch_penalty": gpu.itl_batch_penalty,
+                "prefill_ms_per_1k_tokens": gpu.prefill_ms_per_1k_tokens, "max_num_seqs": gpu.max_num_seqs,
+                "kv_block_size": gpu.kv_block_size, "kv_cache_blocks": gpu.kv_cache_blocks(trace),
+                "prefix_caching": True, "max_context_length": context_length(trace),
+                "output_tokens": max(1, trace.longest_output), "text": "lorem",
+            },
+        }],
+    }
+    FleetgateConfig.model_validate(data)
+    return data
