@@ -6,8 +6,8 @@ Anthropic's error shape (``shape.py``).
 translates ``POST /v1/messages/count_tokens`` with the same prompt translation, so
 the count is of exactly the prompt a real request renders (Claude Code's billing
 header handled per ``router.claude_code_billing_header`` in both). A message's
-session hint is the ``metadata.user_id`` (``router.canonical.session_hints``). The public message id
-is ``msg_<request id>``.
+session hint is its ``metadata.user_id`` (``router.canonical.session_hints``). The
+public message id is ``msg_<request id>``.
 """
 
 from __future__ import annotations
