@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="small durations and concurrency (smoke test)")
     bench.add_argument("--parts", default="a,b,c,d",
                        help="comma-separated: a router overhead, b end to end on vLLM, c scale-out, "
-                            "d LiteLLM (measured within a and b); default all")
+                            "d LiteLLM (measured within a and b), e prefix routing on vLLM CPU (two replicas, "
+                            "prefix against power_of_two); default a,b,c,d")
     bench.add_argument(
         "--out", default=None, help="directory for latest.md, latest.json, PNGs (default loadtest/results)"
     )

@@ -1,11 +1,13 @@
 """``fleetgate bench``: run the selected parts one after the other and write the report, JSON and plots.
 
-    fleetgate bench [--quick] [--parts a,b,c,d] [--out loadtest/results] [--work-dir DIR]
+    fleetgate bench [--quick] [--parts a,b,c,d,e] [--out loadtest/results] [--work-dir DIR]
 
 (the arguments are declared in ``fleetgate/launcher/cli.py``, which imports this module only for ``bench``)
 
 (a) router overhead, (b) end to end on vLLM CPU, (c) scale-out, (d) LiteLLM's
-proxy measured inside (a) and (b). A part that fails is noted in the report and
+proxy measured inside (a) and (b), (e) prefix routing against power-of-two on
+two vLLM CPU replicas (not in the default set; it also writes
+loadtest/results/prefix_vllm/). A part that fails is noted in the report and
 the others still run; every process a part started is stopped when it ends,
 also on Ctrl-C or SIGTERM. Results are written after every part.
 """
@@ -25,15 +27,18 @@ from fleetgate.loadtest.bench.machine import describe_machine
 from fleetgate.loadtest.bench.parts.common import BenchContext, say
 from fleetgate.loadtest.bench.parts.e2e import run_end_to_end
 from fleetgate.loadtest.bench.parts.overhead import run_overhead
+from fleetgate.loadtest.bench.parts.prefix_vllm import run_prefix_routing_vllm
 from fleetgate.loadtest.bench.parts.scaleout import run_scale_out
 from fleetgate.loadtest.bench.plots import write_plots
 from fleetgate.loadtest.bench.processes import REPO, ProcessFailed
 from fleetgate.loadtest.bench.report import render_markdown
 from fleetgate.loadtest.bench.results import BenchResults
 
-ALL_PARTS = ("a", "b", "c", "d")
+ALL_PARTS = ("a", "b", "c", "d", "e")
 DEFAULT_OUT = REPO / "loadtest" / "results"
-PART_RUNNERS: dict[str, Callable[[BenchContext], None]] = {"a": run_overhead, "b": run_end_to_end, "c": run_scale_out}
+PART_RUNNERS: dict[str, Callable[[BenchContext], None]] = {
+    "a": run_overhead, "b": run_end_to_end, "c": run_scale_out, "e": run_prefix_routing_vllm,
+}
 
 
 def parse_parts(text: str) -> list[str]:
