@@ -32,11 +32,12 @@ ROUTER_BLOCK = 256
 SIM_BLOCK = 16
 
 
-def request(text: str) -> tuple[pb.GenerateRequest, PrefixChain]:
-    """A one-message request and its router chain, sent along as the router does."""
+def request(*texts: str) -> tuple[pb.GenerateRequest, PrefixChain]:
+    """A request of user and assistant turns, and its router chain, sent along as the router does."""
+    roles = (pb.ROLE_USER, pb.ROLE_ASSISTANT)
     generate = pb.GenerateRequest(
         request_id=uuid.uuid4().hex, model="sim",
-        messages=[pb.Message(role=pb.ROLE_USER, content=[pb.ContentPart(text=text)])],
+        messages=[pb.Message(role=roles[i % 2], content=[pb.ContentPart(text=t)]) for i, t in enumerate(texts)],
         sampling=pb.Sampling(max_tokens=4),
     )
     chain = prefix_chain(generate, ROUTER_BLOCK)
@@ -100,7 +101,7 @@ async def test_a_served_prompt_is_held_and_its_next_turn_is_predicted_as_the_eng
     assert await eventually(lambda: held(index, replica_id, first_chain)) >= blocks - 1
 
     # The next turn: the first prompt plus more. What the index predicts is what the engine reads from its cache.
-    second, second_chain = request(words("turn", 600) + " " + words("more", 300))
+    second, second_chain = request(words("turn", 600), words("answer", 100), words("more", 200))
     predicted_blocks = await held(index, replica_id, second_chain)
     usage = await run(engine, second)
     predicted_tokens = predicted_blocks * ROUTER_BLOCK / second_chain.total_bytes * usage.prompt_tokens
