@@ -60,11 +60,12 @@ PREDICTED_CACHED_TOKENS = Counter(
     registry=REGISTRY,
 )
 REPLICA_PROMPT_TOKENS = Counter(
-    "fleetgate_replica_prompt_tokens", "Prompt tokens per replica, as the engine reported them", ["model", "replica"],
+    "fleetgate_router_replica_prompt_tokens", "Prompt tokens of the requests this router sent each replica, as the "
+    "engine reported them", ["model", "replica"],
     registry=REGISTRY,
 )
 REPLICA_CACHED_TOKENS = Counter(
-    "fleetgate_replica_cached_tokens", "Prompt tokens the engine read from its prefix cache, per replica",
+    "fleetgate_router_replica_cached_tokens", "Prompt tokens the engine read from its prefix cache, per replica",
     ["model", "replica"], registry=REGISTRY,
 )
 # result: hit / miss

@@ -12,8 +12,8 @@ fleetgate_routing_decisions_total{model="m",policy="prefix",reason="session"} 5.
 # TYPE fleetgate_prefix_predicted_cached_tokens_total counter
 fleetgate_prefix_predicted_cached_tokens_total{model="m",replica="a"} 900.0
 fleetgate_prefix_predicted_cached_tokens_total{model="m",replica="b"} 100.0
-# TYPE fleetgate_replica_cached_tokens_total counter
-fleetgate_replica_cached_tokens_total{model="m",replica="a"} 1200.0
+# TYPE fleetgate_router_replica_cached_tokens_total counter
+fleetgate_router_replica_cached_tokens_total{model="m",replica="a"} 1200.0
 """
 
 

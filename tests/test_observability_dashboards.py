@@ -103,10 +103,10 @@ def test_routing_panels_show_decisions_by_reason_hit_ratio_and_predicted_against
 
     hit_ratio = panel("replicas.json", "Prefix-cache hit ratio per replica")
     numerator, denominator = hit_ratio["targets"][0]["expr"].split(" / ")
-    assert "fleetgate_replica_cached_tokens_total" in numerator
-    assert "fleetgate_replica_prompt_tokens_total" in denominator
+    assert "fleetgate_router_replica_cached_tokens_total" in numerator
+    assert "fleetgate_router_replica_prompt_tokens_total" in denominator
     assert hit_ratio["fieldConfig"]["defaults"]["unit"] == "percentunit"
     versus = panel("replicas.json", "Cached tokens/s: predicted and actual")
     assert [t["legendFormat"] for t in versus["targets"]] == ["predicted {{replica}}", "actual {{replica}}"]
     assert "fleetgate_prefix_predicted_cached_tokens_total" in versus["targets"][0]["expr"]
-    assert "fleetgate_replica_cached_tokens_total" in versus["targets"][1]["expr"]
+    assert "fleetgate_router_replica_cached_tokens_total" in versus["targets"][1]["expr"]

@@ -93,8 +93,8 @@ def test_the_index_predicts_the_cached_tokens_the_engines_report(fleet: list[Rou
     replica, usage = ask(fleet[1], [*history, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "x"}])
     router = fleet[1]
     predicted = router.metric("fleetgate_prefix_predicted_cached_tokens_total", model=MODEL, replica=replica)
-    actual = router.metric("fleetgate_replica_cached_tokens_total", model=MODEL, replica=replica)
-    prompt = router.metric("fleetgate_replica_prompt_tokens_total", model=MODEL, replica=replica)
+    actual = router.metric("fleetgate_router_replica_cached_tokens_total", model=MODEL, replica=replica)
+    prompt = router.metric("fleetgate_router_replica_prompt_tokens_total", model=MODEL, replica=replica)
     assert usage.prompt_tokens_details is not None
     assert actual == usage.prompt_tokens_details.cached_tokens and prompt == usage.prompt_tokens
     # Off by less than one router block (1,024 bytes of the prompt's ~17,000: about 6 % of it).

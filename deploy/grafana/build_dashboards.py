@@ -32,14 +32,9 @@ SERVER_ERROR_TYPES = "api_error|overloaded"
 
 # The router's per-replica token counters (router/metrics.py): the prompt tokens of the requests it routed and
 # the part the engine read from its prefix cache, and what its prefix index predicted.
-ROUTED_PROMPT = "fleetgate_replica_prompt_tokens_total"
-ROUTED_CACHED = "fleetgate_replica_cached_tokens_total"
+ROUTED_PROMPT = "fleetgate_router_replica_prompt_tokens_total"
+ROUTED_CACHED = "fleetgate_router_replica_cached_tokens_total"
 PREDICTED_CACHED = "fleetgate_prefix_predicted_cached_tokens_total"
-# A replica exports a counter of the same name as ROUTED_PROMPT (replicas/metrics.py): the router's series are
-# the ones scraped from an instance that also serves fleetgate_requests_total, which only routers export, and
-# the replica's are the others.
-FROM_ROUTERS = "and on (instance) fleetgate_requests_total"
-FROM_REPLICAS = "unless on (instance) fleetgate_requests_total"
 
 Panel = dict[str, Any]
 Query = tuple[str, str]  # (PromQL, legend format)
@@ -96,11 +91,6 @@ def quantile_queries(metric: str, selector: str, by: str) -> list[Query]:
 
 def rate_sum(metric: str, selector: str, by: str) -> str:
     return f"sum by ({by}) (rate({metric}{{{selector}}}{RATE}))"
-
-
-def routed_rate(metric: str, selector: str, by: str) -> str:
-    """``rate_sum`` of one of the router's per-replica token counters, router series only (``FROM_ROUTERS``)."""
-    return f"sum by ({by}) (rate({metric}{{{selector}}}{RATE}) {FROM_ROUTERS})"
 
 
 def layout(rows: list[list[Panel]]) -> list[Panel]:
@@ -223,7 +213,7 @@ def overview() -> dict[str, Any]:
                            [(f"{rate_sum('fleetgate_cached_tokens_total', m, 'model')}"
                              f" / {rate_sum('fleetgate_prompt_tokens_total', m, 'model')}", "actual {{model}}"),
                             (f"{rate_sum(PREDICTED_CACHED, m, 'model')}"
-                             f" / {routed_rate(ROUTED_PROMPT, m, 'model')}", "predicted {{model}}")],
+                             f" / {rate_sum(ROUTED_PROMPT, m, 'model')}", "predicted {{model}}")],
                            "percentunit", min=0, max=1),
             ],
         ],
@@ -263,8 +253,7 @@ def replicas() -> dict[str, Any]:
                            "percentunit", min=0, max=1),
                 timeseries("Tokens/s per replica", "Generated and prompt tokens per second",
                            [(rate_sum("fleetgate_replica_generated_tokens_total", r, by), "generated {{replica}}"),
-                            (f"sum by ({by}) (rate({ROUTED_PROMPT}{{{r}}}{RATE}) {FROM_REPLICAS})",
-                             "prompt {{replica}}")], "none"),
+                            (rate_sum("fleetgate_replica_prompt_tokens_total", r, by), "prompt {{replica}}")], "none"),
             ],
             [
                 timeseries("Finished requests/s by reason", "Generate calls finished per second, by finish reason",
@@ -278,7 +267,7 @@ def replicas() -> dict[str, Any]:
                 timeseries("Prefix-cache hit ratio per replica",
                            "Share of the prompt tokens routed to each replica that its engine read from its prefix "
                            "cache (engine-reported, counted by the routers)",
-                           [(f"{rate_sum(ROUTED_CACHED, r, by)} / {routed_rate(ROUTED_PROMPT, r, by)}",
+                           [(f"{rate_sum(ROUTED_CACHED, r, by)} / {rate_sum(ROUTED_PROMPT, r, by)}",
                              "{{replica}}")], "percentunit", min=0, max=1),
                 timeseries("Cached tokens/s: predicted and actual",
                            "Prompt tokens per second the routers' prefix index expected each chosen replica to hold, "

@@ -67,7 +67,7 @@ def router_counters(metrics_text: str) -> dict[str, Any]:
                 decisions[reason] = decisions.get(reason, 0.0) + sample.value
             elif sample.name == "fleetgate_prefix_predicted_cached_tokens_total":
                 predicted += sample.value
-            elif sample.name == "fleetgate_replica_cached_tokens_total":
+            elif sample.name == "fleetgate_router_replica_cached_tokens_total":
                 cached += sample.value
     return {"decisions": decisions, "predicted": predicted, "cached": cached}
 
