@@ -22,8 +22,9 @@ from fleetgate.loadtest.bench.report import MET, NOT_MEASURED
 from fleetgate.loadtest.bench.trace import mooncake, sampling
 from fleetgate.loadtest.bench.trace.knee import knee_speed
 from fleetgate.loadtest.bench.trace.prompts import ROLE_MARKER_TOKENS, prompt_text
+from fleetgate.loadtest.bench.trace.replay import TraceRecord
 from fleetgate.loadtest.bench.trace.run import accepted_policy
-from fleetgate.loadtest.bench.trace.summary import PolicyResult
+from fleetgate.loadtest.bench.trace.summary import PolicyResult, RunContext, summarize
 from fleetgate.loadtest.bench.trace.verdicts import target_rows
 from fleetgate.replicas.sim_engine.tokens import split_tokens
 
@@ -136,13 +137,34 @@ def test_load_spread_and_router_counters() -> None:
     assert sampling.counter_totals([text], sampling.ROUTING_DECISIONS, by_label="reason") == {"hit": 3.0}
 
 
+def test_summary_reports_the_models_time_on_a_dilated_clock() -> None:
+    records = [TraceRecord(index=i, router=0, due=0.0, started=0.0, ended=2.0, first_token=0.4 * (i + 1),
+                           tokens=10, prompt_tokens=1000, cached_tokens=250 * i, expected_tokens=10 + i)
+               for i in range(2)]
+    records.append(TraceRecord(index=2, router=1, due=0.0, started=0.1, ended=0.2, error="HTTP 503"))
+    ctx = RunContext(policy="prefix", speed=2.0, dialect="chat", replicas=2, routers=2, router_cpu_seconds=0.03,
+                     machine_busy_seconds=3.0, cores=2, predicted_cached_tokens=200.0,
+                     mean_queue_by_replica={"a": 2.0, "b": 1.0}, load_spread=4 / 3, time_scale=4.0)
+    result = summarize(records, wall_seconds=2.0, ctx=ctx)
+    # TTFT 0.4 s and 0.8 s of wall time on a 4x clock: 100 and 200 ms of the model's.
+    assert result.ttft_ms_p50 == pytest.approx(150.0)
+    assert result.output_tok_s == pytest.approx(20 * 4 / 2.0)
+    assert (result.requests, result.errors, result.first_error) == (2, 1, "HTTP 503")
+    assert result.cache_hit_ratio == pytest.approx(0.125)
+    assert result.predicted_hit_ratio == pytest.approx(0.1)
+    assert result.router_cpu_us_per_request == pytest.approx(10_000.0)
+    assert result.cores_busy == pytest.approx(0.75)
+    assert result.output_length_mismatches == 1
+
+
 def _result(policy: str, ttft_p50: float, hit: float, *, busy: float = 0.5, cpu_us: float = 600.0,
             prompt: float = 40_000.0) -> PolicyResult:
     return PolicyResult(policy=policy, speed=2.0, dialect="chat", replicas=8, routers=2, requests=100, errors=0,
                         ttft_ms_p50=ttft_p50, ttft_ms_p90=2 * ttft_p50, ttft_ms_p99=3 * ttft_p50, output_tok_s=500.0,
                         cache_hit_ratio=hit, predicted_hit_ratio=hit, load_spread=1.2,
                         router_cpu_us_per_request=cpu_us, router_cpu_us_per_output_token=5.0, prompt_tokens=1,
-                        mean_prompt_tokens=prompt, wall_s=60.0, cores_busy=busy, send_lateness_ms_p99=1.0)
+                        mean_prompt_tokens=prompt, wall_s=60.0, time_scale=1.0, cores_busy=busy,
+                        send_lateness_ms_p99=1.0)
 
 
 def test_targets_are_met_missed_or_not_meaningful() -> None:

@@ -47,6 +47,9 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--itl-ms", type=float, default=None, help="sim decode step (15)")
     p.add_argument("--max-num-seqs", type=int, default=None, help="sim running sequences per replica (128)")
     p.add_argument("--kv-cache-tokens", type=int, default=None, help="sim KV cache per replica in tokens (262144)")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="dilate the sim's clock this many times and replay that much slower (latencies reported "
+                        "in the model's time): fewer tokens per wall second on a small machine (default 1)")
     p.add_argument("--out", default=None, help="directory for latest.md, latest.json, PNGs "
                                                "(default loadtest/results/trace)")
     p.add_argument("--work-dir", default=None, help="process logs and generated configs (default a temp dir)")

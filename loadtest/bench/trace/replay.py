@@ -25,6 +25,7 @@ from fleetgate.loadtest.bench.trace.usage import prompt_usage
 from fleetgate.loadtest.streaming import StreamParser
 
 DRAINED_ERROR = "still open when the replay's drain timed out"
+KEEPALIVE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ async def _send(session: aiohttp.ClientSession, plan: ReplayPlan, request: Trace
 
 
 def _session() -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
+    # Idle connections are dropped before uvicorn's own 5 s keep-alive timeout closes them under a new request.
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, keepalive_timeout=KEEPALIVE_S)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=600)
     return aiohttp.ClientSession(connector=connector, timeout=timeout)
 

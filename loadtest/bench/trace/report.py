@@ -23,6 +23,10 @@ def _setup_section(results: TraceResults) -> list[str]:
     window, sim, machine = results.window, results.sim, results.machine
     shape = window.get("shape") or {}
     kv_tokens = sim.get("kv_cache_blocks", 0) * sim.get("kv_block_size", 0)
+    k = results.time_scale
+    dilation = (f"; its clock dilated {k:g}× (sim times written {k:g}× longer, the trace sent {k:g}× slower, "
+                "TTFT and tokens/s reported in the model's time) so the machine streams fewer tokens per second"
+                if k != 1 else "")
     unique_tokens = shape.get("unique_blocks", 0) * TRACE_BLOCK_TOKENS
     duration = window.get("duration_s")
     return [
@@ -36,11 +40,13 @@ def _setup_section(results: TraceResults) -> list[str]:
         f"i mod {results.routers}), one redis-server; every policy run starts all of them afresh (cold caches, "
         f"empty prefix index); dialect {results.dialect}, streamed",
         f"- the simulator, shaped like an H100 serving a mid-size model: prefill "
-        f"{sim.get('prefill_ms_per_1k_tokens')} ms per 1k uncached tokens, decode step {sim.get('itl_ms')} ms "
+        f"{sim.get('prefill_ms_per_1k_tokens', 0) / k:g} ms per 1k uncached tokens, decode step "
+        f"{sim.get('itl_ms', 0) / k:g} ms "
         f"(+{sim.get('itl_batch_penalty', 0) * 100:g} % per other running sequence), ≤ {sim.get('max_num_seqs')} "
         f"running, KV cache {sim.get('kv_cache_blocks')} blocks × {sim.get('kv_block_size')} tokens "
         f"({kv_tokens:,} tokens per replica, {kv_tokens * results.replicas:,} in the fleet against "
-        f"{unique_tokens:,} distinct prompt tokens in the window), context {sim.get('max_context_length')}",
+        f"{unique_tokens:,} distinct prompt tokens in the window), context {sim.get('max_context_length')}"
+        + dilation,
         f"- machine: {machine.get('cpu_model')}, {machine.get('usable_cores')} usable cores, "
         f"{machine.get('ram_gib')} GiB RAM; load generator, routers, replicas and Redis share them; load average "
         f"at start {machine.get('load_average_at_start')}",

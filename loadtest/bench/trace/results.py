@@ -25,6 +25,8 @@ class TraceResults:
     window: dict[str, Any]
     # The sim config the replicas ran (the model's `sim` section) and the cluster's shape.
     sim: dict[str, Any]
+    # The sim clock's dilation: `sim` holds the dilated times, the model's are those over it.
+    time_scale: float
     replicas: int
     routers: int
     dialect: str

@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +42,12 @@ from fleetgate.loadtest.bench.trace.plots import write_plots
 from fleetgate.loadtest.bench.trace.replay import ReplayPlan, ReplayRun, replay, warm_up
 from fleetgate.loadtest.bench.trace.report import render_markdown
 from fleetgate.loadtest.bench.trace.results import TraceResults
-from fleetgate.loadtest.bench.trace.sim_model import MODEL, GpuModel, replay_cluster
+from fleetgate.loadtest.bench.trace.sim_model import MODEL, GpuModel, replay_cluster, replay_speed
 from fleetgate.loadtest.bench.trace.summary import PolicyResult, RunContext, summarize
 
 DEFAULT_OUT = REPO / "loadtest" / "results" / "trace"
+# Seconds the routers' idle CPU is measured for before each replay.
+IDLE_BASELINE_S = 2.0
 
 
 def say(message: str) -> None:
@@ -72,28 +75,54 @@ class Invocation:
     drain_timeout_s: float
     work_dir: Path
     cores: int | None
+    time_scale: float
+
+
+@dataclass(frozen=True)
+class Measured:
+    run: ReplayRun
+    # The routers' CPU seconds over the replay, less their idle rate over the same time.
+    router_cpu_seconds: float
+    machine_busy_seconds: float | None
+    sampler: sampling.LoadSampler
+    metrics_texts: list[str]
+
+
+async def _routers_idle_rate(meters: list[CpuMeter]) -> float:
+    """CPU seconds per second the routers spend with nothing to serve (registry refresh, heartbeats)."""
+    for meter in meters:
+        meter.start()
+    await asyncio.sleep(IDLE_BASELINE_S)
+    for meter in meters:
+        meter.stop()
+    return sum(m.seconds or 0.0 for m in meters) / IDLE_BASELINE_S
 
 
 async def _measure(inv: Invocation, cluster: TraceCluster, requests: list[mooncake.TraceRequest],
-                   speed: float) -> tuple[ReplayRun, list[CpuMeter], MachineCpuMeter, sampling.LoadSampler,
-                                          list[str]]:
+                   speed: float) -> Measured:
     meters = [CpuMeter(f"router-{i}", p.pid) for i, p in enumerate(cluster.routers)]
     machine = MachineCpuMeter()
     sampler = sampling.LoadSampler(cluster.redis_url)
-    plan = ReplayPlan(requests, cluster.router_urls, MODEL, inv.dialect, speed, inv.drain_timeout_s)
+    plan = ReplayPlan(requests, cluster.router_urls, MODEL, inv.dialect, replay_speed(speed, inv.time_scale),
+                      inv.drain_timeout_s)
     warm = await warm_up(plan)
     if failed := next((r.error for r in warm if r.error), None):
         raise RuntimeError(f"warm-up request failed: {failed}")
+    idle_rate = await _routers_idle_rate(meters)
     for meter in (*meters, machine):
         meter.start()
     sampler.start()
+    began = time.perf_counter()
     try:
         run = await replay(plan)
     finally:
         await sampler.stop()
         for meter in (*meters, machine):
             meter.stop()
-    return run, meters, machine, sampler, await sampling.scrape(cluster.router_urls)
+    busy = sum(m.seconds or 0.0 for m in meters)
+    return Measured(run=run, router_cpu_seconds=max(0.0, busy - idle_rate * (time.perf_counter() - began)),
+                    machine_busy_seconds=machine.seconds, sampler=sampler,
+                    metrics_texts=await sampling.scrape(cluster.router_urls))
 
 
 def run_policy(inv: Invocation, policy: str, speed: float, requests: list[mooncake.TraceRequest]) -> PolicyResult:
@@ -102,18 +131,21 @@ def run_policy(inv: Invocation, policy: str, speed: float, requests: list[moonca
     with ProcessSet(inv.work_dir / f"{policy}-speed-{speed:g}") as processes:
         cluster = start_cluster(processes, inv.config_path, replicas=inv.replicas, routers=inv.routers,
                                 routing_policy=setting)
+        span = requests[-1].arrival_s if requests else 0.0
         say(f"{policy} ({setting}) at speed {speed:g}: {len(requests)} requests over "
-            f"{(requests[-1].arrival_s if requests else 0) / speed:.0f} s")
-        run, meters, machine, sampler, metrics_texts = asyncio.run(_measure(inv, cluster, requests, speed))
+            f"{span / replay_speed(speed, inv.time_scale):.0f} s")
+        measured = asyncio.run(_measure(inv, cluster, requests, speed))
+    texts = measured.metrics_texts
     # None (reported as NaN) when no router counted predicted tokens.
-    predicted = sampling.counter_totals(metrics_texts, sampling.PREDICTED_CACHED_TOKENS).get("")
-    reasons = sampling.counter_totals(metrics_texts, sampling.ROUTING_DECISIONS, by_label="reason")
-    queues = sampler.mean_queues()
+    predicted = sampling.counter_totals(texts, sampling.PREDICTED_CACHED_TOKENS).get("")
+    reasons = sampling.counter_totals(texts, sampling.ROUTING_DECISIONS, by_label="reason")
+    queues = measured.sampler.mean_queues()
     ctx = RunContext(policy=policy, speed=speed, dialect=inv.dialect.name, replicas=inv.replicas,
-                     routers=inv.routers, router_cpu_seconds=sum(m.seconds or 0.0 for m in meters),
-                     machine_busy_seconds=machine.seconds, cores=inv.cores, predicted_cached_tokens=predicted,
-                     mean_queue_by_replica=queues, load_spread=sampling.load_spread(queues), routing_reasons=reasons)
-    return summarize(run.records, run.wall_seconds, ctx)
+                     routers=inv.routers, router_cpu_seconds=measured.router_cpu_seconds,
+                     machine_busy_seconds=measured.machine_busy_seconds, cores=inv.cores,
+                     predicted_cached_tokens=predicted, mean_queue_by_replica=queues,
+                     load_spread=sampling.load_spread(queues), routing_reasons=reasons, time_scale=inv.time_scale)
+    return summarize(measured.run.records, measured.run.wall_seconds, ctx)
 
 
 def _emit(results: TraceResults, result: PolicyResult, out_dir: Path, *, sweep: bool = False) -> None:
@@ -135,7 +167,8 @@ def _find_knee(inv: Invocation, results: TraceResults, args: argparse.Namespace,
     """p2c over the sweep's speeds, each for ``--knee-window`` wall seconds, until its TTFT p90 passes the factor."""
     window_s = options.QUICK_KNEE_WINDOW_S if args.quick else args.knee_window
     for speed in options.parse_speeds(args.knee_speeds):
-        requests = mooncake.window(inv.trace, start_s=args.start, duration_s=window_s * speed,
+        requests = mooncake.window(inv.trace, start_s=args.start,
+                                   duration_s=window_s * replay_speed(speed, inv.time_scale),
                                    limit=args.limit or (options.QUICK_LIMIT if args.quick else None))
         _emit(results, run_policy(inv, "p2c", speed, requests), out_dir, sweep=True)
         knee = knee_speed([(r.speed, r.ttft_ms_p90) for r in results.knee_sweep], args.knee_factor)
@@ -146,7 +179,8 @@ def _find_knee(inv: Invocation, results: TraceResults, args: argparse.Namespace,
 
 def _gpu_model(args: argparse.Namespace) -> GpuModel:
     overrides = {"prefill_ms_per_1k_tokens": args.prefill_ms_per_1k, "itl_ms": args.itl_ms,
-                 "max_num_seqs": args.max_num_seqs, "kv_cache_tokens": args.kv_cache_tokens}
+                 "max_num_seqs": args.max_num_seqs, "kv_cache_tokens": args.kv_cache_tokens,
+                 "time_scale": args.time_scale}
     return dataclasses.replace(GpuModel(), **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -170,18 +204,20 @@ def run_trace(args: argparse.Namespace) -> int:
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="fleetgate-trace-")).resolve()
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     # One sim config for every run of the invocation, sized for the whole trace's longest request.
-    cluster_config = replay_cluster(mooncake.shape(trace), _gpu_model(args))
+    gpu = _gpu_model(args)
+    cluster_config = replay_cluster(mooncake.shape(trace), gpu)
     config_path = configs.write_yaml(work_dir / "trace-sim.yaml", cluster_config)
     machine = describe_machine()
     inv = Invocation(trace=trace, config_path=config_path, replicas=args.replicas, routers=args.routers,
                      dialect=dialect, drain_timeout_s=args.drain_timeout, work_dir=work_dir,
-                     cores=len(os.sched_getaffinity(0)))
+                     cores=len(os.sched_getaffinity(0)), time_scale=gpu.time_scale)
     results = TraceResults(
         machine=machine, started_at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         quick=args.quick, trace=str(trace_path),
         window={"start_s": args.start, "duration_s": duration, "limit": limit,
                 "shape": dataclasses.asdict(mooncake.shape(requests))},
-        sim=cluster_config["models"][0]["sim"], replicas=args.replicas, routers=args.routers, dialect=dialect.name,
+        sim=cluster_config["models"][0]["sim"], time_scale=gpu.time_scale, replicas=args.replicas,
+        routers=args.routers, dialect=dialect.name,
         knee_factor=args.knee_factor)
     say(f"{len(requests)} requests of {trace_path.name}; policies {', '.join(policies)}; logs in {work_dir}")
     skipped = [p for p in policies if not accepted_policy(options.POLICY_SETTINGS[p])]

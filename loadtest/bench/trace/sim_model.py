@@ -10,6 +10,13 @@ with headroom. The context length and the sim's natural output length follow the
 window too, so every request is served and generates exactly its ``output_length``
 tokens (``max_tokens`` cuts the sim's longer natural answer). Routers take bodies
 up to ``MAX_BODY_BYTES``; the policy is set per run through the environment.
+
+``time_scale`` k dilates the model's clock: every sim time is written k× longer
+and the trace is replayed k× slower (``replay_speed``), so queues behave as at
+the nominal speed while the machine streams k× fewer tokens per wall second; the
+summary divides latencies by k back into the model's time. On a small machine
+the router's and replica's CPU per streamed token, not the modelled GPU, is
+otherwise what saturates first.
 """
 
 from __future__ import annotations
@@ -36,10 +43,16 @@ class GpuModel:
     max_num_seqs: int = 128
     kv_block_size: int = 64
     kv_cache_tokens: int = 262_144
+    time_scale: float = 1.0
 
     def kv_cache_blocks(self, trace: TraceShape) -> int:
         needed = math.ceil(KV_HEADROOM * (trace.longest_prompt + trace.longest_output))
         return math.ceil(max(self.kv_cache_tokens, needed) / self.kv_block_size)
+
+
+def replay_speed(speed: float, time_scale: float) -> float:
+    """How much faster than the trace the client sends, for a nominal ``speed`` on a clock dilated ``time_scale``×."""
+    return speed / time_scale
 
 
 def context_length(trace: TraceShape) -> int:
@@ -55,8 +68,10 @@ def replay_cluster(trace: TraceShape, gpu: GpuModel) -> dict[str, Any]:
         "models": [{
             "name": MODEL, "engine": "sim", "replicas": 1,
             "sim": {
-                "ttft_ms": gpu.ttft_ms, "itl_ms": gpu.itl_ms, "itl_batch_penalty": gpu.itl_batch_penalty,
-                "prefill_ms_per_1k_tokens": gpu.prefill_ms_per_1k_tokens, "max_num_seqs": gpu.max_num_seqs,
+                "ttft_ms": gpu.ttft_ms * gpu.time_scale, "itl_ms": gpu.itl_ms * gpu.time_scale,
+                "itl_batch_penalty": gpu.itl_batch_penalty,
+                "prefill_ms_per_1k_tokens": gpu.prefill_ms_per_1k_tokens * gpu.time_scale,
+                "max_num_seqs": gpu.max_num_seqs,
                 "kv_block_size": gpu.kv_block_size, "kv_cache_blocks": gpu.kv_cache_blocks(trace),
                 "prefix_caching": True, "max_context_length": context_length(trace),
                 "output_tokens": max(1, trace.longest_output), "text": "lorem",
