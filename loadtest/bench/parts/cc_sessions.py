@@ -4,9 +4,10 @@ Each session has its own long system prompt (after Claude Code's per-request
 ``x-anthropic-billing-header`` block, whose build suffix changes on every
 request), resends its whole history every turn (its earlier questions and the
 answers it got), streams, and names itself in ``X-Claude-Code-Session-Id`` as
-Claude Code does. Sessions run side by side; within one, a turn starts when the
-previous one has ended. Every turn is recorded: which replica served it, its
-time to first text, and the final usage (prompt = input + cache read + cache
+Claude Code does. Sessions run side by side, each starting ``start_stagger_s``
+after the one before; within one, a turn starts when the previous one has
+ended. Every turn is recorded: which replica served it, its time to first
+text, and the final usage (prompt = input + cache read + cache
 creation, Anthropic's meaning).
 """
 
@@ -73,8 +74,9 @@ class TurnRecord:
 class SessionPlan:
     sessions: int
     turns: int
-    rules: int  # system prompt length: ~20 tokens a rule
+    rules: int  # system prompt length: ~30 tokens a rule
     max_tokens: int
+    start_stagger_s: float = 0.0  # session n starts n × this after the first
 
 
 class ClaudeCodeSession:
@@ -99,7 +101,8 @@ class ClaudeCodeSession:
             "metadata": {"user_id": f"user_bench_account__session_{self.session_id}"},
         }
 
-    async def run(self, http: aiohttp.ClientSession, url: str) -> list[TurnRecord]:
+    async def run(self, http: aiohttp.ClientSession, url: str, delay_s: float = 0.0) -> list[TurnRecord]:
+        await asyncio.sleep(delay_s)
         records = []
         for turn in range(1, self.plan.turns + 1):
             question = QUESTIONS[(turn - 1) % len(QUESTIONS)]
@@ -149,5 +152,6 @@ async def run_sessions(url: str, model: str, plan: SessionPlan, prefix: str) -> 
     sessions = [ClaudeCodeSession(f"{prefix}-{n}", model, plan) for n in range(plan.sessions)]
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout) as http:
-        runs = await asyncio.gather(*(session.run(http, url) for session in sessions))
+        runs = await asyncio.gather(*(session.run(http, url, n * plan.start_stagger_s)
+                                      for n, session in enumerate(sessions)))
     return [record for run in runs for record in run]

@@ -40,6 +40,8 @@ class PolicySummary:
     ttft_ms_p50_miss: float | None
     hits: int
     misses: int
+    ttft_ms_p50_first: float | None  # sessions' first turns: cold, and all sent at once
+    ttft_ms_p50_later: float | None
     predicted_cached_tokens: float | None  # the router's prediction, summed (fleetgate_prefix_predicted_...)
     engine_cached_tokens: float | None  # what the engines reported through this router
     decisions: dict[str, float]  # fleetgate_routing_decisions_total by reason
@@ -80,6 +82,8 @@ def summarize_policy(policy: str, records: Sequence[TurnRecord], counters: dict[
     hits = [r.ttft_s for r in ok if r.cached_tokens > 0 and r.ttft_s is not None]
     misses = [r.ttft_s for r in ok if r.cached_tokens == 0 and r.ttft_s is not None]
     later_cached = sum(1 for r in later if r.cached_tokens > 0)
+    first_ttfts = [r.ttft_s for r in ok if r.turn == 1 and r.ttft_s is not None]
+    later_ttfts = [r.ttft_s for r in later if r.ttft_s is not None]
     later_prompt = sum(r.prompt_tokens for r in later)
     later_cached_tokens = sum(r.cached_tokens for r in later)
     return PolicySummary(
@@ -98,6 +102,8 @@ def summarize_policy(policy: str, records: Sequence[TurnRecord], counters: dict[
         ttft_ms_p50_miss=_p50_ms(misses),
         hits=len(hits),
         misses=len(misses),
+        ttft_ms_p50_first=_p50_ms(first_ttfts),
+        ttft_ms_p50_later=_p50_ms(later_ttfts),
         predicted_cached_tokens=counters.get("predicted"),
         engine_cached_tokens=counters.get("cached"),
         decisions=dict(counters.get("decisions") or {}),
@@ -122,7 +128,7 @@ def target_verdict(summary: PolicySummary) -> str:
 def render_markdown(summaries: Sequence[PolicySummary], setup: str) -> str:
     """The side-by-side table, the target's verdict for the prefix policy, and the router's prediction."""
     header = ("policy", "later turns with cached tokens", "later-turn prompt tokens cached", "sessions moved",
-              "TTFT p50 hit", "TTFT p50 miss", "decisions", "errors")
+              "TTFT p50 hit", "TTFT p50 miss", "TTFT p50 first / later turns", "decisions", "errors")
     rows = [header, tuple("---" for _ in header)]
     for s in summaries:
         decisions = ", ".join(f"{k} {v:.0f}" for k, v in sorted(s.decisions.items())) or "–"
@@ -130,7 +136,8 @@ def render_markdown(summaries: Sequence[PolicySummary], setup: str) -> str:
             f"`{s.policy}`", f"{s.later_turns_cached} / {s.later_turns} ({_percent(s.later_turns_cached_share)})",
             f"{s.later_cached_tokens} / {s.later_prompt_tokens} ({_percent(s.later_prompt_cached_share)})",
             f"{s.session_moves} / {s.later_turns}", f"{_ms(s.ttft_ms_p50_hit)} ({s.hits})",
-            f"{_ms(s.ttft_ms_p50_miss)} ({s.misses})", decisions, str(s.errors),
+            f"{_ms(s.ttft_ms_p50_miss)} ({s.misses})", f"{_ms(s.ttft_ms_p50_first)} / {_ms(s.ttft_ms_p50_later)}",
+            decisions, str(s.errors),
         ))
     lines = ["# Prefix-aware routing on vLLM CPU (bench part e)", "", setup, ""]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

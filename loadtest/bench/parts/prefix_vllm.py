@@ -10,13 +10,15 @@ request first, directly over gRPC. Per policy (``prefix_summary``): later turns
 with engine-reported cached tokens, later-turn prompt tokens cached, session
 moves, TTFT p50 of hits and misses, the router's predicted cached tokens.
 
-Written to ``loadtest/results/prefix_vllm/`` (``latest.md``, ``latest.json``)
-and one JSON object per policy on its own stdout line; a note in the bench report.
+Written to ``loadtest/results/prefix_vllm/`` (``latest.md``, ``latest.json`` with
+every turn's record) and one JSON object per policy on its own stdout line; a
+note in the bench report.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -25,7 +27,7 @@ import grpc
 import httpx
 
 from fleetgate.loadtest.bench import configs
-from fleetgate.loadtest.bench.parts.cc_sessions import SessionPlan, run_sessions
+from fleetgate.loadtest.bench.parts.cc_sessions import SessionPlan, TurnRecord, run_sessions
 from fleetgate.loadtest.bench.parts.common import BenchContext, say
 from fleetgate.loadtest.bench.parts.prefix_summary import (
     PolicySummary,
@@ -44,8 +46,8 @@ ENGINE_START_TIMEOUT = 900.0
 OUT_DIR = REPO / "loadtest" / "results" / "prefix_vllm"
 
 # 35 rules ≈ 1,050 prompt tokens of system prompt (SmolLM2's tokenizer); four turns stay inside its 2,048 tokens.
-FULL = SessionPlan(sessions=6, turns=4, rules=35, max_tokens=32)
-QUICK = SessionPlan(sessions=2, turns=3, rules=35, max_tokens=16)
+FULL = SessionPlan(sessions=6, turns=4, rules=35, max_tokens=32, start_stagger_s=3.0)
+QUICK = SessionPlan(sessions=2, turns=3, rules=35, max_tokens=16, start_stagger_s=1.0)
 
 
 def run_prefix_routing_vllm(ctx: BenchContext) -> None:
@@ -55,6 +57,7 @@ def run_prefix_routing_vllm(ctx: BenchContext) -> None:
     say(f"part (e): prefix routing on vLLM CPU, {REPLICAS} replicas of {model.name}, {plan.sessions} sessions × "
         f"{plan.turns} turns per policy ({', '.join(POLICIES)})")
     summaries: list[PolicySummary] = []
+    turns: dict[str, list[TurnRecord]] = {}
     load_at_start = os.getloadavg()[0]
     with ProcessSet(log_dir) as processes:
         redis_url = start_redis(processes)
@@ -66,12 +69,13 @@ def run_prefix_routing_vllm(ctx: BenchContext) -> None:
             addresses.append(record.address)
         asyncio.run(_warm_up(addresses, model.name))
         for policy in POLICIES:
-            summaries.append(_run_policy(processes, log_dir, model.name, policy, plan, redis_url))
-    _publish(ctx, summaries, plan, model.name, (load_at_start, os.getloadavg()[0]))
+            summary, turns[policy] = _run_policy(processes, log_dir, model.name, policy, plan, redis_url)
+            summaries.append(summary)
+    _publish(ctx, summaries, turns, plan, model.name, (load_at_start, os.getloadavg()[0]))
 
 
 def _run_policy(processes: ProcessSet, log_dir: Path, model: str, policy: str, plan: SessionPlan,
-                redis_url: str) -> PolicySummary:
+                redis_url: str) -> tuple[PolicySummary, list[TurnRecord]]:
     cluster = configs.vllm_cluster(configs.shipped_vllm_model())
     cluster["router"]["routing_policy"] = policy
     config = configs.write_yaml(log_dir / f"router-{policy}.yaml", cluster)
@@ -88,7 +92,7 @@ def _run_policy(processes: ProcessSet, log_dir: Path, model: str, policy: str, p
     first_error = next((r.error for r in records if r.error), "")
     if first_error:
         say(f"    first error: {first_error}")
-    return summary
+    return summary, records
 
 
 async def _warm_up(addresses: list[str], model: str) -> None:
@@ -103,22 +107,25 @@ async def _warm_up(addresses: list[str], model: str) -> None:
                 pass
 
 
-def _publish(ctx: BenchContext, summaries: list[PolicySummary], plan: SessionPlan, model: str,
-             load: tuple[float, float]) -> None:
+def _publish(ctx: BenchContext, summaries: list[PolicySummary], turns: dict[str, list[TurnRecord]],
+             plan: SessionPlan, model: str, load: tuple[float, float]) -> None:
     machine = ctx.results.machine
     setup = (f"{REPLICAS} vLLM CPU replicas of `{model}` (bundled, shipped engine arguments) behind one router per "
              f"policy, run one after the other in one bench run; {plan.sessions} Claude-Code-shaped sessions per "
              f"policy over `/v1/messages` (a ~1,050-token system prompt of its own per session after the changing "
              f"billing header, history resent each turn, {plan.turns} turns, one request at a time per session, "
-             f"sessions side by side, at most {plan.max_tokens} output tokens, greedy). Machine: "
+             f"sessions side by side, starting {plan.start_stagger_s:g} s apart, at most {plan.max_tokens} output "
+             f"tokens, greedy). Machine: "
              f"{machine.get('usable_cores', '?')} cores, shared (1-minute load average {load[0]:.1f} at the start, "
              f"{load[1]:.1f} at the end){' (quick run)' if ctx.quick else ''}. Later turns: every turn "
-             f"after a session's first. TTFT is measured by the client, hits are turns with cached tokens.")
+             f"after a session's first. TTFT is measured by the client; hits are turns with cached tokens.")
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "latest.md").write_text(render_markdown(summaries, setup))
     (OUT_DIR / "latest.json").write_text(json.dumps(
         {"quick": ctx.quick, "started_at": ctx.results.started_at, "machine": machine, "setup": setup,
-         "policies": [s.to_json() for s in summaries]}, indent=2) + "\n")
+         "policies": [s.to_json() for s in summaries],
+         "turns": {policy: [dataclasses.asdict(r) for r in records] for policy, records in turns.items()}},
+        indent=2) + "\n")
     for summary in summaries:
         print(json.dumps(summary.to_json()), flush=True)
         ctx.results.notes.append(
