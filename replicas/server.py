@@ -28,6 +28,9 @@ from fleetgate.v1 import replica_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+# The error a Generate call ends with when the engine raised (its exception is logged, never sent).
+ENGINE_FAILURE_MESSAGE = "the engine failed on this request"
+
 _REASON_LABELS = {value: name.removeprefix("REASON_").lower() for name, value in pb.Finish.Reason.items()}
 
 
@@ -93,11 +96,12 @@ class ReplicaServicer(replica_pb2_grpc.ReplicaServicer):
         except asyncio.CancelledError:
             metrics.ABORTS.labels(**self._labels).inc()
             raise
-        except Exception as exc:  # an engine bug must still end the stream the documented way
+        except Exception:  # an engine bug must still end the stream the documented way
+            # Logged here in full; the client sees no exception text (it may quote internals or the request).
             log.exception("engine failed on request %s", request.request_id)
             if not finished:
                 reason_label = "error"
-                await context.write(error_event(ErrorCode.ERROR_CODE_INTERNAL, f"engine failure: {exc}"))
+                await context.write(error_event(ErrorCode.ERROR_CODE_INTERNAL, ENGINE_FAILURE_MESSAGE))
         finally:
             await events.aclose()
             self.in_flight -= 1

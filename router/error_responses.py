@@ -3,7 +3,8 @@
 ``install_error_handlers`` makes ``ApiError`` (``router.errors``), Starlette's
 HTTP exceptions (unknown routes, wrong methods), pydantic validation errors,
 Redis being unreachable (503 ``state_store_unavailable``) and unexpected
-exceptions all JSON answers, so nothing is ever a bare 500 with a traceback.
+exceptions all JSON answers, so nothing is ever a bare 500 with a traceback, and an unexpected exception
+is answered as a 500 in the dialect's shape that leaves the keep-alive connection usable.
 
 The body comes from the dialect that owns the matched route: each dialect's
 ``routes.py`` makes its ``APIRouter`` with ``dialect_router``, whose routes know
@@ -16,7 +17,7 @@ default shape (OpenAI's).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, ClassVar, Protocol
 
 import orjson
@@ -51,10 +52,43 @@ def error_response(err: ApiError, shape: ErrorShape) -> Response:
     )
 
 
+def unexpected_error(request: Request, exc: Exception) -> ApiError:
+    """The 500 for an exception nothing expected: logged with its traceback, its text never sent."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return internal_error()
+
+
+# What the handlers installed by install_error_handlers answer; any other exception is unexpected.
+HANDLED_EXCEPTIONS: tuple[type[Exception], ...] = (
+    ApiError, StarletteHTTPException, RequestValidationError, ValidationError, RedisError,
+)
+
+
 class DialectRoute(APIRoute):
-    """A route a dialect owns: its errors are answered in that dialect's shape (``dialect_router``)."""
+    """A route a dialect owns: its errors are answered in that dialect's shape (``dialect_router``).
+
+    An unexpected exception of its handler is answered here, as a 500 in the dialect's shape. Left to
+    Starlette, it would reach the outermost ServerErrorMiddleware, which answers and then re-raises it to the
+    server, and uvicorn closes the client's keep-alive connection after any exception escapes the app: the
+    client's next request on it would fail. (An exception inside a streamed body comes after the response
+    started: the stream ends with the dialect's error event, ``router.pipeline.runner``.)
+    """
 
     dialect: ClassVar[ErrorShape]
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        dialect = self.dialect
+
+        async def answering_unexpected(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HANDLED_EXCEPTIONS:
+                raise
+            except Exception as exc:
+                return error_response(unexpected_error(request, exc), dialect)
+
+        return answering_unexpected
 
 
 def dialect_router(dialect: ErrorShape) -> APIRouter:
@@ -126,12 +160,12 @@ def install_error_handlers(
         return respond(request, state_store_unavailable(retry_after_seconds))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return respond(request, internal_error())
+        return respond(request, unexpected_error(request, exc))
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(ValidationError, on_validation_error)
     app.add_exception_handler(RedisError, on_state_store_error)
+    # The backstop for an exception raised outside a dialect's routes (those answer their own: DialectRoute).
     app.add_exception_handler(Exception, on_unexpected)

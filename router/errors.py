@@ -73,6 +73,23 @@ class ApiError(Exception):
         return {**self.extra_headers, **retry}
 
 
+# ------------------------------------------------------------------ client values in messages
+
+# A client's value quoted in an error message (a model or tool name, a schema's offending part) is cut to this
+# many characters: an error body stays small whatever the request held.
+MAX_ECHOED_CHARS = 200
+
+
+def clipped(text: str, limit: int = MAX_ECHOED_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def echoed(value: str, limit: int = MAX_ECHOED_CHARS) -> str:
+    """``value`` quoted for an error message (``repr``), cut to ``limit`` characters, saying how long it was."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value)} characters)"
+
+
 # ------------------------------------------------------------------ constructors
 
 
@@ -89,7 +106,8 @@ def not_found(message: str, param: str | None = None, *, code: str | None = None
 
 
 def model_not_found(model: str) -> ApiError:
-    return not_found(f"The model {model!r} does not exist or is not served here", "model", code="model_not_found")
+    return not_found(f"The model {echoed(model)} does not exist or is not served here", "model",
+                     code="model_not_found")
 
 
 def request_too_large(limit_bytes: int) -> ApiError:
@@ -181,7 +199,7 @@ def _error_message(error: Any) -> str:
     ctx = error.get("ctx") or {}
     if error.get("type") == "union_tag_invalid" and "tag" in ctx:
         discriminator = str(ctx.get("discriminator", "type")).strip("'")
-        return f"unsupported {discriminator} {ctx['tag']!r} (expected one of {ctx.get('expected_tags', '')})"
+        return f"unsupported {discriminator} {echoed(str(ctx['tag']))} (expected one of {ctx.get('expected_tags', '')})"
     return str(error.get("msg", "invalid value"))
 
 

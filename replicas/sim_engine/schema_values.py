@@ -7,7 +7,11 @@ required ones always, ``additionalProperties``, ``minProperties``), arrays
 length and common ``format`` values, numeric bounds (exclusive ones in both draft
 styles) and ``multipleOf``, ``allOf``/``anyOf``/``oneOf`` and local ``$ref``.
 ``pattern`` is not generated from; a value is only guaranteed to validate for the
-keywords above. Pure functions, no I/O.
+keywords above. A recursive ``$ref`` is followed while the value nests; beyond
+``_MAX_OPTIONAL_DEPTH`` only required properties and ``minItems`` items are built,
+and a schema whose values must nest deeper than ``_MAX_DEPTH`` (or whose ``$ref``
+does not resolve) is ``UnsatisfiableSchema``, never another exception.
+Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from jsonschema import validators
 Schema = dict[str, Any] | bool
 
 _MAX_OPTIONAL_DEPTH = 4
+# A value nested deeper than this (a recursive schema that requires itself) is not built.
+_MAX_DEPTH = 64
 _FORMAT_EXAMPLES = {
     "date-time": "2024-01-01T12:00:00Z",
     "date": "2024-01-01",
@@ -40,7 +46,10 @@ class UnsatisfiableSchema(ValueError):
 
 def example_value(schema: Schema) -> Any:
     """A value that validates against ``schema`` (a parsed JSON schema)."""
-    return _Generator(schema).value(schema, name="value", depth=0, variant=0)
+    try:
+        return _Generator(schema).value(schema, name="value", depth=0, variant=0)
+    except RecursionError:  # combinators that refer back to themselves without nesting a value
+        raise UnsatisfiableSchema("the schema refers back to itself without bound") from None
 
 
 def is_valid(schema: Schema, value: Any) -> bool:
@@ -58,6 +67,8 @@ class _Generator:
             return f"{name} {variant}" if variant else name
         if schema is False:
             raise UnsatisfiableSchema(f"{name}: schema `false` admits nothing")
+        if depth > _MAX_DEPTH:
+            raise UnsatisfiableSchema(f"{name}: every value nests deeper than {_MAX_DEPTH} levels")
         schema = self._resolve(schema)
         if "const" in schema:
             return schema["const"]
@@ -82,12 +93,23 @@ class _Generator:
             if not ref.startswith("#") or ref in seen:
                 raise UnsatisfiableSchema(f"unsupported or circular $ref {ref!r}")
             seen.add(ref)
-            target: Any = self.root
-            for part in filter(None, ref[1:].split("/")):
-                target = target[part.replace("~1", "/").replace("~0", "~")]
+            target = self._pointer_target(ref)
             rest = {k: v for k, v in schema.items() if k != "$ref"}
             schema = {**target, **rest} if isinstance(target, dict) else target
         return schema
+
+    def _pointer_target(self, ref: str) -> Any:
+        """What the local JSON pointer ``ref`` (``#/$defs/name``) points at in the root schema."""
+        target: Any = self.root
+        for part in filter(None, ref[1:].split("/")):
+            key = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(target, dict) and key in target:
+                target = target[key]
+            elif isinstance(target, list) and key.isdigit() and int(key) < len(target):
+                target = target[int(key)]
+            else:
+                raise UnsatisfiableSchema(f"$ref {ref[:200]!r} does not resolve")
+        return target
 
     def _merge_all_of(self, schema: dict[str, Any]) -> dict[str, Any]:
         merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
@@ -152,7 +174,8 @@ class _Generator:
         items = schema.get("items", True)
         if isinstance(items, list):  # draft 4-7 tuple form
             prefix, items = items, schema.get("additionalItems", True)
-        count = max(schema.get("minItems", 0), len(prefix), 1)
+        fewest = 1 if depth < _MAX_OPTIONAL_DEPTH else 0
+        count = max(schema.get("minItems", 0), len(prefix), fewest)
         if "maxItems" in schema:
             count = min(count, schema["maxItems"])
         singular = name[:-1] if name.endswith("s") and len(name) > 1 else name

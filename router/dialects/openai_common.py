@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleetgate.router.canonical import sse
+from fleetgate.router.canonical.bounds import Float32, Seed, TokenLimit, TopK
 from fleetgate.router.canonical.fold import UsageCounts
 from fleetgate.router.canonical.reasoning import REASONING_OFF, canonical_effort
 from fleetgate.router.canonical.segments import Step
@@ -40,15 +41,15 @@ class OpenAISamplingFields(Wire):
     """Request fields both OpenAI dialects share."""
 
     model: str
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: TokenLimit | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     # vLLM's extension: -1 (or 0) turns it off.
-    top_k: int | None = Field(None, ge=-1)
+    top_k: TopK | None = Field(None, ge=-1)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    repetition_penalty: float | None = Field(None, gt=0)
-    seed: int | None = None
+    repetition_penalty: Float32 | None = Field(None, gt=0)
+    seed: Seed | None = None
     stop: str | list[str] | None = None
     n: int | None = None
     user: str | None = None

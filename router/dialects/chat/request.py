@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from fleetgate.router.canonical import tools as canonical_tools
+from fleetgate.router.canonical.bounds import check_depth
 from fleetgate.router.canonical.content import image_part, text_part
 from fleetgate.router.canonical.tool_results import ToolCallNames, tool_result_message
 from fleetgate.router.dialects.chat import protocol as wire
@@ -95,10 +96,9 @@ def to_messages(messages: list[wire.ChatMessage]) -> list[pb.Message]:
         if message.role == "assistant":
             canonical.content.extend(_content(message.content, f"{param}.content", images=False, drop_refusals=True))
             canonical.reasoning = message.reasoning or message.reasoning_content or ""
-            for call in message.tool_calls or []:
-                canonical.tool_calls.append(
-                    pb.ToolCall(id=call.id, name=call.function.name, arguments=_arguments(call.function.arguments))
-                )
+            for position, call in enumerate(message.tool_calls or []):
+                arguments = _arguments(call.function.arguments, f"{param}.tool_calls[{position}].function.arguments")
+                canonical.tool_calls.append(pb.ToolCall(id=call.id, name=call.function.name, arguments=arguments))
             tool_names.remember(canonical.tool_calls)
             if not canonical.content and not canonical.tool_calls and not canonical.reasoning:
                 raise invalid_request(f"{param}: an assistant message needs content or tool_calls", f"{param}.content")
@@ -145,5 +145,8 @@ def _content(
     return parts
 
 
-def _arguments(arguments: str | dict[str, Any]) -> str:
-    return arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
+def _arguments(arguments: str | dict[str, Any], param: str) -> str:
+    if isinstance(arguments, str):
+        return arguments
+    check_depth(arguments, param)
+    return orjson.dumps(arguments).decode()

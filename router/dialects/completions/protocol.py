@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
+from fleetgate.router.canonical.bounds import TokenLimit
 from fleetgate.router.dialects.openai_common import OpenAISamplingFields
 
 
 class CompletionRequest(OpenAISamplingFields):
     # One prompt: a string, or a list holding exactly one string.
     prompt: str | list[str]
-    max_tokens: int | None = Field(16, ge=1)
+    max_tokens: TokenLimit | None = 16
     echo: bool | None = None
     suffix: str | None = None
     best_of: int | None = None

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleetgate.router.canonical.bounds import TokenLimit, TopK
+
 
 class _Wire(BaseModel):
     """Every wire object: extra fields allowed (and ignored)."""
@@ -191,10 +193,10 @@ class CountTokensRequest(_Wire):
 class MessagesRequest(CountTokensRequest):
     """``POST /v1/messages``."""
 
-    max_tokens: int = Field(ge=1)
+    max_tokens: TokenLimit
     stop_sequences: list[str] | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=1.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: TopK | None = Field(default=None, ge=0)
     metadata: Metadata | None = None
     stream: bool = False

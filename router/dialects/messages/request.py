@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import orjson
 
 from fleetgate.router.canonical import tools as canonical_tools
+from fleetgate.router.canonical.bounds import check_depth
 from fleetgate.router.canonical.content import data_url, image_part, text_part
 from fleetgate.router.canonical.reasoning import canonical_effort
 from fleetgate.router.canonical.tool_results import ToolCallNames, tool_result_message
@@ -99,18 +100,19 @@ def system_message(system: str | list[wire.TextBlock], param: str = "system") ->
     return pb.Message(role=pb.ROLE_SYSTEM, content=content_parts(system, param))
 
 
-def _assistant_message(message: wire.AssistantMessage) -> pb.Message:
+def _assistant_message(message: wire.AssistantMessage, param: str) -> pb.Message:
     out = pb.Message(role=pb.ROLE_ASSISTANT)
     if isinstance(message.content, str):
         out.content.append(text_part(message.content))
         return out
     reasoning: list[str] = []
-    for block in message.content:
+    for i, block in enumerate(message.content):
         if isinstance(block, wire.TextBlock):
             out.content.append(text_part(block.text))
         elif isinstance(block, wire.ThinkingBlock):
             reasoning.append(block.thinking)
         elif isinstance(block, wire.ToolUseBlock):
+            check_depth(block.input, f"{param}.content[{i}].input")
             out.tool_calls.append(
                 pb.ToolCall(id=block.id, name=block.name, arguments=orjson.dumps(block.input).decode())
             )
@@ -154,7 +156,7 @@ def canonical_messages(
     tool_names = ToolCallNames()
     for i, message in enumerate(request.messages):
         if isinstance(message, wire.AssistantMessage):
-            converted = _assistant_message(message)
+            converted = _assistant_message(message, f"messages[{i}]")
             tool_names.remember(converted.tool_calls)
             out.append(converted)
         elif isinstance(message, wire.SystemMessage):
