@@ -37,6 +37,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def capabilities(self) -> Capabilities: ...
 
+    @property
+    def max_num_seqs(self) -> int:
+        """Sequences the engine runs at once (its batch bound, published for the router's admission); 0: unknown."""
+        return 0
+
     @abc.abstractmethod
     def load(self) -> Load:
         """Current running / waiting requests and KV-cache usage."""

@@ -127,6 +127,7 @@ async def start_replica(
             address=server.address,
             metrics_url=metrics.url(advertised),
             max_context_length=engine.max_context_length,
+            max_num_seqs=engine.max_num_seqs,
             capabilities=engine.capabilities,
             pid=os.getpid(),
         )

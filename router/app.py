@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI
 
 from fleetgate.core.config import FleetgateConfig
+from fleetgate.router.admission import AdmissionQueue
 from fleetgate.router.auth import BOOTSTRAP_KEY_NAME, KeyStore
 from fleetgate.router.dialects.chat.routes import routes as chat_routes
 from fleetgate.router.dialects.completions.routes import routes as completions_routes
@@ -95,6 +96,8 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             ),
             keys=keys,
             rate_limiter=RateLimiter.from_settings(redis, settings),
+            admission=AdmissionQueue(settings.admission, registry.healthy,
+                                     recheck_seconds=settings.registry_refresh_seconds),
         )
         try:
             await register_bootstrap_key(keys)

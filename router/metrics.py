@@ -82,3 +82,22 @@ KEY_REQUESTS = Counter(
     "fleetgate_key_requests", "Requests per API key name (only with router.metrics_key_names)", ["key_name"],
     registry=REGISTRY,
 )
+# Admission control (router/admission/): this router's requests in flight and waiting per model, how long the
+# admitted ones waited (0 when a slot was free), and those shed (reason: queue_full, wait_timeout) or whose
+# client left while queued.
+ADMISSION_IN_FLIGHT = Gauge(
+    "fleetgate_admission_in_flight", "Requests admitted and not finished, per model", ["model"], registry=REGISTRY
+)
+ADMISSION_QUEUE_DEPTH = Gauge(
+    "fleetgate_admission_queue_depth", "Requests waiting for a slot, per model", ["model"], registry=REGISTRY
+)
+ADMISSION_WAIT = Histogram(
+    "fleetgate_admission_wait_seconds", "Time an admitted request waited for a slot", ["model"],
+    buckets=(0.001, *LATENCY_BUCKETS), registry=REGISTRY,
+)
+ADMISSION_SHED = Counter(
+    "fleetgate_admission_shed", "Requests shed for overload, by reason", ["model", "reason"], registry=REGISTRY
+)
+ADMISSION_LEFT = Counter(
+    "fleetgate_admission_left", "Requests whose client went away while queued", ["model"], registry=REGISTRY
+)

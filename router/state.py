@@ -1,6 +1,6 @@
 """What one router process holds while it runs.
 
-Config, Redis pool, registry view, channels, routing, dispatcher, keys, rate limiter.
+Config, Redis pool, registry view, channels, routing, dispatcher, keys, rate limiter, admission queue.
 
 Nothing here is state another router would need: the registry and the keys are
 read from Redis; in-flight counts and quarantined replicas are this router's own
@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from starlette.requests import HTTPConnection
 
 from fleetgate.core.config import FleetgateConfig
+from fleetgate.router.admission import AdmissionQueue
 from fleetgate.router.auth import KeyStore
 from fleetgate.router.dispatch import Dispatcher
 from fleetgate.router.rate_limit_store import RateLimiter
@@ -36,6 +37,7 @@ class RouterState:
     dispatcher: Dispatcher
     keys: KeyStore
     rate_limiter: RateLimiter
+    admission: AdmissionQueue
 
     def model_label(self, model: str) -> str:
         """A bounded metrics label for a requested model name."""

@@ -58,6 +58,24 @@ class PrefixRoutingConfig(_Strict):
     session_ttl_seconds: int = Field(default=3600, ge=1)
 
 
+class AdmissionConfig(_Strict):
+    """Admission control (router/admission/): requests in flight per model bounded by its replicas' capacity,
+    a bounded queue per model with a maximum wait, the rest shed (429 / Anthropic 529, with Retry-After)."""
+
+    enabled: bool = True
+    # A replica takes ceil(in_flight_factor × its engine's max_num_seqs) requests in flight from this router
+    # (what the replica publishes in its registry record); max_in_flight_per_replica overrides it.
+    in_flight_factor: float = Field(default=1.0, gt=0)
+    max_in_flight_per_replica: int | None = Field(default=None, ge=1)
+    # The max_num_seqs assumed for a replica that publishes none.
+    default_max_num_seqs: int = Field(default=256, ge=1)
+    # Requests waiting per model for a slot (beyond: shed at once), and how long one waits at most.
+    max_queued: int = Field(default=256, ge=0)
+    max_wait_seconds: float = Field(default=30.0, gt=0)
+    # Retry-After of a shed request.
+    retry_after_seconds: int = Field(default=1, ge=0)
+
+
 class RouterConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -99,6 +117,7 @@ class RouterConfig(_Strict):
     # Length of a rate-limit window, opened by a key's first request; the limits count per window
     # (60: per minute, as named). Shorter windows are for tests.
     rate_limit_window_seconds: float = Field(default=60.0, gt=0)
+    admission: AdmissionConfig = Field(default_factory=lambda: AdmissionConfig())
 
 
 class ReplicaDefaults(_Strict):

@@ -37,6 +37,8 @@ class ReplicaRecord(BaseModel):
     address: str
     metrics_url: str | None = None
     max_context_length: int = 0
+    # The engine's bound on sequences it runs at once (vLLM's max_num_seqs); 0: not reported.
+    max_num_seqs: int = 0
     capabilities: Capabilities = Field(default_factory=Capabilities)
     load: Load = Field(default_factory=Load)
     draining: bool = False

@@ -61,6 +61,10 @@ class SimEngine(Engine):
         return self.sim.max_context_length
 
     @property
+    def max_num_seqs(self) -> int:
+        return self.sim.max_num_seqs
+
+    @property
     def capabilities(self) -> Capabilities:
         return Capabilities(
             tools=True,

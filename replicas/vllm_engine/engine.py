@@ -132,6 +132,10 @@ class VllmEngine(Engine):
         return self._max_context
 
     @property
+    def max_num_seqs(self) -> int:
+        return self._llm.vllm_config.scheduler_config.max_num_seqs if self._llm else 0
+
+    @property
     def capabilities(self) -> Capabilities:
         return self._capabilities
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from fleetgate.core.registry import ReplicaRecord
+    from fleetgate.router.admission import Slot
     from fleetgate.router.dialects.base import Dialect, StreamEncoder
     from fleetgate.router.dispatch import EventStream
     from fleetgate.router.routing.policy import RoutingFacts
@@ -77,6 +78,8 @@ class RequestContext:
     # and the routing facts the replica was chosen by.
     session_hint: str | None = None
     routing: RoutingFacts | None = None
+    # The call's place among its model's requests in flight (router.admission); the runner releases it.
+    admission: Slot | None = None
     # The replica chosen first, the open generation on it, and the replica serving it now (after a retry).
     replica: ReplicaRecord | None = None
     event_stream: EventStream | None = None

@@ -7,7 +7,8 @@
 3. the route's own ``prepare`` step, if any (I/O a pure dialect cannot do: the
    Responses store loads the previous turn, an affinity hint, its store hook);
 4. ``translate`` into the canonical request (404 unknown model, 400 images the model cannot take);
-5. ``admit`` against the key's rate limits (429; the limit headers on every answer): ``admit.py``;
+5. ``admit`` against the key's rate limits (429; the limit headers on every answer), then into the model's
+   admission queue (waits for a slot; 429 / Messages 529 when shed): ``admit.py``;
 6. ``choose_replica`` and ``dispatch`` (503 with Retry-After, the replica's
    400 / 404 refusals, one retry before the first token): ``replica.py``;
 7. the answer: fold the events and render the JSON (``fold.py``), or stream the
@@ -48,6 +49,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fleetgate.core import events
+from fleetgate.router.admission import ClientLeft
 from fleetgate.router.canonical import ids, sse
 from fleetgate.router.canonical.event_kinds import CONTENT_EVENTS
 from fleetgate.router.canonical.fold import CompletionFolder
@@ -202,6 +204,8 @@ async def _lifecycle(
                 yield FinalChunk(pending + encoder.encode(failure, folder.add(failure)) + encoder.close())
     except RedisError as exc:
         raise ctx.fail(state_store_unavailable(state.config.router.retry_after_seconds)) from exc
+    except ClientLeft:
+        raise  # left the admission queue: a 499, not an error
     except ApiError as err:
         ctx.fail(err)
         raise
@@ -209,6 +213,8 @@ async def _lifecycle(
         ctx.status = 500  # answered by the router's exception handlers
         raise
     finally:
+        if ctx.admission is not None:
+            ctx.admission.release()
         if ctx.event_stream is not None:
             await ctx.event_stream.aclose()
         if ctx.routing is not None and ctx.replica_id:
