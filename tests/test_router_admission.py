@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import tracemalloc
 from collections.abc import Iterator
 
 import httpx
@@ -136,6 +137,32 @@ def test_a_replica_that_joins_admits_waiters_without_any_release_and_none_means_
         records.clear()
         assert await queue.admit(MODEL, MODEL) is None  # no healthy replica: the replica choice answers 503
         assert await make_queue([record("a", 1)], enabled=False).admit(MODEL, MODEL) is None
+
+    asyncio.run(scenario())
+
+
+def test_a_thousand_waiters_cost_a_few_kilobytes_each_and_all_leave_when_their_clients_go() -> None:
+    async def scenario() -> None:
+        queue = make_queue([record("a", 1)], max_queued=1000, max_wait_seconds=60)
+        assert await queue.admit(MODEL, MODEL) is not None
+        gone = asyncio.Event()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            waiters = [asyncio.create_task(queue.admit(MODEL, MODEL, until_gone=gone.wait)) for _ in range(1000)]
+            await asyncio.sleep(0.05)
+            per_waiter = (tracemalloc.get_traced_memory()[0] - before) / 1000
+        finally:
+            tracemalloc.stop()
+        assert queue.waiting(MODEL) == 1000
+        # The waiting coroutine and its task, the future, the disconnect watch, the queue entry (~4.3 KB).
+        assert per_waiter < 8 * 1024
+        with pytest.raises(Shed):
+            await queue.admit(MODEL, MODEL)
+        gone.set()
+        outcomes = await asyncio.gather(*waiters, return_exceptions=True)
+        assert all(isinstance(outcome, ClientLeft) for outcome in outcomes)
+        assert queue.waiting(MODEL) == 0 and queue.in_flight(MODEL) == 1
 
     asyncio.run(scenario())
 
