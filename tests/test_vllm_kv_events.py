@@ -9,8 +9,9 @@ With one in-process vLLM CPU engine (the bundled SmolLM2-135M, this module's
 only engine) and a recording sink: a conversation's second turn reads the
 first's prompt from the cache and the first reports what it wrote, the sink
 sees the prompt and BlockStored in our chain, CachedPrefix (over real gRPC)
-answers what the next request then reports, and ``reset_prefix_cache`` clears
-(the sink hears it at once, and again when vLLM publishes it with its next step).
+answers what the next request then reports, ``reset_prefix_cache`` clears
+(the sink hears it at once, and again when vLLM publishes it with its next step),
+and in a small KV cache new prompts evict the oldest one's blocks (BlockRemoved).
 """
 
 from __future__ import annotations
@@ -208,13 +209,17 @@ async def test_batches_the_replay_buffer_no_longer_holds_are_reported_lost():
 VLLM_CONFIG = "tests/configs/vllm.yaml"
 MODEL = "smollm2-135m"
 SYSTEM = " ".join(f"Rule {n}: answer briefly, cite the file and line, and never invent an API." for n in range(40))
+# A small KV cache (vLLM's num_gpu_blocks_override), so that a few prompts evict the oldest.
+KV_CACHE_BLOCKS = 48
 
 
 @pytest.fixture(scope="module")
 async def engine():
     from fleetgate.replicas.vllm_engine import VllmEngine
 
-    vllm_engine = VllmEngine(load_config(VLLM_CONFIG).model(MODEL), "vllm-kv-test", kv_events=RecordingSink())
+    model = load_config(VLLM_CONFIG).model(MODEL)
+    model.engine_args["num_gpu_blocks_override"] = KV_CACHE_BLOCKS
+    vllm_engine = VllmEngine(model, "vllm-kv-test", kv_events=RecordingSink())
     await vllm_engine.start()
     yield vllm_engine
     await vllm_engine.stop()
@@ -232,10 +237,10 @@ def message(role: int, text: str) -> pb.Message:
     return pb.Message(role=role, content=[pb.ContentPart(text=text)])
 
 
-def turn(history: list[pb.Message], **fields) -> pb.GenerateRequest:
+def turn(history: list[pb.Message], max_tokens: int = 8, **fields) -> pb.GenerateRequest:
     return pb.GenerateRequest(
         request_id=f"kv-{uuid.uuid4().hex[:8]}", model=MODEL, messages=history,
-        sampling=pb.Sampling(temperature=0.0, max_tokens=8), **fields,
+        sampling=pb.Sampling(temperature=0.0, max_tokens=max_tokens), **fields,
     )
 
 
@@ -313,3 +318,23 @@ async def test_reset_prefix_cache_clears_the_sink_and_the_mirror(engine, sink):
     assert sink.events.index(AllBlocksCleared(), 1) < next(
         i for i, event in enumerate(sink.events) if isinstance(event, BlockStored))
     assert (await engine.cached_prefix(turn(history))).cached_tokens > 0
+
+
+async def test_eviction_removes_the_oldest_prompts_blocks_from_the_sink_and_the_mirror(engine, sink):
+    def project(n: int) -> pb.GenerateRequest:
+        history = [message(pb.ROLE_SYSTEM, f"Project {n}. {SYSTEM}"), message(pb.ROLE_USER, "Go on.")]
+        return turn(history, max_tokens=1)
+
+    await run(engine, project(0))
+    (_, oldest, _, _), = sink.prompts
+    assert (await engine.cached_prefix(project(0))).cached_tokens > 0
+
+    def evicted() -> bool:
+        return any(isinstance(e, BlockRemoved) and set(e.block_hashes) & set(oldest) for e in sink.events)
+
+    for n in range(1, 3 * KV_CACHE_BLOCKS // len(oldest)):
+        await run(engine, project(n))
+        if evicted():
+            break
+    await settled(evicted, "BlockRemoved for the oldest prompt's blocks")
+    assert (await engine.cached_prefix(project(0))).cached_tokens < len(oldest) * engine.prefix_cache.block_size
