@@ -216,13 +216,14 @@ _TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "bytes", "t
 def _field_locations(loc: Iterable[Any], body: Any = None) -> list[str | int]:
     kept: list[str | int] = []
     node = body
-    for part in loc:
+    parts = list(loc)
+    for position, part in enumerate(parts):
         if isinstance(part, int):
             kept.append(part)
             node = node[part] if isinstance(node, list) and -len(node) <= part < len(node) else None
         elif part in ("body",) and not kept:
             continue
-        elif "[" in part or part in _TYPE_TAGS or _is_union_tag(node, part):
+        elif "[" in part or part in _TYPE_TAGS or _is_union_tag(node, part, last=position == len(parts) - 1):
             continue
         else:
             kept.append(part)
@@ -230,9 +231,13 @@ def _field_locations(loc: Iterable[Any], body: Any = None) -> list[str | int]:
     return kept
 
 
-def _is_union_tag(node: Any, part: str) -> bool:
-    """``part`` is the tag of the tagged-union member ``node`` was validated as, not one of its fields."""
-    return isinstance(node, dict) and part not in node and part in (node.get("type"), node.get("role"))
+def _is_union_tag(node: Any, part: str, *, last: bool) -> bool:
+    """``part`` is the tag of the tagged-union member ``node`` was validated as, not one of its fields: its
+    ``type`` or ``role``, or (with more parts after it) any name ``node`` does not hold, as the tag a
+    discriminator derives (a Responses message without its ``type``); a missing field is always the last."""
+    if not isinstance(node, dict) or part in node:
+        return False
+    return part in (node.get("type"), node.get("role")) or not last
 
 
 def field_path(parts: Sequence[str | int]) -> str:

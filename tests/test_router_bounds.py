@@ -212,6 +212,32 @@ def test_tool_call_arguments_nested_too_deep_are_400(
     assert_error(post(sim_router, path, body), 400, field, anthropic=path == MESSAGES_PATH)
 
 
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ({"role": "user", "content": [{"type": "input_text", "text": "hi", "extra": nested_value(200)}]},
+         "input[0].content[0].extra"),
+        ({"type": "message", "role": "user", "content": "hi", "extra": nested_value(MAX_JSON_DEPTH + 1)},
+         "input[0].extra"),
+        ({"role": "assistant", "content": [{"type": "output_text", "text": "hi", "annotations": [nested_value(300)]}]},
+         "input[0].content[0].annotations[0]"),
+    ],
+)
+def test_a_kept_responses_field_nested_too_deep_is_400(sim_router: RouterProcess, item: dict[str, Any],
+                                                       field: str) -> None:
+    """Unknown fields of Responses items are kept and stored with the conversation: bounded like schemas."""
+    message = assert_error(post(sim_router, RESPONSES, responses(input=[item])), 400, field, anthropic=False)
+    assert f"more than {MAX_JSON_DEPTH} levels" in message
+
+
+def test_a_kept_responses_field_within_the_limit_is_stored_and_continued(sim_router: RouterProcess) -> None:
+    item = {"role": "user", "content": [{"type": "input_text", "text": "hi", "extra": nested_value(MAX_JSON_DEPTH)}]}
+    first = post(sim_router, RESPONSES, responses(input=[item], store=True))
+    assert first.status_code == 200, first.text
+    second = post(sim_router, RESPONSES, responses(previous_response_id=first.json()["id"]))
+    assert second.status_code == 200, second.text
+
+
 # ---------------------------------------------------------------- 3. $ref
 
 
@@ -339,6 +365,16 @@ def test_an_unknown_model_error_quotes_a_bounded_part_of_the_name(
     message = assert_error(response, 404, None, anthropic=path == MESSAGES_PATH)
     assert len(response.content) < 2 * MAX_ECHOED_CHARS + 400
     assert "m" * MAX_ECHOED_CHARS in message and "(60000 characters)" in message
+
+
+def test_an_unknown_previous_response_error_quotes_a_bounded_part_of_the_id(sim_router: RouterProcess) -> None:
+    response_id = "resp_" + "x" * 60_000
+    response = post(sim_router, RESPONSES, responses(previous_response_id=response_id))
+    assert response.status_code in (400, 404), response.text
+    assert len(response.content) < 2 * MAX_ECHOED_CHARS + 400
+    assert response.json()["error"]["param"] == "previous_response_id"
+    got = httpx.get(f"{sim_router.base_url}/v1/responses/{response_id}", timeout=30)
+    assert got.status_code == 404 and len(got.content) < 2 * MAX_ECHOED_CHARS + 400
 
 
 # ---------------------------------------------------------------- 4. a 500 keeps the connection

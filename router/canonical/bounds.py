@@ -11,17 +11,19 @@ a protobuf ``ValueError`` (a 500) when the canonical request is built:
 - ``Seed``: ``Sampling.seed`` (int64);
 - ``Float32``: a proto float without a tighter bound of its own (``repetition_penalty``).
 
-JSON a client nests (tool and response-format schemas, tool-call arguments objects) is bounded to
-``MAX_JSON_DEPTH`` levels of objects and arrays (``check_depth``): deep enough for any real schema (32
-levels of nested object properties), below what re-encoding it (orjson stops at 255) or checking it
-against its metaschema (jsonschema recurses several frames per level) can take.
+JSON a client nests (tool and response-format schemas, tool-call arguments objects: ``check_depth``; the
+extra fields a wire model keeps and stores: ``NestedJson``) is bounded to ``MAX_JSON_DEPTH`` levels of
+objects and arrays: deep enough for any real schema (32 levels of nested object properties), below what
+re-encoding it (orjson and pydantic stop at 255, a stored response read back at ~195) or checking it against
+its metaschema (jsonschema recurses several frames per level) can take. Only these values are walked (a
+walk of a whole request body would cost more than the router's per-request budget).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from fleetgate.router.errors import invalid_request
 
@@ -40,18 +42,18 @@ MAX_JSON_DEPTH = 64
 
 
 def json_depth_exceeds(value: Any, limit: int) -> bool:
-    """Whether ``value`` (decoded JSON) nests objects and arrays more than ``limit`` levels deep (iterative: a
-    value of any depth is measured without recursion)."""
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        node, depth = pending.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
+    """Whether ``value`` (decoded JSON) nests objects and arrays more than ``limit`` levels deep. It recurses
+    at most ``limit`` levels, whatever the value's depth."""
+    kind = type(value)
+    if kind is not dict and kind is not list:
+        return False
+    if limit == 0:
+        return True
+    children = value.values() if kind is dict else value
+    return any(json_depth_exceeds(child, limit - 1) for child in children if type(child) in _CONTAINERS)
+
+
+_CONTAINERS = (dict, list)
 
 
 def check_depth(value: Any, param: str, limit: int = MAX_JSON_DEPTH) -> None:
@@ -59,3 +61,14 @@ def check_depth(value: Any, param: str, limit: int = MAX_JSON_DEPTH) -> None:
     if json_depth_exceeds(value, limit):
         raise invalid_request(f"{param} nests objects and arrays more than {limit} levels deep", param)
 
+
+
+def _within_depth(value: Any) -> Any:
+    if json_depth_exceeds(value, MAX_JSON_DEPTH):
+        raise ValueError(f"nests objects and arrays more than {MAX_JSON_DEPTH} levels deep")
+    return value
+
+
+# Any JSON a wire model keeps as it came (extra fields, annotations) and later re-encodes: at most MAX_JSON_DEPTH
+# levels deep (a validation error at its own path otherwise).
+NestedJson = Annotated[Any, AfterValidator(_within_depth)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from fleetgate.router.errors import invalid_request
+from fleetgate.router.errors import echoed, invalid_request
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -26,7 +26,7 @@ def item_page(
     if after is not None:
         ids = [item.get("id") for item in ordered]
         if after not in ids:
-            raise invalid_request(f"after: no item {after!r} in this response's input", "after")
+            raise invalid_request(f"after: no item {echoed(after)} in this response's input", "after")
         ordered = ordered[ids.index(after) + 1:]
     page = ordered[:limit]
     return {

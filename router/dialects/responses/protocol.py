@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from fleetgate.router.canonical.bounds import TokenLimit
+from fleetgate.router.canonical.bounds import NestedJson, TokenLimit
 
 
 class _Wire(BaseModel):
-    """Base of every wire model: unknown fields are accepted and kept."""
+    """Base of every wire model: unknown fields are accepted and kept (stored with the conversation, so each
+    at most ``router.canonical.bounds.MAX_JSON_DEPTH`` levels deep)."""
 
     model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, NestedJson] = Field(init=False)
 
 
 def _type_of(value: Any) -> Any:
@@ -67,7 +69,7 @@ class InputFile(_Wire):
 class OutputText(_Wire):
     type: Literal["output_text"]
     text: str
-    annotations: list[Any] = Field(default_factory=list)
+    annotations: list[NestedJson] = Field(default_factory=list)
 
 
 class Refusal(_Wire):

@@ -35,7 +35,7 @@ from fleetgate.router.dialects.responses.protocol import ResponsesRequest
 from fleetgate.router.dialects.responses.response import to_json
 from fleetgate.router.dialects.responses.sealed_items import has_sealed_items, open_sealed_items
 from fleetgate.router.error_responses import dialect_router
-from fleetgate.router.errors import not_found
+from fleetgate.router.errors import echoed, not_found
 from fleetgate.router.http_io import REPLICA_HEADER, json_response
 from fleetgate.router.pipeline import runner
 from fleetgate.router.pipeline.context import RequestContext
@@ -54,7 +54,8 @@ async def _load(state: RouterState, response_id: str, key_id: str, param: str | 
     """The stored response of this key; 404 when there is none (or it is another key's)."""
     stored = await _store(state).get(response_id, key_id)
     if stored is None:
-        raise not_found(f"No response with id {response_id!r} found (unknown, expired, deleted or not stored)", param)
+        raise not_found(f"No response with id {echoed(response_id)} found (unknown, expired, deleted or not stored)",
+                        param)
     return stored
 
 
@@ -133,7 +134,7 @@ async def delete_response(http: Request, response_id: str) -> Response:
     state = get_state(http)
     caller = await authenticate(http, state.keys, required=state.config.router.auth)
     if not await _store(state).delete(response_id, caller.key_id):
-        raise not_found(f"No response with id {response_id!r} found")
+        raise not_found(f"No response with id {echoed(response_id)} found")
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 

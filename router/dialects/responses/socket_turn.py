@@ -39,7 +39,7 @@ from fleetgate.router.dialects.responses.protocol import ResponsesRequest
 from fleetgate.router.dialects.responses.routes import _store, begin_turn, stored_response
 from fleetgate.router.dialects.responses.socket_cache import ConnectionCache
 from fleetgate.router.dispatch import EventStream
-from fleetgate.router.errors import ApiError, invalid_request
+from fleetgate.router.errors import ApiError, echoed, invalid_request
 from fleetgate.router.pipeline import runner
 from fleetgate.router.pipeline.context import RequestContext, Step
 from fleetgate.router.pipeline.replica import dispatch
@@ -60,7 +60,7 @@ def steps(websocket: WebSocket, message: dict[str, Any], cache: ConnectionCache)
 
 
 def previous_response_not_found(response_id: str) -> ApiError:
-    return invalid_request(f"Previous response with id {response_id!r} not found.", "previous_response_id",
+    return invalid_request(f"Previous response with id {echoed(response_id)} not found.", "previous_response_id",
                            code="previous_response_not_found")
 
 
