@@ -12,18 +12,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from openai.types.model import Model
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from fleetgate.router import metrics
 from fleetgate.router.auth import Caller, authenticate
+from fleetgate.router.dialects.openai_shape import OPENAI_SHAPE
+from fleetgate.router.error_responses import dialect_router
 from fleetgate.router.http_io import json_response
 from fleetgate.router.registry_view import ModelView
 from fleetgate.router.state import get_state
 
-routes = APIRouter()
+routes = dialect_router(OPENAI_SHAPE)  # an unexpected exception is a 500 in OpenAI's shape on a kept connection
 
 
 async def require_caller(request: Request) -> Caller:
