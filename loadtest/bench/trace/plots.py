@@ -65,6 +65,8 @@ def plot_knee(results: TraceResults, out_dir: Path) -> str | None:
     if results.knee is not None:
         ax.axvline(results.knee, color="tab:gray", linestyle=":", label=f"knee {results.knee:g}")
     ax.set(title="p2c speed sweep", xlabel="speed", ylabel="ms", xscale="log", yscale="log")
+    ax.set_xticks(speeds, [f"{s:g}" for s in speeds])
+    ax.minorticks_off()
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, out_dir, "trace_knee.png")

@@ -20,7 +20,7 @@ from fleetgate.loadtest.bench.trace.mooncake import TRACE_BLOCK_TOKENS, TraceReq
 
 _VOCABULARY = tuple(a + b for a in string.ascii_lowercase for b in string.ascii_lowercase)
 # Characters per word with its leading space.
-_WORD_CHARS = 3
+WORD_CHARS = 3
 # The single user message's role marker is one sim token of the prompt.
 ROLE_MARKER_TOKENS = 1
 
@@ -40,8 +40,8 @@ def block_text(hash_id: int) -> str:
 def prompt_text(request: TraceRequest) -> str:
     """The request's prompt text: its blocks' words in order, cut to ``input_length`` tokens with the role marker."""
     words = max(1, request.input_length - ROLE_MARKER_TOKENS)
-    chars = words * _WORD_CHARS
+    chars = words * WORD_CHARS
     text = "".join(block_text(h) for h in request.hash_ids[: -(-words // TRACE_BLOCK_TOKENS)])
     if len(text) < chars:
-        text += _words(f"fleetgate-trace-pad:{request.index}", (chars - len(text)) // _WORD_CHARS)
+        text += _words(f"fleetgate-trace-pad:{request.index}", (chars - len(text)) // WORD_CHARS)
     return text[1:chars]

@@ -117,7 +117,8 @@ def render_markdown(results: TraceResults, plot_files: Sequence[str] = ()) -> st
     for speed in results.speeds:
         lines += [f"## Targets at speed {speed:g}", "",
                   *_table(["target", "measured", "verdict"],
-                          [[r.target, r.measured, r.verdict] for r in target_rows(results.runs, speed, results.knee)]),
+                          [[r.target, r.measured, r.verdict] for r in target_rows(
+                              results.runs, speed, results.knee, [s.speed for s in results.knee_sweep])]),
                   ""]
     for speed in results.speeds:
         lines += _speed_section(results, speed)

@@ -23,24 +23,37 @@ from fleetgate.core import registry
 
 PREDICTED_CACHED_TOKENS = "fleetgate_prefix_predicted_cached_tokens"
 ROUTING_DECISIONS = "fleetgate_routing_decisions"
+# Seconds a registry read may take before the sample is skipped.
+SAMPLE_TIMEOUT_S = 2.0
 
 
 class LoadSampler:
-    """Per replica id, the queue (running + waiting) its registry record showed at each sample."""
+    """Per replica id, the queue (running + waiting) its registry record showed at each sample.
+
+    ``stop`` asks the loop to end between two samples rather than cancelling it inside a Redis call (a
+    redis-py client cancelled mid-command can hang its ``aclose``); every call has a socket timeout.
+    """
 
     def __init__(self, redis_url: str, interval_s: float = 0.5) -> None:
         self.redis_url = redis_url
         self.interval_s = interval_s
         self.samples: dict[str, list[int]] = defaultdict(list)
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
-        client = aioredis.Redis.from_url(self.redis_url)
+        client = aioredis.Redis.from_url(self.redis_url, socket_timeout=SAMPLE_TIMEOUT_S,
+                                         socket_connect_timeout=SAMPLE_TIMEOUT_S)
         try:
-            while True:
-                for record in await registry.read_all(client):
+            while not self._stopping.is_set():
+                try:
+                    records = await registry.read_all(client)
+                except (aioredis.RedisError, OSError):
+                    records = []
+                for record in records:
                     self.samples[record.replica_id].append(record.load.running + record.load.waiting)
-                await asyncio.sleep(self.interval_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.interval_s)
         finally:
             await client.aclose()
 
@@ -48,10 +61,9 @@ class LoadSampler:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=4 * SAMPLE_TIMEOUT_S)
 
     def mean_queues(self) -> dict[str, float]:
         return {replica: sum(values) / len(values) for replica, values in self.samples.items() if values}

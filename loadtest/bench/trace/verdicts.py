@@ -54,9 +54,21 @@ def cpu_verdict(result: PolicyResult) -> str:
     return judged
 
 
-def target_rows(results: Sequence[PolicyResult], speed: float, knee: float | None) -> list[TargetRow]:
-    at = f"speed {speed:g}" + (", the knee" if knee == speed else ", knee not measured" if knee is None
-                               else f", not the knee ({knee:g})")
+def _where(speed: float, knee: float | None, swept: Sequence[float]) -> str:
+    """Where ``speed`` stands against p2c's knee."""
+    if knee == speed:
+        return f"speed {speed:g}, the knee"
+    if knee is not None:
+        return f"speed {speed:g}, not the knee ({knee:g})"
+    if swept:
+        return f"speed {speed:g}; no knee found up to speed {max(swept):g}"
+    return f"speed {speed:g}, knee not measured"
+
+
+def target_rows(results: Sequence[PolicyResult], speed: float, knee: float | None,
+                swept: Sequence[float] = ()) -> list[TargetRow]:
+    """The targets at ``speed``; ``knee`` and the ``swept`` speeds say where that speed stands."""
+    at = _where(speed, knee, swept)
     p2c, prefix, oracle = (_find(results, p, speed) for p in ("p2c", "prefix", "oracle"))
     rows = []
     if prefix and p2c:
