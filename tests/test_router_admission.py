@@ -124,7 +124,7 @@ def test_a_client_that_leaves_while_queued_leaves_at_once_and_takes_no_slot() ->
     asyncio.run(scenario())
 
 
-def test_a_replica_that_joins_admits_waiters_without_any_release_and_none_means_no_admission() -> None:
+def test_a_replica_that_joins_admits_waiters_first_and_no_replica_means_no_admission() -> None:
     async def scenario() -> None:
         records = [record("a", 1)]
         queue = make_queue(records)
@@ -132,11 +132,29 @@ def test_a_replica_that_joins_admits_waiters_without_any_release_and_none_means_
         waiting = asyncio.create_task(queue.admit(MODEL, MODEL))
         await asyncio.sleep(0.01)
         assert not waiting.done()
-        records.append(record("b", 1))
+        records.append(record("b", 1))  # no release: the waiter's periodic look finds the new slot
         assert await asyncio.wait_for(waiting, 1.0) is not None
         records.clear()
         assert await queue.admit(MODEL, MODEL) is None  # no healthy replica: the replica choice answers 503
         assert await make_queue([record("a", 1)], enabled=False).admit(MODEL, MODEL) is None
+
+    asyncio.run(scenario())
+
+
+def test_a_request_arriving_after_a_replica_joined_lets_those_already_waiting_go_first() -> None:
+    async def scenario() -> None:
+        records = [record("a", 1)]
+        queue = AdmissionQueue(AdmissionConfig(), lambda model: records, recheck_seconds=60)  # no periodic look
+        assert await queue.admit(MODEL, MODEL) is not None
+        waiting = asyncio.create_task(queue.admit(MODEL, MODEL))
+        await asyncio.sleep(0.01)
+        records.append(record("b", 1))
+        newcomer = asyncio.create_task(queue.admit(MODEL, MODEL))
+        assert await asyncio.wait_for(waiting, 1.0) is not None
+        assert not newcomer.done() and queue.waiting(MODEL) == 1 and queue.in_flight(MODEL) == 2
+        newcomer.cancel()
+        await asyncio.gather(newcomer, return_exceptions=True)
+        assert queue.waiting(MODEL) == 0
 
     asyncio.run(scenario())
 

@@ -8,7 +8,8 @@ to the next waiter), its client goes away (``ClientLeft``), or
 ``max_wait_seconds`` pass (``Shed``, ``wait_timeout``); a request that finds
 ``max_queued`` waiting is shed at once (``queue_full``). While anyone waits,
 each waiter also re-reads the capacity every ``recheck_seconds`` (a replica that
-joined adds slots without any request ending). A model without a healthy
+joined adds slots without any request ending), and a new arrival hands slots it
+finds free to those already waiting before it queues. A model without a healthy
 replica and without waiters is not admitted here: the replica choice answers it
 (503). A waiter holds only a future, its key id and its policy entry.
 
@@ -126,6 +127,8 @@ class AdmissionQueue:
         if lane is None:
             lane = self._lanes[model] = _Lane(model, label, self._policy())
         capacity = self.capacity(model)
+        if lane.waiters and lane.in_flight < capacity:
+            self._grant(lane)  # slots appeared (a replica joined) since the waiters' last look: theirs first
         if not lane.waiters:
             if capacity == 0:
                 return None
