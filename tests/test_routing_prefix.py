@@ -97,6 +97,10 @@ def test_a_saturated_replica_spills_its_prefix_and_its_session() -> None:
     assert decide([capped, other], {"hot": 1.0}, 400, busy, SETTINGS).replica.replica_id == "other"
     everyone = [replica("x", running=20), replica("y", running=20)]
     assert decide(everyone, {"x": 1.0}, 400, busy, SETTINGS).replica.replica_id == "x"  # all saturated: cost
+    # A replica that runs at most 2 sequences at once is saturated with 2: a third would wait in its queue.
+    small = replica("small", running=2)
+    small.max_num_seqs = 2
+    assert decide([small, replica("big", running=1)], {"small": 1.0}, 400, busy, SETTINGS).replica.replica_id == "big"
 
 
 def test_a_pinned_session_stays_while_under_the_cap() -> None:

@@ -8,9 +8,10 @@ tokens each):
 
 where the uncached blocks are the prompt's blocks minus the share the replica
 holds, and load is its running + waiting sequences plus this router's calls on
-it. A replica is saturated when its load reaches ``max_load`` or exceeds the
-least loaded candidate's by more than ``max_extra_load``; a saturated replica is
-chosen only when every candidate is. A pinned replica (the session's, or the one
+it. A replica is saturated when its load reaches ``max_load`` or the number of
+sequences its engine runs at once (``max_num_seqs``, when it publishes it: more
+would only wait in its queue), or exceeds the least loaded candidate's by more
+than ``max_extra_load``; a saturated replica is chosen only when every candidate is. A pinned replica (the session's, or the one
 that served the previous response) is kept while it is not saturated.
 Otherwise the cheapest wins; equal costs go to the replica ranked first for the
 prompt's first block (rendezvous hashing), so every router breaks ties alike and
@@ -59,7 +60,8 @@ def decide(
 
     def saturated(record: ReplicaRecord) -> bool:
         busy = loads[record.replica_id]
-        return busy >= settings.max_load or busy - least > settings.max_extra_load
+        cap = min(settings.max_load, record.max_num_seqs) if record.max_num_seqs else settings.max_load
+        return busy >= cap or busy - least > settings.max_extra_load
 
     def share(record: ReplicaRecord) -> float:
         return cached_share.get(record.replica_id, 0.0)
