@@ -200,8 +200,9 @@ class VllmEngine(Engine):
         except GracefulHTTPError as exc:  # the engine's queue limits
             yield events.error(ErrorCode.ERROR_CODE_OVERLOADED, str(exc) or type(exc).__name__)
             return
-        except EngineDeadError as exc:
-            yield events.error(ErrorCode.ERROR_CODE_INTERNAL, f"the engine is dead: {exc}")
+        except EngineDeadError:
+            log.exception("replica %s: the engine is dead", self.replica_id)
+            yield events.error(ErrorCode.ERROR_CODE_INTERNAL, "the replica's engine failed")
             return
         except (VLLMValidationError, ValueError) as exc:
             yield events.error(ErrorCode.ERROR_CODE_INVALID_REQUEST, str(exc))
@@ -228,9 +229,10 @@ class VllmEngine(Engine):
             written = self.prefix_cache.written_tokens(prompt_tokens, cached_tokens)
             yield events.usage(prompt_tokens, completion_tokens, cached_tokens, parser.reasoning_tokens, written)
             yield finish_event(completion.finish_reason, completion.stop_reason, parser.made_tool_calls)
-        except EngineDeadError as exc:
+        except EngineDeadError:
             finished = True  # nothing left to abort
-            yield events.error(ErrorCode.ERROR_CODE_INTERNAL, f"the engine died: {exc}")
+            log.exception("replica %s: the engine died mid-request", self.replica_id)
+            yield events.error(ErrorCode.ERROR_CODE_INTERNAL, "the replica's engine failed")
         finally:
             self._running.discard(request_id)
             if not finished:
