@@ -113,7 +113,7 @@ async def start_replica(
         await engine.start()
         server = await start_replica_server(
             engine, replica_id=replica_id, model_name=model.name, host=host, port=port, port_search_span=span,
-            advertise_host=advertised,
+            advertise_host=advertised, auth_token=config.replica.auth_token,
         )
         undo.push_async_callback(server.stop, 0)
         metrics = start_metrics_server(

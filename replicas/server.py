@@ -5,7 +5,8 @@ call (a router whose client disconnected, or a deadline), the handler is
 cancelled and the engine's event iterator is closed at once, which aborts the
 request in the engine. ``Abort`` aborts by request id. ``Info``, ``Health``,
 ``CountTokens`` and ``CachedPrefix`` answer from the engine. The servicer keeps the replica-level
-Prometheus metrics (``replicas/metrics.py``) current.
+Prometheus metrics (``replicas/metrics.py``) current. A replica with a token
+(``replica.auth_token``) serves only calls that carry it (``replicas/auth.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fleetgate.core.events import ErrorCode
 from fleetgate.core.events import error as error_event
 from fleetgate.core.registry import Load
 from fleetgate.replicas import metrics
+from fleetgate.replicas.auth import TokenInterceptor
 from fleetgate.replicas.engine_interface import Engine
 from fleetgate.replicas.ports import bind_first_free
 from fleetgate.v1 import replica_pb2 as pb
@@ -184,14 +186,17 @@ async def start_replica_server(
     port: int = 0,
     port_search_span: int = 1,
     advertise_host: str | None = None,
+    auth_token: str | None = None,
 ) -> ReplicaServer:
     """Serve ``engine`` on ``host:port`` (0 picks a free port) and return once it listens.
 
     With ``port_search_span`` above 1, ``port`` is a base: the first free port of
     that many from it is taken (``replicas/ports.py``). ``advertise_host`` is the
     host other machines reach it on, when ``host`` is a wildcard such as ``0.0.0.0``.
+    With ``auth_token``, calls without it are refused (``replicas/auth.py``).
     """
     server = grpc.aio.server(
+        interceptors=[TokenInterceptor(auth_token)] if auth_token is not None else None,
         options=[
             ("grpc.so_reuseport", 0),
             # The message size limit and keepalive the routers use (fleetgate/core/grpc_options.py).

@@ -73,7 +73,7 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS,
             socket_timeout=REDIS_COMMAND_TIMEOUT_SECONDS,
         )
-        channels = ChannelPool()
+        channels = ChannelPool(auth_token=config.replica.auth_token)
         registry = RegistryView(
             redis,
             configured_models=config.models,

@@ -6,19 +6,23 @@ still open on it; a brief gap (a Redis restart, a late heartbeat) closes nothing
 Channels take the options replicas agree with (``fleetgate.core.grpc_options``):
 the raised message size limit (base64 images in a request) and keepalive pings, so
 a replica whose host vanished fails its open calls within seconds instead of
-leaving them waiting forever.
+leaving them waiting forever. With a replica token (``replica.auth_token``) every
+call carries it in its metadata: a stub's methods are bound to it once, when the
+channel is made, so a call costs nothing more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Iterable
 
 import grpc
 
 from fleetgate.core import grpc_options
-from fleetgate.v1 import replica_pb2_grpc
+from fleetgate.core.replica_auth import call_metadata
+from fleetgate.v1 import replica_pb2, replica_pb2_grpc
 
 ABSENT_CLOSE_SECONDS = 60.0
 CLOSE_GRACE_SECONDS = 60.0
@@ -30,8 +34,23 @@ CHANNEL_OPTIONS = [
 ]
 
 
+STUB_METHODS = tuple(method.name for method in replica_pb2.DESCRIPTOR.services_by_name["Replica"].methods)
+
+
+def authenticated_stub(
+    channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]
+) -> replica_pb2_grpc.ReplicaStub:
+    """A stub whose every method sends ``metadata`` (callers pass none of their own)."""
+    stub = replica_pb2_grpc.ReplicaStub(channel)
+    if metadata:
+        for name in STUB_METHODS:
+            setattr(stub, name, functools.partial(getattr(stub, name), metadata=metadata))
+    return stub
+
+
 class ChannelPool:
-    def __init__(self) -> None:
+    def __init__(self, auth_token: str | None = None) -> None:
+        self._metadata = call_metadata(auth_token)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, replica_pb2_grpc.ReplicaStub] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -43,7 +62,7 @@ class ChannelPool:
         if stub is None:
             channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
             self._channels[address] = channel
-            stub = self._stubs[address] = replica_pb2_grpc.ReplicaStub(channel)
+            stub = self._stubs[address] = authenticated_stub(channel, self._metadata)
         return stub
 
     async def retain(self, addresses: Iterable[str]) -> None:

@@ -40,6 +40,7 @@ from helm_chart import (  # tests/ is on sys.path
     CUSTOM_KINDS,
     KUBERAY_CRD,
     REPO,
+    Obj,
     Rendered,
     container,
     copy_chart_only,
@@ -84,6 +85,7 @@ EVERYTHING_ON = {
     },
     "bootstrapKey": {"existingSecret": "team-bootstrap-key"},
     "sealingSecret": {"existingSecret": "team-sealing"},
+    "replicaToken": {"existingSecret": "team-replica-token"},
     "redisServer": {"auth": {"existingSecret": "redis-auth"}},
     "huggingface": {"tokenSecret": {"name": "hf-token"}},
     "modelCache": {"type": "hostPath"},
@@ -298,12 +300,33 @@ def test_router_autoscales_on_cpu_and_in_flight_requests(rendered: dict[str, Ren
     }
     ingress = r.named("Ingress", f"{FULLNAME}-router")
     assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == f"{FULLNAME}-router"
-    # Existing bootstrap and sealing Secrets: the chart creates none and points the router at them.
+    # Existing bootstrap, sealing and replica-token Secrets: the chart creates none and points the router at them.
     assert not r.of_kind("Secret")
     router = container(r.named("Deployment", f"{FULLNAME}-router")["spec"]["template"], "router")
     env = env_by_name(router)
     assert env["FLEETGATE_BOOTSTRAP_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "team-bootstrap-key"
     assert env["FLEETGATE_ROUTER__SEALING_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "team-sealing"
+
+
+def fleetgate_pods(r: Rendered) -> list[Obj]:
+    """The pod templates that run fleetgate code: the router, the Ray head and every Ray worker group."""
+    cluster = r.one("RayCluster")["spec"]
+    pods = [r.named("Deployment", f"{FULLNAME}-router")["spec"]["template"], cluster["headGroupSpec"]["template"]]
+    return pods + [g["template"] for g in cluster["workerGroupSpecs"]]
+
+
+@pytest.mark.parametrize(("values", "secret_name"), [("default", f"{FULLNAME}-replica-token"),
+                                                    ("everything-on", "team-replica-token")])
+def test_replica_token_reaches_routers_and_replicas(
+    rendered: dict[str, Rendered], values: str, secret_name: str
+) -> None:
+    r = rendered[values]
+    for pod in fleetgate_pods(r):
+        ref = env_by_name(pod["spec"]["containers"][0])["FLEETGATE_REPLICA__AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": secret_name, "key": "replica-token"}
+    if values == "default":
+        secret = r.named("Secret", secret_name)
+        assert re.fullmatch(r"[A-Za-z0-9]{48}", base64.b64decode(secret["data"]["replica-token"]).decode())
 
 
 def test_in_chart_redis_is_a_persistent_statefulset(rendered: dict[str, Rendered]) -> None:
@@ -319,10 +342,7 @@ def test_redis_password_reaches_every_fleetgate_pod(rendered: dict[str, Rendered
     r = rendered["everything-on"]
     redis = container(r.named("StatefulSet", f"{FULLNAME}-redis")["spec"]["template"], "redis")
     assert redis["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
-    cluster = r.one("RayCluster")["spec"]
-    pods = [r.named("Deployment", f"{FULLNAME}-router")["spec"]["template"], cluster["headGroupSpec"]["template"]]
-    pods += [g["template"] for g in cluster["workerGroupSpecs"]]
-    for pod in pods:
+    for pod in fleetgate_pods(r):
         env = env_by_name(pod["spec"]["containers"][0])
         assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "redis-auth"
         assert env["FLEETGATE_REDIS__URL"]["value"] == f"redis://:$(REDIS_PASSWORD)@{FULLNAME}-redis:6379/0"

@@ -123,7 +123,14 @@ class RouterConfig(_Strict):
 class ReplicaDefaults(_Strict):
     """Settings shared by every replica process."""
 
+    # The address a `fleetgate replica` process binds its gRPC and metrics servers to (loopback by default).
+    # Replica actors bind their Ray node's IP: 127.0.0.1 under `fleetgate up` (its Ray runs on loopback),
+    # the worker pod's IP on Kubernetes.
     host: str = "127.0.0.1"
+    # The shared secret routers send replicas (gRPC metadata `x-fleetgate-replica-token`); a replica with a
+    # token refuses every call without it (UNAUTHENTICATED). None: no check. `fleetgate up` draws one per
+    # run, the Helm chart keeps one in a Secret (env FLEETGATE_REPLICA__AUTH_TOKEN).
+    auth_token: str | None = None
     # Each replica takes the first free port at or above these on its own node (gRPC, then
     # HTTP metrics): one replica per Kubernetes pod serves on exactly these. 0: any free port.
     base_port: int = 50100

@@ -11,6 +11,12 @@ files in ``~/.cache/fleetgate/prometheus/<port>``). Ctrl-C or SIGTERM stops ever
 reverse order: the router, the replicas (drained), Ray, then Redis, leaving no
 process behind.
 
+The surface stays on this machine: Redis, the local Ray (its node address, hence
+the replicas' gRPC and metrics servers) and its dashboard bind to 127.0.0.1, and
+unless ``replica.auth_token`` is set, a token is drawn per run and handed to the
+replicas (in their config) and the router (``FLEETGATE_REPLICA__AUTH_TOKEN``), so
+replicas serve only the router.
+
 Redis and the router run in their own sessions so that Ctrl-C in the terminal
 reaches only this process, which then stops them in the right order.
 """
@@ -30,6 +36,7 @@ from pathlib import Path
 
 from fleetgate.core.config import DEFAULT_CONFIG, FleetgateConfig, load_config
 from fleetgate.core.local_processes import port_open, terminate, wait_for_port
+from fleetgate.core.replica_auth import REPLICA_TOKEN_ENV, new_replica_token
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,8 @@ PROMETHEUS_WORK_DIR = "~/.cache/fleetgate/prometheus/{port}"
 RAY_OBJECT_STORE_BYTES = 256 * 1024**2
 STOP_TIMEOUT_SECONDS = 15.0
 REPLICA_START_TIMEOUT_SECONDS = 900.0
+# The local Ray's node address and dashboard host: replica actors bind their servers to the node address.
+LOOPBACK = "127.0.0.1"
 
 
 @contextlib.contextmanager
@@ -78,8 +87,8 @@ def running_ray(config: FleetgateConfig) -> Iterator[None]:
     else:
         replicas = sum(model.replicas for model in config.models)
         ray.init(
-            num_cpus=replicas + 1, include_dashboard=False, namespace=config.ray.namespace,
-            object_store_memory=RAY_OBJECT_STORE_BYTES,
+            num_cpus=replicas + 1, include_dashboard=False, dashboard_host=LOOPBACK, namespace=config.ray.namespace,
+            object_store_memory=RAY_OBJECT_STORE_BYTES, _node_ip_address=LOOPBACK,
         )
     try:
         yield
@@ -101,8 +110,12 @@ def running_replicas(config: FleetgateConfig, cancel: threading.Event) -> Iterat
 
 
 @contextlib.contextmanager
-def running_router(config_path: Path, host: str, port: int, redis_url: str) -> Iterator[subprocess.Popen[bytes]]:
+def running_router(
+    config_path: Path, host: str, port: int, redis_url: str, replica_token: str | None
+) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "FLEETGATE_REDIS__URL": redis_url}
+    if replica_token is not None:
+        env[REPLICA_TOKEN_ENV] = replica_token
     process = subprocess.Popen(
         [sys.executable, "-m", "fleetgate.launcher.cli", "router", "--config", str(config_path),
          "--host", host, "--port", str(port)],
@@ -138,13 +151,20 @@ def prepare_bundled_models(config: FleetgateConfig) -> None:
         ensure_prepared(config)
 
 
+def with_replica_token(config: FleetgateConfig) -> FleetgateConfig:
+    """``config`` with a replica token: the configured one, or one drawn for this run."""
+    if config.replica.auth_token is not None:
+        return config
+    return config.model_copy(update={"replica": config.replica.model_copy(update={"auth_token": new_replica_token()})})
+
+
 def run_local_cluster(args: argparse.Namespace) -> int:
     """Run the local cluster until Ctrl-C / SIGTERM; exit 1 if the router dies on its own."""
     from fleetgate.replicas.controller import install_stop_signals  # imports Ray: only when the cluster runs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config_path = Path(args.config) if args.config else DEFAULT_CONFIG
-    config = load_config(config_path)
+    config = with_replica_token(load_config(config_path))
     host = config.router.host
     port = args.port or config.router.port
     stop = threading.Event()
@@ -159,7 +179,7 @@ def run_local_cluster(args: argparse.Namespace) -> int:
         stack.enter_context(running_replicas(config, cancel=stop))
         if stop.is_set():
             return 0
-        router = stack.enter_context(running_router(config_path, host, port, redis_url))
+        router = stack.enter_context(running_router(config_path, host, port, redis_url, config.replica.auth_token))
         if args.with_prometheus:
             stack.enter_context(running_prometheus(config, f"{host}:{port}", args.prometheus_port))
         served = ", ".join(f"{m.name} ({m.replicas} × {m.engine})" for m in config.models)

@@ -56,6 +56,19 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- default (printf "%s-sealing" (include "fleetgate.fullname" .)) .Values.sealingSecret.existingSecret -}}
 {{- end -}}
 
+{{- define "fleetgate.replicaTokenSecretName" -}}
+{{- default (printf "%s-replica-token" (include "fleetgate.fullname" .)) .Values.replicaToken.existingSecret -}}
+{{- end -}}
+
+{{/* The replica token (routers send it, replicas require it), for every pod that runs fleetgate code. */}}
+{{- define "fleetgate.replicaTokenEnv" -}}
+- name: FLEETGATE_REPLICA__AUTH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fleetgate.replicaTokenSecretName" . }}
+      key: {{ .Values.replicaToken.secretKey }}
+{{- end -}}
+
 {{- define "fleetgate.bootstrapSecretName" -}}
 {{- default (printf "%s-bootstrap-key" (include "fleetgate.fullname" .)) .Values.bootstrapKey.existingSecret -}}
 {{- end -}}
