@@ -1,8 +1,11 @@
 """``fleetgate up`` with sim replicas: it serves the models, a local Prometheus on the port asked for scrapes
-the router and every replica, and SIGTERM leaves no process behind."""
+the router and every replica, and SIGTERM leaves no process behind; a killed redis-server (with its data) or
+router is restarted and stderr says so, and a child dying past its restart budget is given up."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +20,7 @@ import redis
 import yaml
 
 from conftest import REPO, free_port, wait_for_port
+from fleetgate.core.local_processes import RestartsExhausted, SupervisedProcess
 from fleetgate.core.registry import REPLICA_KEY_PREFIX, ReplicaRecord
 
 
@@ -102,3 +106,80 @@ def test_up_serves_the_configured_models_with_prometheus_and_stops_cleanly(clust
             if child.is_running():
                 child.kill()
         print((tmp_path / "up.log").read_text()[-3000:])
+
+
+# -- supervision -------------------------------------------------------------------------------------------
+
+def child_named(up_pid: int, marker: str) -> psutil.Process:
+    """The child of ``fleetgate up`` whose command line contains ``marker``."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for child in descendants(up_pid):
+            with contextlib.suppress(psutil.Error):
+                if marker in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                    return child
+        time.sleep(0.1)
+    raise TimeoutError(f"no child of fleetgate up runs {marker!r}")
+
+
+def wait_for_text(path: Path, text: str, timeout: float = 30.0) -> float:
+    """Seconds until ``text`` appears in the file at ``path``."""
+    start = time.monotonic()
+    while text not in path.read_text(errors="replace"):
+        assert time.monotonic() - start < timeout, f"{text!r} not in {path} after {timeout}s"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_up_restarts_a_killed_redis_with_its_data_and_a_killed_router(cluster_config, tmp_path, tmp_path_factory):
+    """SIGKILL redis-server: stderr says it restarts it, it serves again on its port with every key written
+    before (AOF); SIGKILL the router: the same. The recovery times are written to supervision_figures.json."""
+    config_path, redis_port, router_port = cluster_config
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETGATE_")}
+    log_path = tmp_path / "up.log"
+    with open(log_path, "wb") as log:
+        up = subprocess.Popen([sys.executable, "-m", "fleetgate.launcher.cli", "up", "--config", str(config_path)],
+                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    figures: dict[str, float] = {}
+    try:
+        wait_for_text(log_path, "fleetgate is up", timeout=120)
+        client = redis.Redis(port=redis_port)
+        stored = {f"fault-test-{i}": f"value-{i}" for i in range(8)}
+        client.mset(stored)
+
+        child_named(up.pid, "redis-server").kill()
+        figures["redis_back_seconds"] = wait_for_text(log_path, "fleetgate: redis-server is back")
+        assert "fleetgate: redis-server exited with code -9; restarting it" in log_path.read_text()
+        assert [v.decode() for v in client.mget(list(stored))] == list(stored.values())
+
+        child_named(up.pid, "fleetgate.launcher.cli router").kill()
+        figures["router_back_seconds"] = wait_for_text(log_path, "fleetgate: router is back", timeout=60)
+        models = httpx.get(f"http://127.0.0.1:{router_port}/v1/models", timeout=10).json()
+        assert [m["id"] for m in models["data"]] == ["sim"]
+        assert up.poll() is None
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=90) == 0
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+        print(log_path.read_text()[-3000:])
+    out = tmp_path_factory.getbasetemp() / "supervision_figures.json"
+    out.write_text(json.dumps(figures))
+    print(f"supervision figures ({out}): {figures}")
+
+
+def test_a_process_dying_past_its_restart_budget_is_given_up(tmp_path: Path) -> None:
+    said: list[str] = []
+    launched: list[subprocess.Popen[bytes]] = []
+
+    def launch() -> subprocess.Popen[bytes]:
+        launched.append(subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]))
+        return launched[-1]
+
+    child = SupervisedProcess("flaky", launch, lambda process: process.wait(), max_restarts=2,
+                              window_seconds=60, announce=said.append)
+    assert [child.check(), child.check()] == [True, True]
+    with pytest.raises(RestartsExhausted, match="flaky exited with code 3 after 2 restarts in 60s; giving up"):
+        child.check()
+    assert len(launched) == 3
+    assert said[0] == "fleetgate: flaky exited with code 3; restarting it (restart 1 of at most 2 in 60s)"

@@ -1,4 +1,5 @@
-"""Helpers for the processes a machine runs for itself: free ports, waiting until one serves, stopping it, its log.
+"""Helpers for the processes a machine runs for itself: free ports, waiting until one serves, stopping it, its log,
+and keeping it running (``SupervisedProcess``: restarted when it dies, within a budget).
 
 Used by ``fleetgate up`` and its local Prometheus (``fleetgate.launcher``), the
 benchmark (``fleetgate.loadtest.bench.processes``) and the tests' process
@@ -12,7 +13,9 @@ import contextlib
 import logging
 import socket
 import subprocess
+import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -98,6 +101,80 @@ def terminate(process: subprocess.Popen[bytes], *, what: str, timeout: float = 1
         log.warning("%s did not stop in %.0fs; killing it", what, timeout)
         process.kill()
         return process.wait()
+
+
+class RestartsExhausted(RuntimeError):
+    """A supervised process died again after its last allowed restart (or could not be started again)."""
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class SupervisedProcess:
+    """A child process started by ``launch`` and awaited by ``ready``, restarted whenever ``check`` finds it dead.
+
+    At most ``max_restarts`` restarts within any ``window_seconds``: one more death raises ``RestartsExhausted``.
+    A restart whose ``ready`` fails (the process exits again or never serves) counts against the budget, and
+    the next ``check`` tries again. Every death and restart is announced (stderr by default).
+    """
+
+    def __init__(
+        self,
+        what: str,
+        launch: Callable[[], subprocess.Popen[bytes]],
+        ready: Callable[[subprocess.Popen[bytes]], None],
+        *,
+        max_restarts: int = 3,
+        window_seconds: float = 60.0,
+        announce: Callable[[str], None] = _to_stderr,
+    ) -> None:
+        self.what = what
+        self._launch = launch
+        self._ready = ready
+        self.max_restarts = max_restarts
+        self.window_seconds = window_seconds
+        self._announce = announce
+        self._restart_times: deque[float] = deque()
+        self.restarts = 0
+        self.process = launch()
+        try:
+            ready(self.process)
+        except BaseException:
+            terminate(self.process, what=what, timeout=5)
+            raise
+
+    def check(self) -> bool:
+        """Restart the process if it has exited; whether it did. Raises ``RestartsExhausted`` past the budget."""
+        code = self.process.poll()
+        if code is None:
+            return False
+        now = time.monotonic()
+        while self._restart_times and now - self._restart_times[0] > self.window_seconds:
+            self._restart_times.popleft()
+        if len(self._restart_times) >= self.max_restarts:
+            raise RestartsExhausted(
+                f"{self.what} exited with code {code} after {len(self._restart_times)} restarts in "
+                f"{self.window_seconds:.0f}s; giving up"
+            )
+        self._restart_times.append(now)
+        self._announce(
+            f"fleetgate: {self.what} exited with code {code}; restarting it (restart {len(self._restart_times)} "
+            f"of at most {self.max_restarts} in {self.window_seconds:.0f}s)"
+        )
+        try:
+            self.process = self._launch()
+            self._ready(self.process)
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            self._announce(f"fleetgate: {self.what} did not come back: {exc}")
+            terminate(self.process, what=self.what, timeout=5)  # a launched process that never served
+            return True
+        self.restarts += 1
+        self._announce(f"fleetgate: {self.what} is back after {time.monotonic() - now:.1f}s")
+        return True
+
+    def stop(self, timeout: float = 15.0) -> int:
+        return terminate(self.process, what=self.what, timeout=timeout)
 
 
 def _log_suffix(log_path: Path | None) -> str:

@@ -18,7 +18,11 @@ replicas (in their config) and the router (``FLEETGATE_REPLICA__AUTH_TOKEN``), s
 replicas serve only the router.
 
 Redis and the router run in their own sessions so that Ctrl-C in the terminal
-reaches only this process, which then stops them in the right order.
+reaches only this process, which then stops them in the right order. Both are
+supervised (``fleetgate.core.local_processes.SupervisedProcess``): when one dies,
+it is started again (Redis on its port and data directory, so with its AOF) and
+stderr says so; past ``MAX_RESTARTS`` restarts in ``RESTART_WINDOW_SECONDS``,
+or when one cannot be started again, the cluster stops with exit code 1.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fleetgate.core.config import DEFAULT_CONFIG, FleetgateConfig, load_config
-from fleetgate.core.local_processes import port_open, terminate, wait_for_port
+from fleetgate.core.local_processes import RestartsExhausted, SupervisedProcess, port_open, wait_for_port
 from fleetgate.core.replica_auth import REPLICA_TOKEN_ENV, new_replica_token
 
 log = logging.getLogger(__name__)
@@ -46,13 +50,18 @@ PROMETHEUS_WORK_DIR = "~/.cache/fleetgate/prometheus/{port}"
 RAY_OBJECT_STORE_BYTES = 256 * 1024**2
 STOP_TIMEOUT_SECONDS = 15.0
 REPLICA_START_TIMEOUT_SECONDS = 900.0
+# Supervision of redis-server and the router: checked once a second, at most 3 restarts a minute each.
+SUPERVISE_INTERVAL_SECONDS = 1.0
+MAX_RESTARTS = 3
+RESTART_WINDOW_SECONDS = 60.0
 # The local Ray's node address and dashboard host: replica actors bind their servers to the node address.
 LOOPBACK = "127.0.0.1"
 
 
 @contextlib.contextmanager
-def running_redis(config: FleetgateConfig) -> Iterator[str]:
-    """The Redis URL to use: ``redis.url`` as is, or a redis-server started here with AOF persistence."""
+def running_redis(config: FleetgateConfig, supervised: list[SupervisedProcess]) -> Iterator[str]:
+    """The Redis URL to use: ``redis.url`` as is, or a redis-server started here with AOF persistence
+    (added to ``supervised``: restarted on the same port and data, hence its AOF, when it dies)."""
     if config.redis.url:
         yield config.redis.url
         return
@@ -64,17 +73,20 @@ def running_redis(config: FleetgateConfig) -> Iterator[str]:
         raise RuntimeError(f"port {port} is taken (another redis-server?); stop it or set redis.url / redis.port")
     data_dir = Path(config.redis.data_dir).expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--appendonly", "yes",
-         "--protected-mode", "yes", "--logfile", str(data_dir / "redis.log")],
-        stdin=subprocess.DEVNULL, start_new_session=True,
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--appendonly", "yes",
+               "--protected-mode", "yes", "--logfile", str(data_dir / "redis.log")]
+    redis = SupervisedProcess(
+        "redis-server",
+        lambda: subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True),
+        lambda process: wait_for_port(port, timeout=30, process=process, what="redis-server"),
+        max_restarts=MAX_RESTARTS, window_seconds=RESTART_WINDOW_SECONDS,
     )
+    supervised.append(redis)
     try:
-        wait_for_port(port, timeout=30, process=process, what="redis-server")
         log.info("redis-server on port %d, data in %s", port, data_dir)
         yield config.redis_url
     finally:
-        terminate(process, what="redis-server", timeout=STOP_TIMEOUT_SECONDS)
+        redis.stop(timeout=STOP_TIMEOUT_SECONDS)
 
 
 @contextlib.contextmanager
@@ -111,21 +123,26 @@ def running_replicas(config: FleetgateConfig, cancel: threading.Event) -> Iterat
 
 @contextlib.contextmanager
 def running_router(
-    config_path: Path, host: str, port: int, redis_url: str, replica_token: str | None
-) -> Iterator[subprocess.Popen[bytes]]:
+    config_path: Path, host: str, port: int, redis_url: str, replica_token: str | None,
+    supervised: list[SupervisedProcess],
+) -> Iterator[None]:
+    """The router as a subprocess (added to ``supervised``: restarted when it dies)."""
     env = {**os.environ, "FLEETGATE_REDIS__URL": redis_url}
     if replica_token is not None:
         env[REPLICA_TOKEN_ENV] = replica_token
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fleetgate.launcher.cli", "router", "--config", str(config_path),
-         "--host", host, "--port", str(port)],
-        env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+    command = [sys.executable, "-m", "fleetgate.launcher.cli", "router", "--config", str(config_path),
+               "--host", host, "--port", str(port)]
+    router = SupervisedProcess(
+        "router",
+        lambda: subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, start_new_session=True),
+        lambda process: wait_for_port(port, host=host, timeout=60, process=process, what="router"),
+        max_restarts=MAX_RESTARTS, window_seconds=RESTART_WINDOW_SECONDS,
     )
+    supervised.append(router)
     try:
-        wait_for_port(port, host=host, timeout=60, process=process, what="router")
-        yield process
+        yield
     finally:
-        terminate(process, what="router", timeout=STOP_TIMEOUT_SECONDS)
+        router.stop(timeout=STOP_TIMEOUT_SECONDS)
 
 
 @contextlib.contextmanager
@@ -158,8 +175,22 @@ def with_replica_token(config: FleetgateConfig) -> FleetgateConfig:
     return config.model_copy(update={"replica": config.replica.model_copy(update={"auth_token": new_replica_token()})})
 
 
+def supervise(supervised: list[SupervisedProcess], stop: threading.Event) -> bool:
+    """Restart the supervised children that die, once a second, until ``stop``; false (after saying why on
+    stderr) when one cannot be kept running."""
+    while not stop.wait(SUPERVISE_INTERVAL_SECONDS):
+        try:
+            for child in supervised:
+                child.check()
+        except RestartsExhausted as exc:
+            print(f"fleetgate: {exc}; stopping the cluster", file=sys.stderr, flush=True)
+            return False
+    return True
+
+
 def run_local_cluster(args: argparse.Namespace) -> int:
-    """Run the local cluster until Ctrl-C / SIGTERM; exit 1 if the router dies on its own."""
+    """Run the local cluster until Ctrl-C / SIGTERM, restarting a dead Redis or router; exit 1 when one cannot
+    be restarted (``MAX_RESTARTS`` within ``RESTART_WINDOW_SECONDS``)."""
     from fleetgate.replicas.controller import install_stop_signals  # imports Ray: only when the cluster runs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -172,21 +203,22 @@ def run_local_cluster(args: argparse.Namespace) -> int:
 
     prepare_bundled_models(config)
     with contextlib.ExitStack() as stack:
-        redis_url = stack.enter_context(running_redis(config))
+        supervised: list[SupervisedProcess] = []
+        redis_url = stack.enter_context(running_redis(config, supervised))
         config = config.model_copy(update={"redis": config.redis.model_copy(update={"url": redis_url})})
         stack.enter_context(running_ray(config))
         install_stop_signals(stop)  # again: ray.init replaced the SIGTERM handler
         stack.enter_context(running_replicas(config, cancel=stop))
         if stop.is_set():
             return 0
-        router = stack.enter_context(running_router(config_path, host, port, redis_url, config.replica.auth_token))
+        stack.enter_context(
+            running_router(config_path, host, port, redis_url, config.replica.auth_token, supervised)
+        )
         if args.with_prometheus:
             stack.enter_context(running_prometheus(config, f"{host}:{port}", args.prometheus_port))
         served = ", ".join(f"{m.name} ({m.replicas} × {m.engine})" for m in config.models)
         print(f"fleetgate is up: http://{host}:{port}/v1  models: {served}", flush=True)
-        while not stop.wait(1.0):
-            if router.poll() is not None:
-                log.error("the router exited with code %s; stopping the cluster", router.returncode)
-                return 1
+        if not supervise(supervised, stop):
+            return 1
         print("fleetgate: stopping", flush=True)
     return 0
