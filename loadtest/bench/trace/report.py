@@ -71,6 +71,11 @@ _POLICY_HEADER = ["policy", "TTFT p50 / p90 / p99 (ms)", "output tok/s", "cache 
 def _speed_section(results: TraceResults, speed: float) -> list[str]:
     runs = [r for r in results.runs if r.speed == speed]
     lines = [f"## Speed {speed:g}", "", *_table(_POLICY_HEADER, _policy_rows(runs)), ""]
+    light = min(results.knee_sweep, key=lambda r: r.speed, default=None)
+    p2c = next((r for r in runs if r.policy == "p2c"), None)
+    if light and p2c and light.ttft_ms_p90 > 0:
+        lines += [f"p2c's TTFT p90 here is {p2c.ttft_ms_p90 / light.ttft_ms_p90:.1f}× its light-load value "
+                  f"({light.ttft_ms_p90:.0f} ms at speed {light.speed:g} in the sweep).", ""]
     reasons = [[r.policy, ", ".join(f"{k} {v:.0f}" for k, v in sorted(r.routing_reasons.items())) or "–"]
                for r in runs]
     lines += ["Routing decisions by reason (the routers' `fleetgate_routing_decisions_total`):", "",
@@ -92,7 +97,9 @@ def _knee_section(results: TraceResults) -> list[str]:
         f"Each step replays --knee-window wall seconds of the trace at that speed; light load is the slowest. "
         f"The knee is the first speed where p2c's TTFT p90 exceeds {results.knee_factor:g}× light load: {found}.",
         "",
-        *_table(_POLICY_HEADER, _policy_rows(results.knee_sweep)),
+        *_table(["speed", *_POLICY_HEADER[1:]],
+                [[f"{r.speed:g}", *row[1:]] for r, row in zip(results.knee_sweep, _policy_rows(results.knee_sweep),
+                                                              strict=True)]),
         "",
     ]
 
