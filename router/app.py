@@ -9,6 +9,12 @@ OpenAI's shape, or Anthropic's under the Messages dialect's path space.
 If ``FLEETGATE_BOOTSTRAP_KEY`` is set, that key is registered at startup under the
 name ``bootstrap`` (idempotently: every router of a deployment does it, the Helm
 chart passes it from a Secret).
+
+The surface beyond the API is closed by default: the interactive docs (``/docs``,
+``/redoc``, ``/openapi.json``) are served only with auth off (``router.docs``
+overrides), CORS headers only for ``router.cors_allow_origins``, and with
+``router.metrics_port`` ``/metrics`` moves to a port of its own
+(``router/metrics_port.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from fleetgate.core.config import FleetgateConfig
 from fleetgate.router.admission import AdmissionQueue
@@ -34,7 +41,9 @@ from fleetgate.router.dialects.responses.routes import routes as responses_route
 from fleetgate.router.dialects.responses.websocket import routes as responses_websocket_routes
 from fleetgate.router.dispatch import Dispatcher
 from fleetgate.router.error_responses import install_error_handlers
+from fleetgate.router.http_io import REPLICA_HEADER
 from fleetgate.router.meta_routes import routes as meta_routes
+from fleetgate.router.metrics_port import serve_metrics
 from fleetgate.router.rate_limit_store import RateLimiter
 from fleetgate.router.registry_view import RegistryView
 from fleetgate.router.replica_client import ChannelPool
@@ -53,6 +62,8 @@ ROUTES: list[APIRouter] = [
 # A Redis that is down refuses at once; one that vanished must not hang requests: they get a 503 instead.
 REDIS_CONNECT_TIMEOUT_SECONDS = 2.0
 REDIS_COMMAND_TIMEOUT_SECONDS = 5.0
+# After a Redis outage, the last registry view bridges this many heartbeats (router/registry_view.py).
+REGISTRY_GRACE_HEARTBEATS = 2
 
 
 async def register_bootstrap_key(keys: KeyStore, environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
@@ -80,6 +91,8 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             refresh_seconds=settings.registry_refresh_seconds,
             quarantine_seconds=config.replica.registry_ttl_seconds + settings.registry_refresh_seconds,
             on_addresses=channels.retain,
+            grace_seconds=(REGISTRY_GRACE_HEARTBEATS * config.replica.heartbeat_seconds
+                           + settings.registry_refresh_seconds),
         )
         in_flight = InFlight()
         routing = routing_policy(PolicyParts(config, in_flight, redis, channels))
@@ -99,16 +112,26 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             admission=AdmissionQueue(settings.admission, registry.healthy,
                                      recheck_seconds=settings.registry_refresh_seconds),
         )
-        try:
-            await register_bootstrap_key(keys)
-            await registry.start()
-            yield
-        finally:
-            await registry.stop()
-            await channels.close()
-            await redis.aclose()
+        with serve_metrics(settings):
+            try:
+                await register_bootstrap_key(keys)
+                await registry.start()
+                yield
+            finally:
+                await registry.stop()
+                await channels.close()
+                await redis.aclose()
 
-    app = FastAPI(title="fleetgate router", lifespan=lifespan)
+    docs = settings.docs if settings.docs is not None else not settings.auth
+    app = FastAPI(
+        title="fleetgate router", lifespan=lifespan, docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None, openapi_url="/openapi.json" if docs else None,
+    )
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_methods=["*"], allow_headers=["*"],
+            expose_headers=[REPLICA_HEADER, "retry-after"],
+        )
     install_error_handlers(app, default=OPENAI_SHAPE, path_spaces={MESSAGES_PATH_SPACE: MESSAGES},
                            retry_after_seconds=settings.retry_after_seconds)
     for routes in ROUTES:

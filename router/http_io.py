@@ -3,7 +3,11 @@
 ``read_json_body`` enforces ``router.max_body_bytes`` while reading (a declared
 Content-Length over the limit is refused at once, and a body that grows past it
 is refused as soon as it does, whatever the headers said) and turns malformed
-JSON into a 400.
+JSON into a 400. A body declared as anything but JSON (``application/json``, with
+or without parameters such as ``charset=utf-8``, or a ``+json`` type) is refused
+with 415 before it is read: a browser page may send ``text/plain`` or a form
+cross-origin without asking, never ``application/json``. A body without a
+Content-Type is read as JSON.
 """
 
 from __future__ import annotations
@@ -14,13 +18,30 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fleetgate.router.errors import invalid_request, request_too_large
+from fleetgate.router.errors import ApiError, ErrorKind, invalid_request, request_too_large
 
 # Names the replica that served a generation (every dialect, JSON and SSE).
 REPLICA_HEADER = "x-fleetgate-replica"
+# How much of an unacceptable Content-Type a 415 quotes.
+_QUOTED_CONTENT_TYPE_CHARS = 100
+
+
+def is_json_media_type(content_type: str) -> bool:
+    """True for ``application/json`` and ``…+json`` types, whatever their parameters and case."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+def unsupported_media_type(content_type: str) -> ApiError:
+    quoted = content_type[:_QUOTED_CONTENT_TYPE_CHARS]
+    message = f"The request body must be JSON (Content-Type: application/json), not {quoted!r}"
+    return ApiError(415, ErrorKind.INVALID_REQUEST, message)
 
 
 async def read_json_body(request: Request, max_bytes: int) -> Any:
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not is_json_media_type(content_type):
+        raise unsupported_media_type(content_type)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise request_too_large(max_bytes)

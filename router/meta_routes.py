@@ -4,12 +4,16 @@ Models come from the registry (plus the configured ones, so a model whose
 replicas are restarting is still listed, with ``replicas: 0``). Each model is an
 OpenAI ``model`` object with extra fields: ``context_length`` (the replicas'
 max context, 0 while unknown), ``capabilities`` and ``replicas`` (healthy now).
-``/health`` says the router process is up; ``/ready`` that every configured
-model has a healthy replica (503 naming the missing ones otherwise).
+``/health`` says the router process is up (liveness); ``/ready`` that Redis
+answers (API keys, rate limits, stored responses and the registry live there) and
+every configured model has a healthy replica (503 saying which is not otherwise).
+``/metrics`` needs ``Authorization: Bearer <router.metrics_key>`` when one is set,
+and is not served here when ``router.metrics_port`` moves it to a port of its own.
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from fastapi import Depends, Request
@@ -21,7 +25,9 @@ from fleetgate.router import metrics
 from fleetgate.router.auth import Caller, authenticate
 from fleetgate.router.dialects.openai_shape import OPENAI_SHAPE
 from fleetgate.router.error_responses import dialect_router
+from fleetgate.router.errors import authentication_failed, not_found
 from fleetgate.router.http_io import json_response
+from fleetgate.router.redis_reachability import redis_answers, unreachable_message
 from fleetgate.router.registry_view import ModelView
 from fleetgate.router.state import get_state
 
@@ -66,12 +72,22 @@ async def health() -> Response:
 
 @routes.get("/ready")
 async def ready(request: Request) -> Response:
-    missing = get_state(request).registry.missing_models()
+    state = get_state(request)
+    if not await redis_answers(state.redis):
+        return json_response({"status": "not ready", "reason": unreachable_message(state.config.redis_url)}, status=503)
+    missing = state.registry.missing_models()
     if missing:
         return json_response({"status": "not ready", "missing": missing}, status=503)
     return json_response({"status": "ready"})
 
 
 @routes.get("/metrics")
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(request: Request) -> Response:
+    settings = get_state(request).config.router
+    if settings.metrics_port is not None:
+        raise not_found("Not found: /metrics")  # served on the metrics port, not named to API clients
+    if settings.metrics_key is not None and not hmac.compare_digest(
+        request.headers.get("authorization", "").encode(), f"Bearer {settings.metrics_key}".encode()
+    ):
+        raise authentication_failed("/metrics needs 'Authorization: Bearer <router.metrics_key>'")
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

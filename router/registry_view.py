@@ -8,7 +8,11 @@ quarantined locally (until its registry record expires, or it restarts with a
 new ``started_at``), so requests stop going to a dead replica at once. When
 Redis is unreachable the last view is kept: replicas may well be fine; ``readable``
 says whether the last read succeeded (a model the view does not know is then
-"state store unavailable" rather than "unknown").
+"state store unavailable" rather than "unknown"). When Redis answers again after
+an outage, replicas whose records expired meanwhile have not re-registered yet:
+for ``grace_seconds`` (about two heartbeats) the records of the last view that the
+new reads lack are kept, so the router does not answer "no healthy replica" while
+heartbeats return (a replica that really died is quarantined on its first failure).
 """
 
 from __future__ import annotations
@@ -49,10 +53,12 @@ class RegistryView:
         refresh_seconds: float = 1.0,
         quarantine_seconds: float = 5.0,
         on_addresses: Callable[[set[str]], Awaitable[None]] | None = None,
+        grace_seconds: float = 0.0,
     ) -> None:
         self.redis = redis
         self.refresh_seconds = refresh_seconds
         self.quarantine_seconds = quarantine_seconds
+        self.grace_seconds = grace_seconds
         self._configured = {m.name: m for m in configured_models}
         self._on_addresses = on_addresses
         self._records: dict[str, ReplicaRecord] = {}
@@ -63,6 +69,9 @@ class RegistryView:
         self._task: asyncio.Task[None] | None = None
         # Whether the last read of the registry succeeded.
         self.readable = False
+        # After an outage: the records of the view before it, kept until the monotonic time `_grace_until`.
+        self._kept: dict[str, ReplicaRecord] = {}
+        self._grace_until = 0.0
 
     # -- refreshing ------------------------------------------------------------
 
@@ -70,10 +79,15 @@ class RegistryView:
         try:
             records = await read_all(self.redis)
         except Exception:
+            if self.readable and self._records:
+                self._kept = self._records  # what to bridge the return of heartbeats with
             self.readable = False
             raise
+        if not self.readable and self._kept:
+            self._grace_until = time.monotonic() + self.grace_seconds
         self.readable = True
-        self._records = {r.replica_id: r for r in records}
+        self._records = self._within_grace({r.replica_id: r for r in records})
+        records = list(self._records.values())
         for r in records:
             if not r.draining:
                 self._last_seen[r.model] = (r.max_context_length, r.capabilities)
@@ -81,6 +95,15 @@ class RegistryView:
             metrics.HEALTHY_REPLICAS.labels(model=name).set(len(self.healthy(name)))
         if self._on_addresses is not None:
             await self._on_addresses({r.address for r in records})
+
+    def _within_grace(self, read: dict[str, ReplicaRecord]) -> dict[str, ReplicaRecord]:
+        """``read``, plus, during the grace after an outage, the kept records it lacks."""
+        if not self._kept:
+            return read
+        if time.monotonic() >= self._grace_until:
+            self._kept = {}
+            return read
+        return {**self._kept, **read}
 
     async def _loop(self) -> None:
         while True:

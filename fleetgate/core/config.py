@@ -118,6 +118,16 @@ class RouterConfig(_Strict):
     # (60: per minute, as named). Shorter windows are for tests.
     rate_limit_window_seconds: float = Field(default=60.0, gt=0)
     admission: AdmissionConfig = Field(default_factory=lambda: AdmissionConfig())
+    # The interactive API docs (/docs, /redoc, /openapi.json). None: served only when auth is off.
+    docs: bool | None = None
+    # /metrics: None serves it on the router's port without a key; a `metrics_port` serves it on its own
+    # port instead (bound to `metrics_host`, off the API port); a `metrics_key` requires
+    # `Authorization: Bearer <metrics_key>` for it (env FLEETGATE_ROUTER__METRICS_KEY).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    metrics_key: str | None = None
+    # Browser origins allowed to call the API cross-origin (CORS); empty: no CORS headers at all.
+    cors_allow_origins: list[str] = Field(default_factory=list)
 
 
 class ReplicaDefaults(_Strict):

@@ -20,8 +20,11 @@ import sys
 from fleetgate.loadtest.bench.trace.options import add_trace_arguments
 
 
-def _add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=None, help="YAML config (default deploy/local.yaml)")
+def _add_config(p: argparse.ArgumentParser, *, subcommand: bool = False) -> None:
+    """``--config``. On a subcommand (``keys create --config c.yaml``) it is also accepted after the subcommand's
+    name; its default is then SUPPRESS, so a ``--config`` given before the name is not reset."""
+    p.add_argument("--config", default=argparse.SUPPRESS if subcommand else None,
+                   help="YAML config (default deploy/local.yaml)")
 
 
 def _rate_limit(text: str) -> int:
@@ -87,12 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys_sub.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True)
     _add_rate_limits(create)
-    keys_sub.add_parser("list", help="list keys and their rate limits (never the secret)")
+    listing = keys_sub.add_parser("list", help="list keys and their rate limits (never the secret)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id or name")
     revoke.add_argument("key")
     limit = keys_sub.add_parser("limit", help="set or clear a key's own rate limits, by its id or name")
     limit.add_argument("key")
     _add_rate_limits(limit)
+    for keys_command in (create, listing, revoke, limit):
+        _add_config(keys_command, subcommand=True)
 
     bench = sub.add_parser("bench", help="side-by-side benchmarks into loadtest/results (router overhead, vLLM, "
                                          "scale-out, LiteLLM)")
