@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -183,3 +184,13 @@ def test_a_process_dying_past_its_restart_budget_is_given_up(tmp_path: Path) -> 
         child.check()
     assert len(launched) == 3
     assert said[0] == "fleetgate: flaky exited with code 3; restarting it (restart 1 of at most 2 in 60s)"
+
+
+def test_fleetgate_up_stops_with_a_reason_when_a_child_cannot_be_kept_running(capsys) -> None:
+    from fleetgate.launcher.local_cluster import supervise
+
+    child = SupervisedProcess("router", lambda: subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"]),
+                              lambda process: process.wait(), max_restarts=0, window_seconds=60)
+    assert supervise([child], threading.Event()) is False
+    assert ("fleetgate: router exited with code 1 after 0 restarts in 60s; giving up; stopping the cluster"
+            in capsys.readouterr().err)
