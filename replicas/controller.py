@@ -1,6 +1,6 @@
 """Replicas as Ray actors: the actor that hosts one replica, and the controller that keeps them running.
 
-``ReplicaActor`` runs a whole replica (engine, gRPC server on the node's IP,
+``ReplicaActor`` runs a whole replica (engine, gRPC server on the node's IP or ``replica.actor_host``,
 metrics, registry heartbeat) inside a Ray actor, on the first free ports at or
 above the configured base ports of its own node; its resources, placement group
 and environment (the model's ``env``, e.g. ``VLLM_CPU_KVCACHE_SPACE``, through
@@ -54,17 +54,17 @@ class ReplicaActor:
         self.replica: RunningReplica | None = None
 
     async def start(self) -> dict[str, Any]:
-        """Start the replica on the node's IP and register it; returns its registry record.
+        """Start the replica on the node's IP (or ``replica.actor_host``) and register it; returns its record.
 
         Its gRPC and metrics ports are the first free ones at or above
         ``replica.base_port`` / ``replica.metrics_base_port`` on this node (0: any free
         port), so one replica per Kubernetes pod always serves on the base ports.
         """
-        node_ip = ray.util.get_node_ip_address()
         ports = self.config.replica
+        host = ports.actor_host or ray.util.get_node_ip_address()
         self.replica = await start_replica(
-            self.config, self.model_name, replica_id=self.replica_id, host=node_ip,
-            port=ports.base_port, metrics_port=ports.metrics_base_port, find_free_ports=True, advertise_host=node_ip,
+            self.config, self.model_name, replica_id=self.replica_id, host=host,
+            port=ports.base_port, metrics_port=ports.metrics_base_port, find_free_ports=True, advertise_host=host,
         )
         return self.replica.record.model_dump()
 

@@ -134,9 +134,10 @@ class ReplicaDefaults(_Strict):
     """Settings shared by every replica process."""
 
     # The address a `fleetgate replica` process binds its gRPC and metrics servers to (loopback by default).
-    # Replica actors bind their Ray node's IP: 127.0.0.1 under `fleetgate up` (its Ray runs on loopback),
-    # the worker pod's IP on Kubernetes.
     host: str = "127.0.0.1"
+    # The address replica actors bind and advertise; None: their Ray node's IP (the worker pod's IP on
+    # Kubernetes). `fleetgate up` sets 127.0.0.1 for the replicas of its local Ray.
+    actor_host: str | None = None
     # The shared secret routers send replicas (gRPC metadata `x-fleetgate-replica-token`); a replica with a
     # token refuses every call without it (UNAUTHENTICATED). None: no check. `fleetgate up` draws one per
     # run, the Helm chart keeps one in a Secret (env FLEETGATE_REPLICA__AUTH_TOKEN).

@@ -11,8 +11,10 @@ files in ``~/.cache/fleetgate/prometheus/<port>``). Ctrl-C or SIGTERM stops ever
 reverse order: the router, the replicas (drained), Ray, then Redis, leaving no
 process behind.
 
-The surface stays on this machine: Redis, the local Ray (its node address, hence
-the replicas' gRPC and metrics servers) and its dashboard bind to 127.0.0.1, and
+The surface stays on this machine: Redis, the replica actors' gRPC and metrics
+servers (``replica.actor_host``) and Ray's dashboard host are 127.0.0.1. Ray's own
+processes (GCS, raylet, workers) listen on the node's address whatever ray.init is
+told (it turns 127.0.0.1 into the node's IP), behind Ray's token authentication. And
 unless ``replica.auth_token`` is set, a token is drawn per run and handed to the
 replicas (in their config) and the router (``FLEETGATE_REPLICA__AUTH_TOKEN``), so
 replicas serve only the router.
@@ -54,7 +56,7 @@ REPLICA_START_TIMEOUT_SECONDS = 900.0
 SUPERVISE_INTERVAL_SECONDS = 1.0
 MAX_RESTARTS = 3
 RESTART_WINDOW_SECONDS = 60.0
-# The local Ray's node address and dashboard host: replica actors bind their servers to the node address.
+# Where the local cluster's replica actors bind their servers, and the local Ray's dashboard host.
 LOOPBACK = "127.0.0.1"
 
 
@@ -100,7 +102,7 @@ def running_ray(config: FleetgateConfig) -> Iterator[None]:
         replicas = sum(model.replicas for model in config.models)
         ray.init(
             num_cpus=replicas + 1, include_dashboard=False, dashboard_host=LOOPBACK, namespace=config.ray.namespace,
-            object_store_memory=RAY_OBJECT_STORE_BYTES, _node_ip_address=LOOPBACK,
+            object_store_memory=RAY_OBJECT_STORE_BYTES,
         )
     try:
         yield
@@ -168,11 +170,15 @@ def prepare_bundled_models(config: FleetgateConfig) -> None:
         ensure_prepared(config)
 
 
-def with_replica_token(config: FleetgateConfig) -> FleetgateConfig:
-    """``config`` with a replica token: the configured one, or one drawn for this run."""
-    if config.replica.auth_token is not None:
-        return config
-    return config.model_copy(update={"replica": config.replica.model_copy(update={"auth_token": new_replica_token()})})
+def closed_replicas(config: FleetgateConfig) -> FleetgateConfig:
+    """``config`` with a replica token (the configured one, or one drawn for this run) and, on a local Ray,
+    replica actors bound to loopback (unless ``replica.actor_host`` says otherwise)."""
+    update: dict[str, str] = {}
+    if config.replica.auth_token is None:
+        update["auth_token"] = new_replica_token()
+    if config.ray.address is None and config.replica.actor_host is None:
+        update["actor_host"] = LOOPBACK
+    return config.model_copy(update={"replica": config.replica.model_copy(update=update)})
 
 
 def supervise(supervised: list[SupervisedProcess], stop: threading.Event) -> bool:
@@ -195,7 +201,7 @@ def run_local_cluster(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config_path = Path(args.config) if args.config else DEFAULT_CONFIG
-    config = with_replica_token(load_config(config_path))
+    config = closed_replicas(load_config(config_path))
     host = config.router.host
     port = args.port or config.router.port
     stop = threading.Event()
