@@ -1,7 +1,8 @@
 """Faults under load, through real router, replica and redis-server processes (issue 14's chaos tests in CI).
 
 - A replica SIGKILLed under 32 concurrent streams (3 replicas, one router; the streams in three dialects,
-  started 40 ms apart so that some are mid-stream and some still wait for their first token): no request
+  started 40 ms apart so that some are mid-stream and some still wait for their first token, routed by
+  load): no request
   fails before its first token (those are retried on another replica), every stream the kill cuts ends
   with its dialect's error event (an OpenAI error chunk, Anthropic's ``error`` event, Responses' ``error``
   then ``response.failed``), the replica process started again under its id registers again, and the
@@ -38,10 +39,10 @@ MODEL = "fault-sim"
 REPLICAS = 3
 STREAMS = 32
 START_SPACING_SECONDS = 0.04
-# A first token after 0.8 s, then 40 tokens 40 ms apart: at the kill (1 s after the first start) the first
-# streams are mid-stream and the last ones still wait for their first token.
+# A first token after 0.8 s, then 40 tokens 40 ms apart: at the kill (1.2 s after the first start) the first
+# ~10 streams are mid-stream and the next ~20 still wait for their first token (the last 2 start after it).
 FAULT_MODEL = {"name": MODEL, "engine": "sim", "sim": {"ttft_ms": 800, "itl_ms": 40, "output_tokens": 40}}
-KILL_AFTER_SECONDS = 1.0
+KILL_AFTER_SECONDS = 1.2
 DIALECTS = ("chat", "messages", "responses")
 
 
@@ -135,21 +136,27 @@ async def stream(client: httpx.AsyncClient, dialect: str, index: int) -> StreamO
 
 async def streams_with_a_kill(router: RouterProcess, replicas: list[ReplicaProcess]) -> tuple[
         list[StreamOutcome], ReplicaProcess, float]:
-    """STREAMS streams started START_SPACING_SECONDS apart; KILL_AFTER_SECONDS after the first, the replica
-    with the most of them in flight is SIGKILLed. The outcomes, the victim and when it was killed."""
+    """STREAMS streams started START_SPACING_SECONDS apart; KILL_AFTER_SECONDS after the first (while the last
+    ones are still being started), the first replica is SIGKILLed. The outcomes,
+    the victim and when it was killed."""
     limits = httpx.Limits(max_connections=STREAMS, max_keepalive_connections=STREAMS)
+
+    victim = replicas[0]  # load-balanced by power of two: each replica has about a third of the streams
+
+    async def kill_victim(at: float) -> float:
+        await asyncio.sleep(max(0.0, at - time.monotonic()))
+        killed_at = time.monotonic()
+        await asyncio.to_thread(victim.kill)
+        return killed_at
+
     async with httpx.AsyncClient(base_url=router.base_url, timeout=60, limits=limits) as client:
-        started = time.monotonic()
+        # The kill runs beside the starts: streams started in the 0.8 s before it still wait for a first token.
+        kill = asyncio.create_task(kill_victim(time.monotonic() + KILL_AFTER_SECONDS))
         tasks = []
         for index in range(STREAMS):
             tasks.append(asyncio.create_task(stream(client, DIALECTS[index % len(DIALECTS)], index)))
             await asyncio.sleep(START_SPACING_SECONDS)
-        await asyncio.sleep(max(0.0, started + KILL_AFTER_SECONDS - time.monotonic()))
-        loads = await asyncio.to_thread(lambda: [
-            router.metric("fleetgate_router_replica_in_flight", model=MODEL, replica=r.replica_id) for r in replicas])
-        victim = replicas[loads.index(max(loads))]
-        killed_at = time.monotonic()
-        await asyncio.to_thread(victim.kill)
+        killed_at = await kill
         return list(await asyncio.gather(*tasks)), victim, killed_at
 
 
