@@ -11,8 +11,9 @@ holds, and load is its running + waiting sequences plus this router's calls on
 it. A replica is saturated when its load reaches ``max_load`` or the number of
 sequences its engine runs at once (``max_num_seqs``, when it publishes it: more
 would only wait in its queue), or exceeds the least loaded candidate's by more
-than ``max_extra_load``; a saturated replica is chosen only when every candidate is. A pinned replica (the session's, or the one
-that served the previous response) is kept while it is not saturated.
+than ``max_extra_load``; a saturated replica is chosen only when every candidate
+is. A pinned replica (the session's, or the one that served the previous
+response) is kept while it is not saturated.
 Otherwise the cheapest wins; equal costs go to the replica ranked first for the
 prompt's first block (rendezvous hashing), so every router breaks ties alike and
 prompts that begin alike meet on one replica.
