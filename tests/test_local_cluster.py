@@ -158,11 +158,19 @@ def test_up_restarts_a_killed_redis_with_its_data_and_a_killed_router(cluster_co
         models = httpx.get(f"http://127.0.0.1:{router_port}/v1/models", timeout=10).json()
         assert [m["id"] for m in models["data"]] == ["sim"]
         assert up.poll() is None
+        children = descendants(up.pid)
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=90) == 0
+        gone, alive = psutil.wait_procs(children, timeout=20)
+        assert not alive, f"left behind: {alive}"  # the restarted redis-server and router too
     finally:
+        # Redis and the router run in sessions of their own: killing up's process group misses them.
+        leftovers = descendants(up.pid) if up.poll() is None else []
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)
+        for child in leftovers:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
         print(log_path.read_text()[-3000:])
     out = tmp_path_factory.getbasetemp() / "supervision_figures.json"
     out.write_text(json.dumps(figures))
