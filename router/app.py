@@ -26,6 +26,10 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.middleware.cors import CORSMiddleware
 
 from fleetgate.core.config import FleetgateConfig
@@ -62,6 +66,8 @@ ROUTES: list[APIRouter] = [
 # A Redis that is down refuses at once; one that vanished must not hang requests: they get a 503 instead.
 REDIS_CONNECT_TIMEOUT_SECONDS = 2.0
 REDIS_COMMAND_TIMEOUT_SECONDS = 5.0
+REDIS_RETRIES = 3
+REDIS_RETRY_CAP_SECONDS = 0.2
 # After a Redis outage, the last registry view bridges this many heartbeats (router/registry_view.py).
 REGISTRY_GRACE_HEARTBEATS = 2
 
@@ -83,6 +89,10 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             config.redis_url,
             socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS,
             socket_timeout=REDIS_COMMAND_TIMEOUT_SECONDS,
+            # A command on a pooled connection Redis closed when it restarted, or sent while it still loads
+            # its AOF, is tried again on a fresh connection a moment later instead of failing the request.
+            retry=Retry(ExponentialBackoff(cap=REDIS_RETRY_CAP_SECONDS, base=0.02), REDIS_RETRIES),
+            retry_on_error=[RedisConnectionError, BusyLoadingError],
         )
         channels = ChannelPool(auth_token=config.replica.auth_token)
         registry = RegistryView(
