@@ -33,6 +33,7 @@ from typing import Literal
 
 from fleetgate.core.config import PrefixRoutingConfig
 from fleetgate.core.registry import ReplicaRecord
+from fleetgate.router.routing.policy import RoutingFacts
 
 Reason = Literal["session", "hit", "spill", "cold"]
 
@@ -87,6 +88,23 @@ def decide(
     else:
         reason = "hit"
     return Decision(chosen, reason, share(chosen))
+
+
+def decide_for(
+    candidates: Sequence[ReplicaRecord],
+    facts: RoutingFacts,
+    cached_share: Mapping[str, float],
+    load: Callable[[ReplicaRecord], int],
+    settings: PrefixRoutingConfig,
+    *,
+    pinned: str | None = None,
+) -> Decision:
+    """``decide`` for a request: its prompt's size in chain blocks, and its first block (else its model) to break
+    ties by."""
+    chain = facts.chain
+    prompt_blocks = chain.total_bytes / settings.block_bytes if chain is not None else 0.0
+    tie_key = chain.digests[0] if chain is not None and chain.digests else facts.model.encode()
+    return decide(candidates, cached_share, prompt_blocks, load, settings, pinned=pinned, tie_key=tie_key)
 
 
 def _rank(tie_key: bytes, replica_id: str) -> bytes:

@@ -19,7 +19,7 @@ from fleetgate.core.config import PrefixRoutingConfig
 from fleetgate.core.registry import ReplicaRecord
 from fleetgate.router import metrics
 from fleetgate.router.replica_client import ChannelPool
-from fleetgate.router.routing.cache_cost import decide
+from fleetgate.router.routing.cache_cost import decide_for
 from fleetgate.router.routing.policy import RoutingFacts, RoutingPolicy
 from fleetgate.v1 import replica_pb2 as pb
 
@@ -44,15 +44,7 @@ class OraclePolicy(RoutingPolicy):
         if facts.request is not None:
             answers = await asyncio.gather(*(self._cached_share(r, facts.request) for r in candidates))
             shares = dict(zip((r.replica_id for r in candidates), answers, strict=True))
-        chain = facts.chain
-        decision = decide(
-            candidates,
-            shares,
-            chain.total_bytes / self.settings.block_bytes if chain is not None else 0.0,
-            self.load,
-            self.settings,
-            tie_key=chain.digests[0] if chain is not None and chain.digests else facts.model.encode(),
-        )
+        decision = decide_for(candidates, facts, shares, self.load, self.settings)
         metrics.ROUTING_DECISIONS.labels(model=facts.model, policy=self.name, reason=decision.reason).inc()
         facts.outcome.replica_id = decision.replica.replica_id
         facts.outcome.predicted_cached_share = decision.cached_share

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from fleetgate.core.config import PrefixRoutingConfig
 from fleetgate.core.registry import ReplicaRecord
 from fleetgate.router import metrics
-from fleetgate.router.routing.cache_cost import decide
+from fleetgate.router.routing.cache_cost import decide_for
 from fleetgate.router.routing.policy import RoutingFacts, RoutingPolicy
 from fleetgate.router.routing.prefix_index import IndexView, PrefixIndex
 
@@ -53,15 +53,8 @@ class PrefixAwarePolicy(RoutingPolicy):
         total_bytes = chain.total_bytes if chain is not None else 0
         block_bytes = self.settings.block_bytes
         shares = {r: min(1.0, held * block_bytes / total_bytes) for r, held in view.held_blocks.items() if total_bytes}
-        decision = decide(
-            candidates,
-            shares,
-            total_bytes / block_bytes,
-            self.load,
-            self.settings,
-            pinned=facts.affinity_replica or view.pinned,
-            tie_key=digests[0] if digests else facts.model.encode(),
-        )
+        pinned = facts.affinity_replica or view.pinned
+        decision = decide_for(candidates, facts, shares, self.load, self.settings, pinned=pinned)
         metrics.ROUTING_DECISIONS.labels(model=facts.model, policy=self.name, reason=decision.reason).inc()
         if facts.affinity_replica:
             kept = decision.replica.replica_id == facts.affinity_replica
