@@ -8,8 +8,10 @@ listed so its id keeps meaning something):
 
 - ``fleetgate:apikey:<sha256 hex>``: hash ``{id, name, created_at, revoked,
   revoked_at}``, plus ``rpm`` / ``tpm`` when the key has its own rate limits
-  (``router.rate_limit``). One ``HGETALL`` authenticates a request, so revocation
-  and limit changes take effect at once on every router.
+  (``router.rate_limit``), plus the key's policy fields (role, owner, budgets, model
+  allowlist, ``max_tokens`` cap, fair-share weight, priority: ``router.key_policy``).
+  One ``HGETALL`` authenticates a request, so revocation, limit and policy changes
+  take effect at once on every router.
 - ``fleetgate:apikey-id:<key id>``: the sha256 hex of that key, to revoke and list by id.
 
 Clients send the key as ``Authorization: Bearer <key>`` or ``x-api-key: <key>``
@@ -30,6 +32,7 @@ import redis.asyncio as aioredis
 from starlette.requests import HTTPConnection
 
 from fleetgate.router.errors import authentication_failed
+from fleetgate.router.key_policy import POLICY_FIELDS, KeyPolicy
 from fleetgate.router.rate_limit import Limits
 
 KEY_SECRET_PREFIX = "sk-fg-"
@@ -57,15 +60,17 @@ class KeyInfo:
     revoked_at: float | None = None
     # The key's own rate limits; None fields follow the router's defaults.
     limits: Limits = Limits()
+    policy: KeyPolicy = KeyPolicy()
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: the authenticated key, or anonymous when auth is off."""
+    """Who is calling: the authenticated key, or anonymous when auth is off (no role: the admin API needs auth)."""
 
     key_id: str = ""
     key_name: str = ""
     limits: Limits = Limits()
+    policy: KeyPolicy = KeyPolicy()
 
 
 ANONYMOUS = Caller()
@@ -103,6 +108,7 @@ def _decode(record: Mapping[bytes | str, bytes | str]) -> KeyInfo:
         revoked=fields.get("revoked") == "1",
         revoked_at=float(revoked_at) if revoked_at else None,
         limits=Limits(**own),
+        policy=KeyPolicy.from_fields(fields),
     )
 
 
@@ -203,6 +209,18 @@ class KeyStore:
             *_, stored = await pipe.execute()
         return _decode(stored)
 
+    async def set_policy(self, id_or_name: str, policy: KeyPolicy) -> KeyInfo:
+        """Replace a key's policy whole (by id or active name); a ValueError for a field out of range."""
+        policy.validated()
+        key, record = await self._find(id_or_name, "update")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(record, *POLICY_FIELDS)
+            for field, value in policy.to_fields().items():
+                pipe.hset(record, field, value)
+            pipe.hgetall(record)
+            *_, stored = await pipe.execute()
+        return _decode(stored)
+
 
 def presented_key(request: HTTPConnection) -> str | None:
     """The key from ``Authorization: Bearer`` or ``x-api-key``, if any."""
@@ -227,4 +245,4 @@ async def authenticate(request: HTTPConnection, keys: KeyStore, *, required: boo
         raise authentication_failed("Invalid API key")
     if info.revoked:
         raise authentication_failed("This API key has been revoked")
-    return Caller(key_id=info.id, key_name=info.name, limits=info.limits)
+    return Caller(key_id=info.id, key_name=info.name, limits=info.limits, policy=info.policy)

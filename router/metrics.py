@@ -101,3 +101,19 @@ ADMISSION_SHED = Counter(
 ADMISSION_LEFT = Counter(
     "fleetgate_admission_left", "Requests whose client went away while queued", ["model"], registry=REGISTRY
 )
+# Usage per API key (router/usage/): the key's opaque id (never a secret), bounded by router.usage.metrics_max_keys
+# (router/usage/key_labels.py; beyond it: key_id="other"). Tokens by kind (input, cached_input, output,
+# reasoning) as charged to the key's ledger, requests by outcome (ok, error, client_closed), and the key's
+# requests waiting in this router's admission queue.
+KEY_USAGE_TOKENS = Counter(
+    "fleetgate_key_usage_tokens", "Tokens charged to an API key, by kind", ["key_id", "model", "kind"],
+    registry=REGISTRY,
+)
+KEY_USAGE_REQUESTS = Counter(
+    "fleetgate_key_usage_requests", "Requests charged to an API key, by outcome", ["key_id", "model", "outcome"],
+    registry=REGISTRY,
+)
+ADMISSION_WAITING_BY_KEY = Gauge(
+    "fleetgate_admission_waiting_by_key", "Requests of an API key waiting for a slot, per model", ["model", "key_id"],
+    registry=REGISTRY,
+)

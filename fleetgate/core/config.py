@@ -76,6 +76,17 @@ class AdmissionConfig(_Strict):
     retry_after_seconds: int = Field(default=1, ge=0)
 
 
+class UsageConfig(_Strict):
+    """The usage ledger (router/usage/): what every API key used, per model and UTC day, in Redis."""
+
+    # Days a day's ledger entries are kept (they expire this long after the day ends); budgets per month read
+    # the month's own counters, which live until the month after ends.
+    retention_days: int = Field(default=400, ge=1)
+    # Distinct API key ids the router labels its per-key usage metrics with (fleetgate_key_usage_*,
+    # fleetgate_admission_waiting_by_key); keys beyond the first this many seen are reported as key_id="other".
+    metrics_max_keys: int = Field(default=100, ge=0)
+
+
 class RouterConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -118,6 +129,7 @@ class RouterConfig(_Strict):
     # (60: per minute, as named). Shorter windows are for tests.
     rate_limit_window_seconds: float = Field(default=60.0, gt=0)
     admission: AdmissionConfig = Field(default_factory=lambda: AdmissionConfig())
+    usage: UsageConfig = Field(default_factory=lambda: UsageConfig())
     # The interactive API docs (/docs, /redoc, /openapi.json). None: served only when auth is off.
     docs: bool | None = None
     # /metrics: None serves it on the router's port without a key; a `metrics_port` serves it on its own

@@ -11,4 +11,4 @@ async def authenticate(ctx: RequestContext, state: RouterState) -> None:
     """The caller's key id, name and own rate limits on the context (anonymous with auth off)."""
     assert ctx.http is not None
     caller = await auth.authenticate(ctx.http, state.keys, required=state.config.router.auth)
-    ctx.key_id, ctx.key_name, ctx.key_limits = caller.key_id, caller.key_name, caller.limits
+    ctx.set_caller(caller)

@@ -25,6 +25,7 @@ from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.stats import GenerationClock
 from fleetgate.router.errors import ApiError
 from fleetgate.router.http_io import REPLICA_HEADER
+from fleetgate.router.key_policy import KeyPolicy
 from fleetgate.router.rate_limit import Limits
 from fleetgate.router.request_metrics import CLIENT_CLOSED, RequestMetrics
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
     from fleetgate.core.registry import ReplicaRecord
     from fleetgate.router.admission import Slot
+    from fleetgate.router.auth import Caller
     from fleetgate.router.dialects.base import Dialect, StreamEncoder
     from fleetgate.router.dispatch import EventStream
     from fleetgate.router.routing.policy import RoutingFacts
@@ -64,6 +66,8 @@ class RequestContext:
     key_id: str = ""
     key_name: str = ""
     key_limits: Limits = Limits()
+    # What the key may do beyond its rate limits (role, budgets, allowlist, caps, fair-share weight, priority).
+    key_policy: KeyPolicy = KeyPolicy()
     # The caller asked for the ``stats`` object (router.canonical.stats); the pipeline adds it.
     wants_stats: bool = False
     # Headers the pipeline adds to every answer of the call (the key's rate-limit headers).
@@ -100,6 +104,11 @@ class RequestContext:
 
     def __post_init__(self) -> None:
         self.observer = RequestMetrics(self.dialect.name)
+
+    def set_caller(self, caller: Caller) -> None:
+        """The authenticated caller's key, limits and policy."""
+        self.key_id, self.key_name = caller.key_id, caller.key_name
+        self.key_limits, self.key_policy = caller.limits, caller.policy
 
     def fail(self, error: ApiError) -> ApiError:
         """The call ends with ``error`` before any generation was answered; returns it."""

@@ -72,7 +72,7 @@ class AuthenticateSocket:
 
     async def __call__(self, ctx: RequestContext, state: RouterState) -> None:
         caller = await auth.authenticate(self.websocket, state.keys, required=state.config.router.auth)
-        ctx.key_id, ctx.key_name, ctx.key_limits = caller.key_id, caller.key_name, caller.limits
+        ctx.set_caller(caller)
 
 
 @dataclass(frozen=True)
