@@ -447,7 +447,10 @@ def test_prometheus_rules_are_deploys_rule_files_unchanged(rendered: dict[str, R
 def test_dashboards_are_deploys_json_byte_for_byte(rendered: dict[str, Rendered]) -> None:
     config_maps = [c for c in rendered["everything-on"].of_kind("ConfigMap") if "-dashboard-" in c["metadata"]["name"]]
     assert len(config_maps) == len(DASHBOARD_FILES)
+    # The chart lists no dashboard by name: a new file in deploy/grafana/ (usage.json) ships as one more ConfigMap.
+    assert {"overview.json", "replicas.json", "usage.json"} <= {p.name for p in DASHBOARD_FILES}
     for config_map, path in zip(config_maps, DASHBOARD_FILES, strict=True):
+        assert config_map["metadata"]["name"] == f"{FULLNAME}-dashboard-{path.stem}"
         assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
         assert config_map["data"] == {path.name: path.read_text()}
 

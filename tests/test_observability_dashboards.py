@@ -1,14 +1,18 @@
-"""The Grafana dashboards are valid Grafana 10+ JSON, wired to a Prometheus datasource variable,
-filterable by model, laid out without overlaps, and up to date with their builder."""
+"""The Grafana dashboards are valid Grafana JSON (dashboard schema 41, built with grafana-foundation-sdk's typed
+builders, which mypy checks), wired to a Prometheus datasource variable, filterable by model, laid out without
+overlaps, and up to date with their builder; the usage dashboard shows API keys by id only."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from fleetgate.router import metrics
 
 GRAFANA = Path(__file__).resolve().parent.parent / "deploy" / "grafana"
 DASHBOARDS = sorted(GRAFANA.glob("*.json"))
@@ -19,8 +23,8 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_the_two_dashboards_exist_with_unique_uids() -> None:
-    assert [p.name for p in DASHBOARDS] == ["overview.json", "replicas.json"]
+def test_the_three_dashboards_exist_with_unique_uids() -> None:
+    assert [p.name for p in DASHBOARDS] == ["overview.json", "replicas.json", "usage.json"]
     uids = [load(p)["uid"] for p in DASHBOARDS]
     assert len(set(uids)) == len(uids)
 
@@ -29,6 +33,13 @@ def test_committed_json_is_what_the_builder_produces() -> None:
     result = subprocess.run([sys.executable, str(GRAFANA / "build_dashboards.py"), "--check"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_builder_passes_strict_mypy_against_the_sdks_types() -> None:
+    """What the typed builders buy: a panel option of the wrong type or name fails here, not in Grafana."""
+    result = subprocess.run([sys.executable, "-m", "mypy", str(GRAFANA / "build_dashboards.py")],
+                            capture_output=True, text=True, timeout=300, cwd=GRAFANA.parent.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
@@ -110,3 +121,78 @@ def test_routing_panels_show_decisions_by_reason_hit_ratio_and_predicted_against
     assert [t["legendFormat"] for t in versus["targets"]] == ["predicted {{replica}}", "actual {{replica}}"]
     assert "fleetgate_prefix_predicted_cached_tokens_total" in versus["targets"][0]["expr"]
     assert "fleetgate_router_replica_cached_tokens_total" in versus["targets"][1]["expr"]
+
+
+# --- the usage dashboard -----------------------------------------------------------------
+
+USAGE_METRICS = {"fleetgate_key_usage_tokens_total", "fleetgate_key_usage_requests_total",
+                 "fleetgate_admission_waiting_by_key"}
+# What a usage panel may show about a request: the key's id and the metrics' other labels, nothing of the key's
+# record (name, owner, secret).
+USAGE_LABELS = {"key_id", "model", "kind", "outcome"}
+GROUPING = re.compile(r"\b(?:by|without)\s*\(([^()]*)\)")
+LEGEND_LABEL = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+def usage_targets() -> list[tuple[str, dict]]:
+    return [(p["title"], t) for p in load(GRAFANA / "usage.json")["panels"] for t in p["targets"]]
+
+
+def test_usage_has_a_multi_value_key_id_variable_that_every_query_filters_by() -> None:
+    board = load(GRAFANA / "usage.json")
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert list(variables) == ["datasource", "model", "key_id"]
+    key_id = variables["key_id"]
+    assert key_id["type"] == "query" and key_id["datasource"] == DATASOURCE
+    assert key_id["multi"] and key_id["includeAll"] and key_id["allValue"] == ".*"
+    assert re.fullmatch(r'label_values\(fleetgate_key_usage_requests_total\{model=~"\$model"\}, key_id\)',
+                        key_id["query"]["query"])
+    for title, target in usage_targets():
+        assert 'key_id=~"$key_id"' in target["expr"], f"{title}: {target['expr']}"
+
+
+def test_usage_panels_show_key_ids_and_the_usage_labels_only() -> None:
+    for title, target in usage_targets():
+        expr = target["expr"]
+        assert any(name in expr for name in USAGE_METRICS), f"{title}: {expr}"
+        grouped = {label.strip() for labels in GROUPING.findall(expr) for label in labels.split(",")}
+        assert grouped <= USAGE_LABELS, f"{title}: grouped by {grouped - USAGE_LABELS}"
+        assert set(LEGEND_LABEL.findall(target["legendFormat"])) <= USAGE_LABELS, title
+    # ... and the series carry nothing else: the router labels them with the key's id, never its secret or name.
+    assert {m._name: m._labelnames for m in (metrics.KEY_USAGE_TOKENS, metrics.KEY_USAGE_REQUESTS,
+                                              metrics.ADMISSION_WAITING_BY_KEY)} == {
+        "fleetgate_key_usage_tokens": ("key_id", "model", "kind"),
+        "fleetgate_key_usage_requests": ("key_id", "model", "outcome"),
+        "fleetgate_admission_waiting_by_key": ("model", "key_id"),
+    }
+
+
+def test_usage_shows_tokens_per_key_top_keys_per_model_cache_share_errors_and_who_waits() -> None:
+    panels = {p["title"]: p for p in load(GRAFANA / "usage.json")["panels"]}
+    assert {"Tokens/s per key", "Top keys by tokens in range", "Usage in range by key and model", "Tokens/s per model",
+            "Cached share of input per key", "Requests/s per key by outcome", "Error ratio per key",
+            "Who is waiting now"} <= set(panels)
+    per_key = panels["Tokens/s per key"]
+    assert per_key["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
+    assert [t["legendFormat"] for t in per_key["targets"]] == ["{{key_id}}"]
+    assert "$__rate_interval" in per_key["targets"][0]["expr"]
+    # A key's tokens are its input and output: cached input and reasoning are parts of them, not added again.
+    assert 'kind=~"input|output"' in per_key["targets"][0]["expr"]
+
+    top = panels["Top keys by tokens in range"]
+    assert top["type"] == "bargauge"
+    (target,) = top["targets"]
+    assert target["instant"] and "[$__range]" in target["expr"] and target["expr"].startswith("sort_desc(topk(10, ")
+
+    usage_table = panels["Usage in range by key and model"]
+    assert usage_table["type"] == "table"
+    assert all(t["instant"] and t["format"] == "table" and "[$__range]" in t["expr"] for t in usage_table["targets"])
+    organize = next(t for t in usage_table["transformations"] if t["id"] == "organize")["options"]
+    assert list(organize["renameByName"].values()) == [
+        "Input tokens", "Cached input tokens", "Output tokens", "Reasoning tokens", "Requests", "Errors"]
+    assert organize["excludeByName"] == {"Time": True}
+
+    assert panels["Cached share of input per key"]["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert panels["Error ratio per key"]["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    waiting = panels["Who is waiting now"]
+    assert "fleetgate_admission_waiting_by_key" in waiting["targets"][0]["expr"] and waiting["targets"][0]["instant"]

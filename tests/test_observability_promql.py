@@ -1,9 +1,13 @@
-"""Every PromQL query we ship names only metrics fleetgate (or vLLM inside a replica) exports.
+"""Every PromQL query we ship names only metrics fleetgate (or vLLM inside a replica) exports, and
+Prometheus itself parses every dashboard query.
 
 Covers each Grafana panel target and variable query, and each recording / alert rule.
 Exported names come from the metric objects in router/metrics.py and replicas/metrics.py
 (with prometheus_client's suffixes: ``_total`` on counters, ``_bucket/_sum/_count`` on
 histograms) plus VLLM_METRICS, an explicit list checked against the installed vLLM source.
+The dashboard queries go through promtool (Debian's ``prometheus`` package, ``make setup``):
+``check rules`` parses them all, and ``test rules`` evaluates the usage dashboard's panels on
+synthetic per-key series with Prometheus' own engine.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from fleetgate.replicas import metrics as replica_metrics
 from fleetgate.router import metrics as router_metrics
+from test_observability_rules import assert_ok, promtool  # tests/ is on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 GRAFANA = REPO / "deploy" / "grafana"
@@ -201,3 +206,104 @@ def test_routers_and_replicas_export_no_series_of_the_same_name() -> None:
     fleetgate_router_replica_*."""
     assert not module_series_names(router_metrics) & module_series_names(replica_metrics)
 
+
+
+# --- Prometheus runs them ----------------------------------------------------------------
+
+# Grafana's interval variables as Prometheus sees them once Grafana has filled them in.
+GRAFANA_INTERVALS = {"__rate_interval": "2m", "__range": "1h"}
+
+
+def as_promql(expr: str, chosen: dict[str, str] | None = None) -> str:
+    """A dashboard query as Grafana sends it: ``$__rate_interval`` / ``$__range`` as durations, each template
+    variable as its All value (``.*``) unless ``chosen``."""
+    values = {**GRAFANA_INTERVALS, **(chosen or {})}
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), ".*"), expr)
+
+
+def test_prometheus_parses_every_dashboard_query(tmp_path: Path) -> None:
+    queries = dashboard_queries()
+    rules_file = tmp_path / "dashboards.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": [
+        {"record": f"dashboard:query_{i}", "expr": as_promql(expr)} for i, (_, expr) in enumerate(queries)]}]}))
+    result = promtool("check", "rules", rules_file)
+    where = "\n".join(f"dashboard:query_{i} is {name}" for i, (name, _) in enumerate(queries))
+    assert result.returncode == 0, f"{result.stdout}{result.stderr}\n{where}"
+    assert f"SUCCESS: {len(queries)} rules found" in result.stdout
+
+
+# Per-key usage as three routers' worth of series would have it (1 sample a minute for an hour; a counter
+# that grows by n a minute is n/60 a second): key_a reads 3/4 of its input from the cache; key_b uses both
+# models through two routers, a quarter of its requests failing; the keys beyond the label bound are "other",
+# whose only requests the client hung up on. key_b has 5 requests waiting (3 + 2 at two routers), key_a none.
+USAGE_SERIES = {
+    'fleetgate_key_usage_tokens_total{key_id="key_a", model="m1", kind="input", instance="r1"}': "0+60x60",
+    'fleetgate_key_usage_tokens_total{key_id="key_a", model="m1", kind="cached_input", instance="r1"}': "0+45x60",
+    'fleetgate_key_usage_tokens_total{key_id="key_a", model="m1", kind="output", instance="r1"}': "0+120x60",
+    'fleetgate_key_usage_tokens_total{key_id="key_a", model="m1", kind="reasoning", instance="r1"}': "0+30x60",
+    'fleetgate_key_usage_tokens_total{key_id="key_b", model="m1", kind="input", instance="r1"}': "0+1200x60",
+    'fleetgate_key_usage_tokens_total{key_id="key_b", model="m1", kind="output", instance="r1"}': "0+240x60",
+    'fleetgate_key_usage_tokens_total{key_id="key_b", model="m1", kind="input", instance="r2"}': "0+600x60",
+    'fleetgate_key_usage_tokens_total{key_id="key_b", model="m2", kind="input", instance="r1"}': "0+60x60",
+    'fleetgate_key_usage_tokens_total{key_id="key_b", model="m2", kind="output", instance="r1"}': "0+60x60",
+    'fleetgate_key_usage_tokens_total{key_id="other", model="m2", kind="input", instance="r2"}': "0+120x60",
+    'fleetgate_key_usage_requests_total{key_id="key_a", model="m1", outcome="ok", instance="r1"}': "0+15x60",
+    'fleetgate_key_usage_requests_total{key_id="key_b", model="m1", outcome="ok", instance="r1"}': "0+30x60",
+    'fleetgate_key_usage_requests_total{key_id="key_b", model="m1", outcome="error", instance="r2"}': "0+30x60",
+    'fleetgate_key_usage_requests_total{key_id="key_b", model="m2", outcome="ok", instance="r1"}': "0+60x60",
+    'fleetgate_key_usage_requests_total{key_id="other", model="m2", outcome="client_closed", instance="r2"}': "0+15x60",
+    'fleetgate_admission_waiting_by_key{key_id="key_b", model="m1", instance="r1"}': "3x60",
+    'fleetgate_admission_waiting_by_key{key_id="key_b", model="m1", instance="r2"}': "2x60",
+    'fleetgate_admission_waiting_by_key{key_id="key_a", model="m1", instance="r1"}': "0x60",
+}
+
+# (panel title, ref id, template variables chosen) -> what the panel shows at the end of the hour.
+USAGE_EXPECTED: dict[tuple[str, str, tuple[tuple[str, str], ...]], dict[str, float]] = {
+    # Input + output only: key_a's cached input and reasoning are parts of them.
+    ("Tokens/s", "A", ()): {"{}": 41},
+    ("Tokens in range", "A", ()): {"{}": 41 * 3600},
+    ("Requests in range", "A", ()): {"{}": 2.5 * 3600},
+    ("Error ratio in range", "A", ()): {"{}": 0.2},
+    ("Waiting now", "A", ()): {"{}": 5},
+    ("Tokens/s per key", "A", ()): {'{key_id="key_a"}': 3, '{key_id="key_b"}': 36, '{key_id="other"}': 2},
+    ("Tokens/s per key", "A", (("key_id", "key_a"),)): {'{key_id="key_a"}': 3},
+    ("Top keys by tokens in range", "A", ()): {
+        '{key_id="key_b"}': 36 * 3600, '{key_id="key_a"}': 3 * 3600, '{key_id="other"}': 2 * 3600},
+    ("Top keys by tokens in range", "A", (("model", "m2"),)): {'{key_id="key_b"}': 7200, '{key_id="other"}': 7200},
+    ("Usage in range by key and model", "A", ()): {
+        '{key_id="key_a", model="m1"}': 3600, '{key_id="key_b", model="m1"}': 30 * 3600,
+        '{key_id="key_b", model="m2"}': 3600, '{key_id="other", model="m2"}': 2 * 3600},
+    ("Usage in range by key and model", "B", ()): {'{key_id="key_a", model="m1"}': 0.75 * 3600},
+    ("Usage in range by key and model", "F", ()): {'{key_id="key_b", model="m1"}': 0.5 * 3600},
+    ("Tokens/s per model", "A", ()): {
+        '{model="m1", kind="input"}': 31, '{model="m1", kind="output"}': 6,
+        '{model="m2", kind="input"}': 3, '{model="m2", kind="output"}': 1},
+    # A key without a cached_input (or error) series reads 0, not nothing.
+    ("Cached share of input per key", "A", ()): {
+        '{key_id="key_a"}': 0.75, '{key_id="key_b"}': 0, '{key_id="other"}': 0},
+    ("Requests/s per key by outcome", "A", ()): {
+        '{key_id="key_a", outcome="ok"}': 0.25, '{key_id="key_b", outcome="ok"}': 1.5,
+        '{key_id="key_b", outcome="error"}': 0.5, '{key_id="other", outcome="client_closed"}': 0.25},
+    ("Error ratio per key", "A", ()): {'{key_id="key_a"}': 0, '{key_id="key_b"}': 0.25, '{key_id="other"}': 0},
+    ("Waiting by key", "A", ()): {'{key_id="key_a", model="m1"}': 0, '{key_id="key_b", model="m1"}': 5},
+    ("Who is waiting now", "A", ()): {'{key_id="key_b"}': 5},
+}
+
+
+def test_usage_panels_compute_each_keys_usage_on_prometheus(tmp_path: Path) -> None:
+    board = json.loads((GRAFANA / "usage.json").read_text())
+    targets = {(p["title"], t["refId"]): t["expr"] for p in board["panels"] for t in p["targets"]}
+    tests = [{
+        "interval": "1m",
+        "input_series": [{"series": series, "values": values} for series, values in USAGE_SERIES.items()],
+        "promql_expr_test": [
+            {"expr": as_promql(targets[title, ref], dict(chosen)), "eval_time": "60m",
+             "exp_samples": [{"labels": labels, "value": value} for labels, value in samples.items()]}
+            for (title, ref, chosen), samples in USAGE_EXPECTED.items()
+        ],
+    }]
+    test_file = tmp_path / "usage_test.yml"
+    test_file.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": tests}))
+    assert_ok(promtool("test", "rules", test_file))
+    # Every panel with a query is evaluated above.
+    assert {title for title, _ in targets} == {title for title, _, _ in USAGE_EXPECTED}
