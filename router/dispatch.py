@@ -89,11 +89,12 @@ class Dispatcher:
         return await self.policy.choose(candidates, facts) if candidates else None
 
     async def open_stream(
-        self, request: pb.GenerateRequest, replica: ReplicaRecord, facts: RoutingFacts
+        self, request: pb.GenerateRequest, replica: ReplicaRecord, facts: RoutingFacts,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> EventStream:
         """Start ``request`` on ``replica`` (another one if it fails before its first token; ``facts`` route the
-        retry); see the module docstring."""
-        stream = EventStream(self, request, facts)
+        retry; every attempt's call also sends ``metadata``: the trace context); see the module docstring."""
+        stream = EventStream(self, request, facts, metadata)
         first = await stream.connect(replica)
         if first.HasField("finish"):
             await stream.aclose()
@@ -141,10 +142,15 @@ def _no_healthy_replica(model: str) -> str:
 class EventStream:
     """The events of one request after ``started``; iterate it, and ``aclose()`` it when done."""
 
-    def __init__(self, dispatcher: Dispatcher, request: pb.GenerateRequest, facts: RoutingFacts) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, request: pb.GenerateRequest, facts: RoutingFacts,
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self._dispatcher = dispatcher
         self._request = request
         self._facts = facts
+        # The calls' own metadata with the replica token (None: the stub's methods send the token alone).
+        self._metadata = dispatcher.channels.call_metadata(metadata) if metadata else None
         self.model = request.model
         self.started = pb.Started()
         self.record: ReplicaRecord | None = None
@@ -202,7 +208,11 @@ class EventStream:
         d = self._dispatcher
         self.record = record
         d.in_flight.acquire(record)
-        self._call = d.channels.stub(record.address).Generate(self._request)
+        stub = d.channels.stub(record.address)
+        if self._metadata is None:
+            self._call = stub.Generate(self._request)
+        else:
+            self._call = stub.Generate(self._request, metadata=self._metadata)
         first = await self._read()
         if first is None:
             d.registry.mark_failed(record)

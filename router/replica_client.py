@@ -8,7 +8,8 @@ the raised message size limit (base64 images in a request) and keepalive pings, 
 a replica whose host vanished fails its open calls within seconds instead of
 leaving them waiting forever. With a replica token (``replica.auth_token``) every
 call carries it in its metadata: a stub's methods are bound to it once, when the
-channel is made, so a call costs nothing more.
+channel is made, so a call costs nothing more. A call with metadata of its own (a
+traced request's ``traceparent``) passes ``call_metadata(extra)``: the token and its own.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ class ChannelPool:
         self._closing: set[asyncio.Task[None]] = set()
         # address -> monotonic time it was first seen missing from the registry
         self._absent_since: dict[str, float] = {}
+
+    def call_metadata(self, extra: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        """The metadata of a call that sends ``extra`` too (it replaces what the stub's methods are bound to)."""
+        return self._metadata + extra
 
     def stub(self, address: str) -> replica_pb2_grpc.ReplicaStub:
         stub = self._stubs.get(address)

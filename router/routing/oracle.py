@@ -48,6 +48,7 @@ class OraclePolicy(RoutingPolicy):
         metrics.ROUTING_DECISIONS.labels(model=facts.model, policy=self.name, reason=decision.reason).inc()
         facts.outcome.replica_id = decision.replica.replica_id
         facts.outcome.predicted_cached_share = decision.cached_share
+        facts.outcome.reason = decision.reason
         return decision.replica
 
     async def _cached_share(self, replica: ReplicaRecord, request: pb.GenerateRequest) -> float:

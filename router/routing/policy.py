@@ -14,10 +14,13 @@ from fleetgate.v1 import replica_pb2 as pb
 
 @dataclass
 class RoutingOutcome:
-    """What the policy expected of its choice: the replica, and the share of the prompt it should hold cached."""
+    """What the policy expected of its choice: the replica, the share of the prompt it should hold cached, and
+    why it was chosen (the policy's reason: ``cache_cost``'s for prefix and oracle, affinity / load for
+    power_of_two; "" for a policy that gives none)."""
 
     replica_id: str = ""
     predicted_cached_share: float | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True)

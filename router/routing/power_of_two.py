@@ -6,7 +6,8 @@ random candidates, the less loaded wins (one candidate: that one). With an
 affinity hint (the replica that served the previous turn, holding the prefix in
 its KV cache): that replica, unless it is not a candidate or its load exceeds
 the least loaded by more than ``router.affinity_max_extra_load``
-(``fleetgate_affinity{result="hit"|"miss"}`` counts them).
+(``fleetgate_affinity{result="hit"|"miss"}`` counts them). The choice's reason (``facts.outcome.reason``,
+in the request's trace): ``affinity`` or ``load``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ class PowerOfTwoPolicy(RoutingPolicy):
             chosen = self._affine(candidates, facts.affinity_replica)
             metrics.AFFINITY.labels(model=candidates[0].model, result="hit" if chosen else "miss").inc()
             if chosen is not None:
+                facts.outcome.reason = "affinity"
                 return chosen
+        facts.outcome.reason = "load"
         if len(candidates) == 1:
             return candidates[0]
         first, second = self._rng.sample(list(candidates), 2)

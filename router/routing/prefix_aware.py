@@ -61,6 +61,7 @@ class PrefixAwarePolicy(RoutingPolicy):
             metrics.AFFINITY.labels(model=facts.model, result="hit" if kept else "miss").inc()
         facts.outcome.replica_id = decision.replica.replica_id
         facts.outcome.predicted_cached_share = decision.cached_share
+        facts.outcome.reason = decision.reason
         return decision.replica
 
     def started(self, replica: ReplicaRecord, facts: RoutingFacts) -> None:
