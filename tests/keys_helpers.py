@@ -24,7 +24,7 @@ def create_key(redis_url: str, name: str, *options: str) -> str:
     return result.stdout.strip()
 
 
-LIST_COLUMNS = ["ID", "NAME", "CREATED", "REVOKED", "RPM", "TPM"]
+LIST_COLUMNS = ["ID", "NAME", "CREATED", "REVOKED", "RPM", "TPM", "ROLE", "OWNER", "BUDGETS", "MODELS", "OTHER"]
 
 
 def listed(redis_url: str) -> dict[str, dict[str, str]]:
