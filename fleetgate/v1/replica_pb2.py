@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66leetgate/v1/replica.proto\x12\x0c\x66leetgate.v1\":\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x13\n\timage_url\x18\x02 \x01(\tH\x00\x42\x06\n\x04part\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"\xcc\x01\n\x07Message\x12 \n\x04role\x18\x01 \x01(\x0e\x32\x12.fleetgate.v1.Role\x12*\n\x07\x63ontent\x18\x02 \x03(\x0b\x32\x19.fleetgate.v1.ContentPart\x12\x11\n\treasoning\x18\x03 \x01(\t\x12*\n\ntool_calls\x18\x04 \x03(\x0b\x32\x16.fleetgate.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x10\n\x08is_error\x18\x07 \x01(\x08\"B\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"\x90\x01\n\nToolChoice\x12+\n\x04mode\x18\x01 \x01(\x0e\x32\x1d.fleetgate.v1.ToolChoice.Mode\x12\x0c\n\x04name\x18\x02 \x01(\t\"G\n\x04Mode\x12\r\n\tMODE_AUTO\x10\x00\x12\r\n\tMODE_NONE\x10\x01\x12\x11\n\rMODE_REQUIRED\x10\x02\x12\x0e\n\nMODE_NAMED\x10\x03\"\xe4\x02\n\x08Sampling\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_k\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\t\x12\x11\n\x04seed\x18\x06 \x01(\x03H\x04\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x07 \x01(\x02H\x05\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x08 \x01(\x02H\x06\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\t \x01(\x02H\x07\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\r\n\x0b_max_tokensB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x15\n\x13_repetition_penalty\"\xa7\x01\n\x0eResponseFormat\x12/\n\x04kind\x18\x01 \x01(\x0e\x32!.fleetgate.v1.ResponseFormat.Kind\x12\x13\n\x0bschema_json\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"A\n\x04Kind\x12\r\n\tKIND_TEXT\x10\x00\x12\x14\n\x10KIND_JSON_OBJECT\x10\x01\x12\x14\n\x10KIND_JSON_SCHEMA\x10\x02\"*\n\x06\x43\x61ller\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x66\x66inity\x18\x02 \x01(\t\"\xf4\x03\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\'\n\x08messages\x18\x03 \x03(\x0b\x32\x15.fleetgate.v1.Message\x12!\n\x05tools\x18\x04 \x03(\x0b\x32\x12.fleetgate.v1.Tool\x12-\n\x0btool_choice\x18\x05 \x01(\x0b\x32\x18.fleetgate.v1.ToolChoice\x12\x1b\n\x13parallel_tool_calls\x18\x06 \x01(\x08\x12(\n\x08sampling\x18\x07 \x01(\x0b\x32\x16.fleetgate.v1.Sampling\x12\x35\n\x0fresponse_format\x18\x08 \x01(\x0b\x32\x1c.fleetgate.v1.ResponseFormat\x12\x18\n\x10reasoning_effort\x18\t \x01(\t\x12\x17\n\nraw_prompt\x18\n \x01(\tH\x00\x88\x01\x01\x12$\n\x06\x63\x61ller\x18\x0b \x01(\x0b\x32\x14.fleetgate.v1.Caller\x12\x1d\n\x10\x65nable_reasoning\x18\x0c \x01(\x08H\x01\x88\x01\x01\x12)\n\x06prefix\x18\r \x01(\x0b\x32\x19.fleetgate.v1.PrefixChainB\r\n\x0b_raw_promptB\x13\n\x11_enable_reasoning\"M\n\x0bPrefixChain\x12\x14\n\x0c\x62lock_hashes\x18\x01 \x03(\x06\x12\x13\n\x0b\x62lock_bytes\x18\x02 \x01(\x05\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x05\"H\n\x07Started\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x12\n\nreplica_id\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"\x1e\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"8\n\rToolCallStart\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"6\n\x16ToolCallArgumentsDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\t\"\x1c\n\x0bToolCallEnd\x12\r\n\x05index\x18\x01 \x01(\x05\"\x88\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x15\n\rcached_tokens\x18\x03 \x01(\x05\x12\x18\n\x10reasoning_tokens\x18\x04 \x01(\x05\x12\x1c\n\x14\x63\x61\x63he_written_tokens\x18\x05 \x01(\x05\"\xac\x02\n\x06\x46inish\x12+\n\x06reason\x18\x01 \x01(\x0e\x32\x1b.fleetgate.v1.Finish.Reason\x12\x15\n\rstop_sequence\x18\x02 \x01(\t\x12+\n\nerror_code\x18\x03 \x01(\x0e\x32\x17.fleetgate.v1.ErrorCode\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\x99\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x0f\n\x0bREASON_STOP\x10\x01\x12\x11\n\rREASON_LENGTH\x10\x02\x12\x15\n\x11REASON_TOOL_CALLS\x10\x03\x12\x18\n\x14REASON_STOP_SEQUENCE\x10\x04\x12\x10\n\x0cREASON_ABORT\x10\x05\x12\x10\n\x0cREASON_ERROR\x10\x06\"\x99\x03\n\rGenerateEvent\x12(\n\x07started\x18\x01 \x01(\x0b\x32\x15.fleetgate.v1.StartedH\x00\x12\'\n\x04text\x18\x02 \x01(\x0b\x32\x17.fleetgate.v1.TextDeltaH\x00\x12\x31\n\treasoning\x18\x03 \x01(\x0b\x32\x1c.fleetgate.v1.ReasoningDeltaH\x00\x12\x36\n\x0ftool_call_start\x18\x04 \x01(\x0b\x32\x1b.fleetgate.v1.ToolCallStartH\x00\x12?\n\x0ftool_call_delta\x18\x05 \x01(\x0b\x32$.fleetgate.v1.ToolCallArgumentsDeltaH\x00\x12\x32\n\rtool_call_end\x18\x06 \x01(\x0b\x32\x19.fleetgate.v1.ToolCallEndH\x00\x12$\n\x05usage\x18\x07 \x01(\x0b\x32\x13.fleetgate.v1.UsageH\x00\x12&\n\x06\x66inish\x18\x08 \x01(\x0b\x32\x14.fleetgate.v1.FinishH\x00\x42\x07\n\x05\x65vent\"\"\n\x0c\x41\x62ortRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x1e\n\rAbortResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"\x0f\n\rHealthRequest\"1\n\x0eHealthResponse\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\r\n\x0bInfoRequest\"[\n\x0c\x43\x61pabilities\x12\r\n\x05tools\x18\x01 \x01(\x08\x12\x11\n\treasoning\x18\x02 \x01(\x08\x12\x0e\n\x06vision\x18\x03 \x01(\x08\x12\x19\n\x11structured_output\x18\x04 \x01(\x08\"@\n\x04Load\x12\x0f\n\x07running\x18\x01 \x01(\x05\x12\x0f\n\x07waiting\x18\x02 \x01(\x05\x12\x16\n\x0ekv_cache_usage\x18\x03 \x01(\x02\"\xb7\x01\n\x0cInfoResponse\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x13\n\x0bmodel_names\x18\x02 \x03(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x1a\n\x12max_context_length\x18\x04 \x01(\x05\x12\x30\n\x0c\x63\x61pabilities\x18\x05 \x01(\x0b\x32\x1a.fleetgate.v1.Capabilities\x12 \n\x04load\x18\x06 \x01(\x0b\x32\x12.fleetgate.v1.Load\",\n\x13\x43ountTokensResponse\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\"W\n\x14\x43\x61\x63hedPrefixResponse\x12\x15\n\rcached_tokens\x18\x01 \x01(\x05\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\x12\x11\n\tsupported\x18\x03 \x01(\x08*s\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\x12\n\x0eROLE_DEVELOPER\x10\x02\x12\r\n\tROLE_USER\x10\x03\x12\x12\n\x0eROLE_ASSISTANT\x10\x04\x12\r\n\tROLE_TOOL\x10\x05*\xdd\x01\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45RROR_CODE_INVALID_REQUEST\x10\x01\x12&\n\"ERROR_CODE_CONTEXT_LENGTH_EXCEEDED\x10\x02\x12\x1c\n\x18\x45RROR_CODE_UNKNOWN_MODEL\x10\x03\x12\x1a\n\x16\x45RROR_CODE_UNSUPPORTED\x10\x04\x12\x19\n\x15\x45RROR_CODE_OVERLOADED\x10\x05\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x06\x32\xbd\x03\n\x07Replica\x12H\n\x08Generate\x12\x1d.fleetgate.v1.GenerateRequest\x1a\x1b.fleetgate.v1.GenerateEvent0\x01\x12@\n\x05\x41\x62ort\x12\x1a.fleetgate.v1.AbortRequest\x1a\x1b.fleetgate.v1.AbortResponse\x12\x43\n\x06Health\x12\x1b.fleetgate.v1.HealthRequest\x1a\x1c.fleetgate.v1.HealthResponse\x12=\n\x04Info\x12\x19.fleetgate.v1.InfoRequest\x1a\x1a.fleetgate.v1.InfoResponse\x12O\n\x0b\x43ountTokens\x12\x1d.fleetgate.v1.GenerateRequest\x1a!.fleetgate.v1.CountTokensResponse\x12Q\n\x0c\x43\x61\x63hedPrefix\x12\x1d.fleetgate.v1.GenerateRequest\x1a\".fleetgate.v1.CachedPrefixResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66leetgate/v1/replica.proto\x12\x0c\x66leetgate.v1\":\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x13\n\timage_url\x18\x02 \x01(\tH\x00\x42\x06\n\x04part\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"\xcc\x01\n\x07Message\x12 \n\x04role\x18\x01 \x01(\x0e\x32\x12.fleetgate.v1.Role\x12*\n\x07\x63ontent\x18\x02 \x03(\x0b\x32\x19.fleetgate.v1.ContentPart\x12\x11\n\treasoning\x18\x03 \x01(\t\x12*\n\ntool_calls\x18\x04 \x03(\x0b\x32\x16.fleetgate.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x10\n\x08is_error\x18\x07 \x01(\x08\"B\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\"\x90\x01\n\nToolChoice\x12+\n\x04mode\x18\x01 \x01(\x0e\x32\x1d.fleetgate.v1.ToolChoice.Mode\x12\x0c\n\x04name\x18\x02 \x01(\t\"G\n\x04Mode\x12\r\n\tMODE_AUTO\x10\x00\x12\r\n\tMODE_NONE\x10\x01\x12\x11\n\rMODE_REQUIRED\x10\x02\x12\x0e\n\nMODE_NAMED\x10\x03\"\xe4\x02\n\x08Sampling\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_k\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\t\x12\x11\n\x04seed\x18\x06 \x01(\x03H\x04\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x07 \x01(\x02H\x05\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x08 \x01(\x02H\x06\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\t \x01(\x02H\x07\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\r\n\x0b_max_tokensB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x15\n\x13_repetition_penalty\"\xa7\x01\n\x0eResponseFormat\x12/\n\x04kind\x18\x01 \x01(\x0e\x32!.fleetgate.v1.ResponseFormat.Kind\x12\x13\n\x0bschema_json\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"A\n\x04Kind\x12\r\n\tKIND_TEXT\x10\x00\x12\x14\n\x10KIND_JSON_OBJECT\x10\x01\x12\x14\n\x10KIND_JSON_SCHEMA\x10\x02\"*\n\x06\x43\x61ller\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x66\x66inity\x18\x02 \x01(\t\"\x86\x04\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\'\n\x08messages\x18\x03 \x03(\x0b\x32\x15.fleetgate.v1.Message\x12!\n\x05tools\x18\x04 \x03(\x0b\x32\x12.fleetgate.v1.Tool\x12-\n\x0btool_choice\x18\x05 \x01(\x0b\x32\x18.fleetgate.v1.ToolChoice\x12\x1b\n\x13parallel_tool_calls\x18\x06 \x01(\x08\x12(\n\x08sampling\x18\x07 \x01(\x0b\x32\x16.fleetgate.v1.Sampling\x12\x35\n\x0fresponse_format\x18\x08 \x01(\x0b\x32\x1c.fleetgate.v1.ResponseFormat\x12\x18\n\x10reasoning_effort\x18\t \x01(\t\x12\x17\n\nraw_prompt\x18\n \x01(\tH\x00\x88\x01\x01\x12$\n\x06\x63\x61ller\x18\x0b \x01(\x0b\x32\x14.fleetgate.v1.Caller\x12\x1d\n\x10\x65nable_reasoning\x18\x0c \x01(\x08H\x01\x88\x01\x01\x12)\n\x06prefix\x18\r \x01(\x0b\x32\x19.fleetgate.v1.PrefixChain\x12\x10\n\x08priority\x18\x0e \x01(\x05\x42\r\n\x0b_raw_promptB\x13\n\x11_enable_reasoning\"M\n\x0bPrefixChain\x12\x14\n\x0c\x62lock_hashes\x18\x01 \x03(\x06\x12\x13\n\x0b\x62lock_bytes\x18\x02 \x01(\x05\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x05\"H\n\x07Started\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x12\n\nreplica_id\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"\x1e\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"8\n\rToolCallStart\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"6\n\x16ToolCallArgumentsDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\t\"\x1c\n\x0bToolCallEnd\x12\r\n\x05index\x18\x01 \x01(\x05\"\x88\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x15\n\rcached_tokens\x18\x03 \x01(\x05\x12\x18\n\x10reasoning_tokens\x18\x04 \x01(\x05\x12\x1c\n\x14\x63\x61\x63he_written_tokens\x18\x05 \x01(\x05\"\xac\x02\n\x06\x46inish\x12+\n\x06reason\x18\x01 \x01(\x0e\x32\x1b.fleetgate.v1.Finish.Reason\x12\x15\n\rstop_sequence\x18\x02 \x01(\t\x12+\n\nerror_code\x18\x03 \x01(\x0e\x32\x17.fleetgate.v1.ErrorCode\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\x99\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x0f\n\x0bREASON_STOP\x10\x01\x12\x11\n\rREASON_LENGTH\x10\x02\x12\x15\n\x11REASON_TOOL_CALLS\x10\x03\x12\x18\n\x14REASON_STOP_SEQUENCE\x10\x04\x12\x10\n\x0cREASON_ABORT\x10\x05\x12\x10\n\x0cREASON_ERROR\x10\x06\"\x99\x03\n\rGenerateEvent\x12(\n\x07started\x18\x01 \x01(\x0b\x32\x15.fleetgate.v1.StartedH\x00\x12\'\n\x04text\x18\x02 \x01(\x0b\x32\x17.fleetgate.v1.TextDeltaH\x00\x12\x31\n\treasoning\x18\x03 \x01(\x0b\x32\x1c.fleetgate.v1.ReasoningDeltaH\x00\x12\x36\n\x0ftool_call_start\x18\x04 \x01(\x0b\x32\x1b.fleetgate.v1.ToolCallStartH\x00\x12?\n\x0ftool_call_delta\x18\x05 \x01(\x0b\x32$.fleetgate.v1.ToolCallArgumentsDeltaH\x00\x12\x32\n\rtool_call_end\x18\x06 \x01(\x0b\x32\x19.fleetgate.v1.ToolCallEndH\x00\x12$\n\x05usage\x18\x07 \x01(\x0b\x32\x13.fleetgate.v1.UsageH\x00\x12&\n\x06\x66inish\x18\x08 \x01(\x0b\x32\x14.fleetgate.v1.FinishH\x00\x42\x07\n\x05\x65vent\"\"\n\x0c\x41\x62ortRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x1e\n\rAbortResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"\x0f\n\rHealthRequest\"1\n\x0eHealthResponse\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\r\n\x0bInfoRequest\"[\n\x0c\x43\x61pabilities\x12\r\n\x05tools\x18\x01 \x01(\x08\x12\x11\n\treasoning\x18\x02 \x01(\x08\x12\x0e\n\x06vision\x18\x03 \x01(\x08\x12\x19\n\x11structured_output\x18\x04 \x01(\x08\"@\n\x04Load\x12\x0f\n\x07running\x18\x01 \x01(\x05\x12\x0f\n\x07waiting\x18\x02 \x01(\x05\x12\x16\n\x0ekv_cache_usage\x18\x03 \x01(\x02\"\xb7\x01\n\x0cInfoResponse\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x13\n\x0bmodel_names\x18\x02 \x03(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x1a\n\x12max_context_length\x18\x04 \x01(\x05\x12\x30\n\x0c\x63\x61pabilities\x18\x05 \x01(\x0b\x32\x1a.fleetgate.v1.Capabilities\x12 \n\x04load\x18\x06 \x01(\x0b\x32\x12.fleetgate.v1.Load\",\n\x13\x43ountTokensResponse\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\"W\n\x14\x43\x61\x63hedPrefixResponse\x12\x15\n\rcached_tokens\x18\x01 \x01(\x05\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\x12\x11\n\tsupported\x18\x03 \x01(\x08*s\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\x12\n\x0eROLE_DEVELOPER\x10\x02\x12\r\n\tROLE_USER\x10\x03\x12\x12\n\x0eROLE_ASSISTANT\x10\x04\x12\r\n\tROLE_TOOL\x10\x05*\xdd\x01\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45RROR_CODE_INVALID_REQUEST\x10\x01\x12&\n\"ERROR_CODE_CONTEXT_LENGTH_EXCEEDED\x10\x02\x12\x1c\n\x18\x45RROR_CODE_UNKNOWN_MODEL\x10\x03\x12\x1a\n\x16\x45RROR_CODE_UNSUPPORTED\x10\x04\x12\x19\n\x15\x45RROR_CODE_OVERLOADED\x10\x05\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x06\x32\xbd\x03\n\x07Replica\x12H\n\x08Generate\x12\x1d.fleetgate.v1.GenerateRequest\x1a\x1b.fleetgate.v1.GenerateEvent0\x01\x12@\n\x05\x41\x62ort\x12\x1a.fleetgate.v1.AbortRequest\x1a\x1b.fleetgate.v1.AbortResponse\x12\x43\n\x06Health\x12\x1b.fleetgate.v1.HealthRequest\x1a\x1c.fleetgate.v1.HealthResponse\x12=\n\x04Info\x12\x19.fleetgate.v1.InfoRequest\x1a\x1a.fleetgate.v1.InfoResponse\x12O\n\x0b\x43ountTokens\x12\x1d.fleetgate.v1.GenerateRequest\x1a!.fleetgate.v1.CountTokensResponse\x12Q\n\x0c\x43\x61\x63hedPrefix\x12\x1d.fleetgate.v1.GenerateRequest\x1a\".fleetgate.v1.CachedPrefixResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fleetgate.v1.replica_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=3500
-  _globals['_ROLE']._serialized_end=3615
-  _globals['_ERRORCODE']._serialized_start=3618
-  _globals['_ERRORCODE']._serialized_end=3839
+  _globals['_ROLE']._serialized_start=3518
+  _globals['_ROLE']._serialized_end=3633
+  _globals['_ERRORCODE']._serialized_start=3636
+  _globals['_ERRORCODE']._serialized_end=3857
   _globals['_CONTENTPART']._serialized_start=44
   _globals['_CONTENTPART']._serialized_end=102
   _globals['_TOOLCALL']._serialized_start=104
@@ -56,49 +56,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CALLER']._serialized_start=1112
   _globals['_CALLER']._serialized_end=1154
   _globals['_GENERATEREQUEST']._serialized_start=1157
-  _globals['_GENERATEREQUEST']._serialized_end=1657
-  _globals['_PREFIXCHAIN']._serialized_start=1659
-  _globals['_PREFIXCHAIN']._serialized_end=1736
-  _globals['_STARTED']._serialized_start=1738
-  _globals['_STARTED']._serialized_end=1810
-  _globals['_TEXTDELTA']._serialized_start=1812
-  _globals['_TEXTDELTA']._serialized_end=1837
-  _globals['_REASONINGDELTA']._serialized_start=1839
-  _globals['_REASONINGDELTA']._serialized_end=1869
-  _globals['_TOOLCALLSTART']._serialized_start=1871
-  _globals['_TOOLCALLSTART']._serialized_end=1927
-  _globals['_TOOLCALLARGUMENTSDELTA']._serialized_start=1929
-  _globals['_TOOLCALLARGUMENTSDELTA']._serialized_end=1983
-  _globals['_TOOLCALLEND']._serialized_start=1985
-  _globals['_TOOLCALLEND']._serialized_end=2013
-  _globals['_USAGE']._serialized_start=2016
-  _globals['_USAGE']._serialized_end=2152
-  _globals['_FINISH']._serialized_start=2155
-  _globals['_FINISH']._serialized_end=2455
-  _globals['_FINISH_REASON']._serialized_start=2302
-  _globals['_FINISH_REASON']._serialized_end=2455
-  _globals['_GENERATEEVENT']._serialized_start=2458
-  _globals['_GENERATEEVENT']._serialized_end=2867
-  _globals['_ABORTREQUEST']._serialized_start=2869
-  _globals['_ABORTREQUEST']._serialized_end=2903
-  _globals['_ABORTRESPONSE']._serialized_start=2905
-  _globals['_ABORTRESPONSE']._serialized_end=2935
-  _globals['_HEALTHREQUEST']._serialized_start=2937
-  _globals['_HEALTHREQUEST']._serialized_end=2952
-  _globals['_HEALTHRESPONSE']._serialized_start=2954
-  _globals['_HEALTHRESPONSE']._serialized_end=3003
-  _globals['_INFOREQUEST']._serialized_start=3005
-  _globals['_INFOREQUEST']._serialized_end=3018
-  _globals['_CAPABILITIES']._serialized_start=3020
-  _globals['_CAPABILITIES']._serialized_end=3111
-  _globals['_LOAD']._serialized_start=3113
-  _globals['_LOAD']._serialized_end=3177
-  _globals['_INFORESPONSE']._serialized_start=3180
-  _globals['_INFORESPONSE']._serialized_end=3363
-  _globals['_COUNTTOKENSRESPONSE']._serialized_start=3365
-  _globals['_COUNTTOKENSRESPONSE']._serialized_end=3409
-  _globals['_CACHEDPREFIXRESPONSE']._serialized_start=3411
-  _globals['_CACHEDPREFIXRESPONSE']._serialized_end=3498
-  _globals['_REPLICA']._serialized_start=3842
-  _globals['_REPLICA']._serialized_end=4287
+  _globals['_GENERATEREQUEST']._serialized_end=1675
+  _globals['_PREFIXCHAIN']._serialized_start=1677
+  _globals['_PREFIXCHAIN']._serialized_end=1754
+  _globals['_STARTED']._serialized_start=1756
+  _globals['_STARTED']._serialized_end=1828
+  _globals['_TEXTDELTA']._serialized_start=1830
+  _globals['_TEXTDELTA']._serialized_end=1855
+  _globals['_REASONINGDELTA']._serialized_start=1857
+  _globals['_REASONINGDELTA']._serialized_end=1887
+  _globals['_TOOLCALLSTART']._serialized_start=1889
+  _globals['_TOOLCALLSTART']._serialized_end=1945
+  _globals['_TOOLCALLARGUMENTSDELTA']._serialized_start=1947
+  _globals['_TOOLCALLARGUMENTSDELTA']._serialized_end=2001
+  _globals['_TOOLCALLEND']._serialized_start=2003
+  _globals['_TOOLCALLEND']._serialized_end=2031
+  _globals['_USAGE']._serialized_start=2034
+  _globals['_USAGE']._serialized_end=2170
+  _globals['_FINISH']._serialized_start=2173
+  _globals['_FINISH']._serialized_end=2473
+  _globals['_FINISH_REASON']._serialized_start=2320
+  _globals['_FINISH_REASON']._serialized_end=2473
+  _globals['_GENERATEEVENT']._serialized_start=2476
+  _globals['_GENERATEEVENT']._serialized_end=2885
+  _globals['_ABORTREQUEST']._serialized_start=2887
+  _globals['_ABORTREQUEST']._serialized_end=2921
+  _globals['_ABORTRESPONSE']._serialized_start=2923
+  _globals['_ABORTRESPONSE']._serialized_end=2953
+  _globals['_HEALTHREQUEST']._serialized_start=2955
+  _globals['_HEALTHREQUEST']._serialized_end=2970
+  _globals['_HEALTHRESPONSE']._serialized_start=2972
+  _globals['_HEALTHRESPONSE']._serialized_end=3021
+  _globals['_INFOREQUEST']._serialized_start=3023
+  _globals['_INFOREQUEST']._serialized_end=3036
+  _globals['_CAPABILITIES']._serialized_start=3038
+  _globals['_CAPABILITIES']._serialized_end=3129
+  _globals['_LOAD']._serialized_start=3131
+  _globals['_LOAD']._serialized_end=3195
+  _globals['_INFORESPONSE']._serialized_start=3198
+  _globals['_INFORESPONSE']._serialized_end=3381
+  _globals['_COUNTTOKENSRESPONSE']._serialized_start=3383
+  _globals['_COUNTTOKENSRESPONSE']._serialized_end=3427
+  _globals['_CACHEDPREFIXRESPONSE']._serialized_start=3429
+  _globals['_CACHEDPREFIXRESPONSE']._serialized_end=3516
+  _globals['_REPLICA']._serialized_start=3860
+  _globals['_REPLICA']._serialized_end=4305
 # @@protoc_insertion_point(module_scope)

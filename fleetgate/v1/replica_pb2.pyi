@@ -152,7 +152,7 @@ class Caller(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., affinity: _Optional[str] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("request_id", "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "sampling", "response_format", "reasoning_effort", "raw_prompt", "caller", "enable_reasoning", "prefix")
+    __slots__ = ("request_id", "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "sampling", "response_format", "reasoning_effort", "raw_prompt", "caller", "enable_reasoning", "prefix", "priority")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +166,7 @@ class GenerateRequest(_message.Message):
     CALLER_FIELD_NUMBER: _ClassVar[int]
     ENABLE_REASONING_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     messages: _containers.RepeatedCompositeFieldContainer[Message]
@@ -179,7 +180,8 @@ class GenerateRequest(_message.Message):
     caller: Caller
     enable_reasoning: bool
     prefix: PrefixChain
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., reasoning_effort: _Optional[str] = ..., raw_prompt: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., enable_reasoning: _Optional[bool] = ..., prefix: _Optional[_Union[PrefixChain, _Mapping]] = ...) -> None: ...
+    priority: int
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., reasoning_effort: _Optional[str] = ..., raw_prompt: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., enable_reasoning: _Optional[bool] = ..., prefix: _Optional[_Union[PrefixChain, _Mapping]] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class PrefixChain(_message.Message):
     __slots__ = ("block_hashes", "block_bytes", "total_bytes")

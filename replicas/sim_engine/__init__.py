@@ -5,7 +5,8 @@ in the spirit of llm-d's inference simulator, so routers, dashboards and load
 tests can be exercised on any machine. Configured by ``SimConfig``:
 
 - a continuous-batching engine over a paged KV cache (``scheduler``, ``kv_cache``):
-  at most ``max_num_seqs`` running, the rest waiting in order; blocks of
+  at most ``max_num_seqs`` running, the rest waiting in arrival order (or, with
+  ``scheduling_policy: priority``, in the order of the request's priority); blocks of
   ``kv_block_size`` tokens, ``kv_cache_blocks`` of them, prefix reuse over a hash
   chain of the prompt's blocks (``block_hashes``) with ``prefix_caching``, LRU
   eviction, ``cached_tokens`` in usage, KV events to a sink (``kv_events``);

@@ -1,9 +1,13 @@
-"""The sim's continuous-batching scheduler: admission in arrival order, one prefill at a time, batch-aware decode.
+"""The sim's continuous-batching scheduler: admission in arrival or priority order, one prefill at a time,
+batch-aware decode.
 
 A sequence is admitted when fewer than ``max_num_seqs`` run and the KV cache
 (``kv_cache``) can give it its blocks; until then it waits, first come first
 served (a head that does not fit holds back those behind it, like vLLM's FCFS
-scheduler). Admitted, it is running. Its prefill costs time for its *uncached*
+scheduler), or with ``scheduling_policy: priority`` in the order of (its
+request's ``priority``, arrival): lower first, as vLLM's priority scheduler
+orders its waiting queue (the sim does not preempt running sequences for a
+waiting one). Admitted, it is running. Its prefill costs time for its *uncached*
 prompt tokens only (``prefill_ms_per_1k_tokens`` / 1000 + ``prefill_ms_per_token``
 per token) and prefills run one at a time, in order (prefill is compute-bound:
 a replica prefills at one rate, however many prompts it holds); then its prompt
@@ -38,6 +42,8 @@ class Sequence:
     prompt_tokens: int
     total_tokens: int  # prompt + planned completion
     block_size: int
+    # The request's priority (GenerateRequest.priority): orders the waiting queue under scheduling_policy priority.
+    priority: int = 0
     state: State = State.WAITING
     allocation: Allocation | None = None
     admitted: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -63,6 +69,7 @@ class Scheduler:
         self._waiting: deque[Sequence] = deque()
         self._prefill_lane = asyncio.Lock()
         self._prefill_ms_per_token = sim.prefill_ms_per_token + sim.prefill_ms_per_1k_tokens / 1000
+        self._by_priority = sim.scheduling_policy == "priority"
 
     @property
     def waiting(self) -> int:
@@ -73,8 +80,16 @@ class Scheduler:
         return self.kv_cache.blocks_for(total_tokens) <= self.kv_cache.num_blocks
 
     def enqueue(self, sequence: Sequence) -> None:
-        """Queue ``sequence``; it is admitted at once when it fits and nothing waits before it."""
-        self._waiting.append(sequence)
+        """Queue ``sequence`` (after those of its priority and better ones, under the priority policy); it is
+        admitted at once when it fits and nothing waits before it."""
+        waiting = self._waiting
+        if self._by_priority:
+            place = len(waiting)
+            while place and waiting[place - 1].priority > sequence.priority:
+                place -= 1
+            waiting.insert(place, sequence)
+        else:
+            waiting.append(sequence)
         self._admit_waiting()
 
     async def first_token(self, sequence: Sequence, jitter_factor: float = 1.0) -> None:

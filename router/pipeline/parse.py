@@ -5,7 +5,7 @@
 stream, whether the caller asked for the ``stats`` object.
 
 ``translate``: ``dialect.to_canonical`` (given the router's settings) -> the
-canonical request, with the call's id and key filled in, checked against the
+canonical request, with the call's id, key and key's priority filled in, checked against the
 model: unknown (404, or 503 while the registry is unreadable) and images it
 cannot take (400); and the caller's session hint (``ctx.session_hint``) from the
 HTTP headers and the dialect's ``session_fields`` (``router.canonical.session_hints``;
@@ -37,6 +37,7 @@ async def translate(ctx: RequestContext, state: RouterState) -> None:
     canonical = ctx.dialect.to_canonical(ctx.parsed, ctx, state.config.router)
     canonical.request_id = ctx.request_id
     canonical.caller.key_id = ctx.key_id
+    canonical.priority = ctx.key_policy.priority  # the engine's scheduler may order by it (GenerateRequest.priority)
     if not canonical.model:
         canonical.model = ctx.model
     view = state.registry.model(canonical.model)
