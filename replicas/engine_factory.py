@@ -6,13 +6,16 @@ without loading torch.
 
 from __future__ import annotations
 
-from fleetgate.core.config import ModelConfig
+from fleetgate.core.config import ModelConfig, TracingConfig
 from fleetgate.replicas.engine_interface import Engine
 from fleetgate.replicas.kv_events import KvEventSink
 
 
-def build_engine(model: ModelConfig, replica_id: str, kv_events: KvEventSink | None = None) -> Engine:
-    """A new, not yet started engine for ``model``; ``kv_events`` receives its KV cache events."""
+def build_engine(
+    model: ModelConfig, replica_id: str, kv_events: KvEventSink | None = None, *, tracing: TracingConfig | None = None
+) -> Engine:
+    """A new, not yet started engine for ``model``; ``kv_events`` receives its KV cache events. With ``tracing``,
+    an engine that traces on its own (vLLM) exports its spans as it says."""
     if model.engine == "sim":
         from fleetgate.replicas.sim_engine import SimEngine
 
@@ -20,5 +23,5 @@ def build_engine(model: ModelConfig, replica_id: str, kv_events: KvEventSink | N
     if model.engine == "vllm":
         from fleetgate.replicas.vllm_engine import VllmEngine
 
-        return VllmEngine(model, replica_id, kv_events)
+        return VllmEngine(model, replica_id, kv_events, tracing=tracing)
     raise ValueError(f"model {model.name!r}: unknown engine {model.engine!r}")

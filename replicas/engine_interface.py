@@ -10,7 +10,7 @@ request in the engine at once.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 
 from fleetgate.core.registry import Capabilities, Load
 from fleetgate.v1 import replica_pb2 as pb
@@ -51,8 +51,11 @@ class Engine(abc.ABC):
         """Tokens of the prompt ``request`` renders to, exactly as ``generate`` would render it."""
 
     @abc.abstractmethod
-    def generate(self, request: pb.GenerateRequest) -> AsyncGenerator[pb.GenerateEvent, None]:
-        """Canonical events for ``request``; closing the generator aborts it."""
+    def generate(
+        self, request: pb.GenerateRequest, trace_headers: Mapping[str, str] | None = None
+    ) -> AsyncGenerator[pb.GenerateEvent, None]:
+        """Canonical events for ``request``; closing the generator aborts it. ``trace_headers`` (W3C
+        ``traceparent`` / ``tracestate``, while tracing is on) parent the engine's own spans, if it makes any."""
 
     @abc.abstractmethod
     async def abort(self, request_id: str) -> bool:

@@ -3,7 +3,8 @@
 ``start_replica`` brings the parts up in order and ``RunningReplica.drain``
 takes them down in the reverse order (withdraw from the registry first, so
 routers stop sending, then let in-flight calls finish for a grace period and
-abort the rest). ``serve_replica`` runs a replica until a stop event; the plain
+abort the rest; the spans still queued are exported last, with tracing on:
+``replicas/tracing.py``). ``serve_replica`` runs a replica until a stop event; the plain
 process (``fleetgate replica``, via ``run_replica``) and the Ray actor
 (``replicas/controller.py``) both use these.
 """
@@ -31,6 +32,7 @@ from fleetgate.replicas.kv_index.publisher import KvIndexPublisher
 from fleetgate.replicas.metrics_server import MetricsServer, start_metrics_server
 from fleetgate.replicas.ports import PORT_SEARCH_SPAN
 from fleetgate.replicas.server import ReplicaServer, start_replica_server
+from fleetgate.replicas.tracing import ReplicaTracing
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class RunningReplica:
     metrics: MetricsServer
     heartbeat: Heartbeat
     kv_index: KvIndexPublisher | None = None
+    tracing: ReplicaTracing | None = None
 
     @property
     def record(self) -> ReplicaRecord:
@@ -73,6 +76,8 @@ class RunningReplica:
         if self.kv_index is not None:
             await self.kv_index.stop()
         self.metrics.stop()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
         log.info("replica %s stopped", self.record.replica_id)
 
 
@@ -104,7 +109,10 @@ async def start_replica(
             ttl_seconds=kv_ttl_seconds(config.replica.registry_ttl_seconds),
             resync_seconds=config.replica.kv_index_resync_seconds,
         )
-    engine = build_engine(model, replica_id, kv_index)
+    # vLLM's own tracing is on when the replica's is and tracing.engine_spans says so.
+    engine_tracing = config.tracing if config.tracing.enabled and config.tracing.engine_spans else None
+    engine = build_engine(model, replica_id, kv_index, tracing=engine_tracing)
+    tracing = ReplicaTracing.from_config(config.tracing, replica_id=replica_id, engine=model.engine)
     async with contextlib.AsyncExitStack() as undo:
         if kv_index is not None:
             await kv_index.start()
@@ -113,7 +121,7 @@ async def start_replica(
         await engine.start()
         server = await start_replica_server(
             engine, replica_id=replica_id, model_name=model.name, host=host, port=port, port_search_span=span,
-            advertise_host=advertised, auth_token=config.replica.auth_token,
+            advertise_host=advertised, auth_token=config.replica.auth_token, tracing=tracing,
         )
         undo.push_async_callback(server.stop, 0)
         metrics = start_metrics_server(
@@ -141,7 +149,8 @@ async def start_replica(
         await heartbeat.start()
         undo.pop_all()
     log.info("replica %s serving %s on %s, metrics %s", replica_id, model.name, server.address, record.metrics_url)
-    return RunningReplica(engine=engine, server=server, metrics=metrics, heartbeat=heartbeat, kv_index=kv_index)
+    return RunningReplica(engine=engine, server=server, metrics=metrics, heartbeat=heartbeat, kv_index=kv_index,
+                          tracing=tracing)
 
 
 async def serve_replica(

@@ -7,6 +7,8 @@ request in the engine. ``Abort`` aborts by request id. ``Info``, ``Health``,
 ``CountTokens`` and ``CachedPrefix`` answer from the engine. The servicer keeps the replica-level
 Prometheus metrics (``replicas/metrics.py``) current. A replica with a token
 (``replica.auth_token``) serves only calls that carry it (``replicas/auth.py``).
+With tracing on, each ``Generate`` call runs in a ``generate`` span, a child of the
+router's (``replicas/tracing.py``), whose trace context is passed to the engine.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from fleetgate.replicas import metrics
 from fleetgate.replicas.auth import TokenInterceptor
 from fleetgate.replicas.engine_interface import Engine
 from fleetgate.replicas.ports import bind_first_free
+from fleetgate.replicas.tracing import GenerateSpan, ReplicaTracing
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.v1 import replica_pb2_grpc
 
@@ -57,10 +60,13 @@ def load_within(load: Load, in_flight: int) -> Load:
 class ReplicaServicer(replica_pb2_grpc.ReplicaServicer):
     """Serves one engine as one replica; counts what is in flight."""
 
-    def __init__(self, engine: Engine, *, replica_id: str, model_name: str) -> None:
+    def __init__(
+        self, engine: Engine, *, replica_id: str, model_name: str, tracing: ReplicaTracing | None = None
+    ) -> None:
         self.engine = engine
         self.replica_id = replica_id
         self.model_name = model_name
+        self.tracing = tracing
         self.in_flight = 0
         self.draining = False
         self._labels = {"model": model_name, "replica": replica_id}
@@ -85,12 +91,19 @@ class ReplicaServicer(replica_pb2_grpc.ReplicaServicer):
         # closed before the handler returns.
         self.in_flight += 1
         metrics.IN_FLIGHT.labels(**self._labels).set(self.in_flight)
-        events = self.engine.generate(request)
+        span: GenerateSpan | None = None
+        if self.tracing is None:
+            events = self.engine.generate(request)
+        else:  # tracing on: the call's span, a child of the router's; the engine's spans its children
+            span = self.tracing.generate_span(request, context.invocation_metadata() or ())
+            events = self.engine.generate(request, span.engine_headers())
         reason_label = "abort"  # stays so when the client goes away before the finish
         finished = False
         try:
             async for event in events:
                 self._count(event)
+                if span is not None:
+                    span.observe(event)
                 if event.HasField("finish"):
                     finished = True
                     reason_label = finish_reason_label(event.finish.reason)
@@ -110,6 +123,8 @@ class ReplicaServicer(replica_pb2_grpc.ReplicaServicer):
             metrics.IN_FLIGHT.labels(**self._labels).set(self.in_flight)
             metrics.REQUESTS.labels(reason=reason_label, **self._labels).inc()
             self.current_load()
+            if span is not None:
+                span.end(reason_label)
 
     def _count(self, event: pb.GenerateEvent) -> None:
         if event.HasField("usage"):
@@ -187,13 +202,15 @@ async def start_replica_server(
     port_search_span: int = 1,
     advertise_host: str | None = None,
     auth_token: str | None = None,
+    tracing: ReplicaTracing | None = None,
 ) -> ReplicaServer:
     """Serve ``engine`` on ``host:port`` (0 picks a free port) and return once it listens.
 
     With ``port_search_span`` above 1, ``port`` is a base: the first free port of
     that many from it is taken (``replicas/ports.py``). ``advertise_host`` is the
     host other machines reach it on, when ``host`` is a wildcard such as ``0.0.0.0``.
-    With ``auth_token``, calls without it are refused (``replicas/auth.py``).
+    With ``auth_token``, calls without it are refused (``replicas/auth.py``). With ``tracing``, calls are
+    traced (``replicas/tracing.py``).
     """
     server = grpc.aio.server(
         interceptors=[TokenInterceptor(auth_token)] if auth_token is not None else None,
@@ -203,7 +220,7 @@ async def start_replica_server(
             *grpc_options.SERVER_OPTIONS,
         ]
     )
-    servicer = ReplicaServicer(engine, replica_id=replica_id, model_name=model_name)
+    servicer = ReplicaServicer(engine, replica_id=replica_id, model_name=model_name, tracing=tracing)
     replica_pb2_grpc.add_ReplicaServicer_to_server(servicer, server)
 
     def bind(candidate: int) -> int:

@@ -7,8 +7,10 @@ add it to ``ROUTES`` below. Errors of paths no dialect's route matches are in
 OpenAI's shape, or Anthropic's under the Messages dialect's path space.
 
 If ``FLEETGATE_BOOTSTRAP_KEY`` is set, that key is registered at startup under the
-name ``bootstrap`` (idempotently: every router of a deployment does it, the Helm
-chart passes it from a Secret).
+name ``bootstrap`` with the ``admin`` role (idempotently: every router of a deployment
+does it, the Helm chart passes it from a Secret; a bootstrap key registered by an
+earlier version as a user key becomes admin). The admin API (``router/admin``) is
+among the ``ROUTES``.
 
 The surface beyond the API is closed by default: the interactive docs (``/docs``,
 ``/redoc``, ``/openapi.json``) are served only with auth off (``router.docs``
@@ -33,8 +35,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.middleware.cors import CORSMiddleware
 
 from fleetgate.core.config import FleetgateConfig
+from fleetgate.router.admin.routes import routes as admin_routes
 from fleetgate.router.admission import AdmissionQueue
-from fleetgate.router.auth import BOOTSTRAP_KEY_NAME, KeyStore
+from fleetgate.router.audit import AuditLog
+from fleetgate.router.auth import KeyStore
 from fleetgate.router.dialects.chat.routes import routes as chat_routes
 from fleetgate.router.dialects.completions.routes import routes as completions_routes
 from fleetgate.router.dialects.messages.dialect import MESSAGES
@@ -46,6 +50,7 @@ from fleetgate.router.dialects.responses.websocket import routes as responses_we
 from fleetgate.router.dispatch import Dispatcher
 from fleetgate.router.error_responses import install_error_handlers
 from fleetgate.router.http_io import REPLICA_HEADER
+from fleetgate.router.key_admin import KeyAdmin
 from fleetgate.router.meta_routes import routes as meta_routes
 from fleetgate.router.metrics_port import serve_metrics
 from fleetgate.router.rate_limit_store import RateLimiter
@@ -54,6 +59,9 @@ from fleetgate.router.replica_client import ChannelPool
 from fleetgate.router.routing.factory import PolicyParts, routing_policy
 from fleetgate.router.routing.in_flight import InFlight
 from fleetgate.router.state import RouterState
+from fleetgate.router.tracing import RouterTracing
+from fleetgate.router.usage.key_labels import KeyLabels
+from fleetgate.router.usage.ledger import UsageLedger
 
 log = logging.getLogger("fleetgate.router")
 
@@ -61,6 +69,7 @@ BOOTSTRAP_KEY_ENV = "FLEETGATE_BOOTSTRAP_KEY"
 
 ROUTES: list[APIRouter] = [
     meta_routes, chat_routes, completions_routes, messages_routes, responses_routes, responses_websocket_routes,
+    admin_routes,
 ]
 
 # A Redis that is down refuses at once; one that vanished must not hang requests: they get a 503 instead.
@@ -72,12 +81,12 @@ REDIS_RETRY_CAP_SECONDS = 0.2
 REGISTRY_GRACE_HEARTBEATS = 2
 
 
-async def register_bootstrap_key(keys: KeyStore, environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+async def register_bootstrap_key(admin: KeyAdmin, environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
     secret = environ.get(BOOTSTRAP_KEY_ENV, "").strip()
     if not secret:
         return
-    info = await keys.register(secret, BOOTSTRAP_KEY_NAME)
-    log.info("bootstrap API key %s", f"registered as {info.id}" if info else "already registered")
+    info, outcome = await admin.bootstrap(secret)
+    log.info("bootstrap API key %s: %s", info.id if info else "?", outcome)
 
 
 def create_app(config: FleetgateConfig) -> FastAPI:
@@ -95,6 +104,7 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             retry_on_error=[RedisConnectionError, BusyLoadingError],
         )
         channels = ChannelPool(auth_token=config.replica.auth_token)
+        tracing = RouterTracing.from_config(config)  # None unless tracing.enabled
         registry = RegistryView(
             redis,
             configured_models=config.models,
@@ -107,6 +117,8 @@ def create_app(config: FleetgateConfig) -> FastAPI:
         in_flight = InFlight()
         routing = routing_policy(PolicyParts(config, in_flight, redis, channels))
         keys = KeyStore(redis)
+        rate_limiter = RateLimiter.from_settings(redis, settings)
+        usage = UsageLedger(redis, retention_days=settings.usage.retention_days, window_ms=rate_limiter.window_ms)
         app.state.fleetgate = RouterState(
             config=config,
             redis=redis,
@@ -118,19 +130,26 @@ def create_app(config: FleetgateConfig) -> FastAPI:
                 registry, routing, in_flight, channels, retry_after_seconds=settings.retry_after_seconds
             ),
             keys=keys,
-            rate_limiter=RateLimiter.from_settings(redis, settings),
+            rate_limiter=rate_limiter,
             admission=AdmissionQueue(settings.admission, registry.healthy,
                                      recheck_seconds=settings.registry_refresh_seconds),
+            usage=usage,
+            key_labels=KeyLabels(settings.usage.metrics_max_keys),
+            tracing=tracing,
         )
         with serve_metrics(settings):
             try:
-                await register_bootstrap_key(keys)
+                await register_bootstrap_key(
+                    KeyAdmin(keys, AuditLog(redis, max_entries=settings.audit_max_entries)))
                 await registry.start()
                 yield
             finally:
+                await usage.drain()
                 await registry.stop()
                 await channels.close()
                 await redis.aclose()
+                if tracing is not None:
+                    await tracing.shutdown()  # the spans still queued are exported
 
     docs = settings.docs if settings.docs is not None else not settings.auth
     app = FastAPI(

@@ -1,4 +1,4 @@
-"""Rate-limit windows in Redis: admit a request, then charge its tokens (the math is in ``router.rate_limit``).
+"""Rate-limit windows in Redis: admit a request; its tokens are charged with its usage (math: ``router.rate_limit``).
 
 Redis key ``fleetgate:ratelimit:<key id>`` (``fleetgate:ratelimit:anonymous``
 with auth off): a hash ``{requests, tokens}`` for the key's current window. Its
@@ -10,26 +10,22 @@ across any number of routers sharing the Redis:
 
 - admit (before dispatch): refuse when the window's requests or tokens have
   reached a limit, without counting; otherwise count the request.
-- charge (after the last event, before the last frame or the JSON body): add
-  the request's prompt + completion tokens. Only keys with a token limit are
-  charged; a request whose client went away before the end is not.
+- charge: the request's input + output tokens are added to the window's
+  ``tokens`` by the usage ledger's script, in the same write as the request's
+  ledger entry (``router.usage.ledger``), for keys with a token limit — also a
+  request whose client went away or whose replica failed mid-stream.
 
 A Redis error while admitting propagates (the pipeline answers the 503
-``state_store_unavailable``); one while charging is logged, the answer is kept.
+``state_store_unavailable``).
 The pipeline's admission step (``router.pipeline.admit``) decides with them.
 """
 
 from __future__ import annotations
 
-import logging
-
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from fleetgate.core.config import RouterConfig
 from fleetgate.router.rate_limit import Limits, WindowReading
-
-log = logging.getLogger("fleetgate.router.rate_limit")
 
 WINDOW_PREFIX = "fleetgate:ratelimit:"
 NO_LIMIT = -1
@@ -56,15 +52,6 @@ end
 return {admitted, requests, tokens, ttl}
 """
 
-# KEYS[1] the window; ARGV window ms, tokens. Opens a new window when the old one closed meanwhile.
-_CHARGE_SCRIPT = """
-redis.call('HINCRBY', KEYS[1], 'tokens', ARGV[2])
-if redis.call('PTTL', KEYS[1]) < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-end
-return 1
-"""
-
 def _limit_arg(limit: int | None) -> int:
     return NO_LIMIT if limit is None else limit
 
@@ -75,9 +62,8 @@ class RateLimiter:
     def __init__(self, redis: aioredis.Redis, defaults: Limits, window_seconds: float) -> None:
         self.defaults = defaults
         self.window_seconds = window_seconds
-        self._window_ms = max(1, round(window_seconds * 1000))
+        self.window_ms = max(1, round(window_seconds * 1000))
         self._admit = redis.register_script(_ADMIT_SCRIPT)
-        self._charge = redis.register_script(_CHARGE_SCRIPT)
 
     @classmethod
     def from_settings(cls, redis: aioredis.Redis, settings: RouterConfig) -> RateLimiter:
@@ -86,15 +72,6 @@ class RateLimiter:
 
     async def admit(self, bucket: str, limits: Limits) -> WindowReading:
         """Count one request in ``bucket``'s window unless ``limits`` refuse it (then nothing is counted)."""
-        args = [self._window_ms, _limit_arg(limits.requests), _limit_arg(limits.tokens)]
+        args = [self.window_ms, _limit_arg(limits.requests), _limit_arg(limits.tokens)]
         admitted, requests, tokens, pttl = await self._admit(keys=[WINDOW_PREFIX + bucket], args=args)
         return WindowReading(bool(admitted), int(requests), int(tokens), int(pttl) / 1000)
-
-    async def charge(self, bucket: str, tokens: int) -> None:
-        """Add ``tokens`` to ``bucket``'s window; a Redis failure is logged, not raised (the answer is done)."""
-        if tokens <= 0:
-            return
-        try:
-            await self._charge(keys=[WINDOW_PREFIX + bucket], args=[self._window_ms, tokens])
-        except RedisError as exc:
-            log.warning("could not charge %d tokens to rate-limit window %s: %s", tokens, bucket, exc)

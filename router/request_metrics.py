@@ -49,6 +49,8 @@ class RequestMetrics:
         self._done = False
         self._replica_id = ""
         self._predicted_cached_share: float | None = None
+        # Seconds from the request to its first content event sent to a streaming client.
+        self.ttft_seconds: float | None = None
 
     def served_by(self, replica_id: str, predicted_cached_share: float | None) -> None:
         """The replica that served the request, and the share of its prompt the policy expected it to hold."""
@@ -66,7 +68,8 @@ class RequestMetrics:
         """A content event was sent to a streaming client."""
         now = time.perf_counter()
         if self._last_content is None:
-            model_child(metrics.TTFT, self.model, self.dialect).observe(now - self._t0)
+            self.ttft_seconds = now - self._t0
+            model_child(metrics.TTFT, self.model, self.dialect).observe(self.ttft_seconds)
         else:
             if self._itl is None:
                 self._itl = model_child(metrics.ITL, self.model, self.dialect)

@@ -1,6 +1,6 @@
 """What one router process holds while it runs.
 
-Config, Redis pool, registry view, channels, routing, dispatcher, keys, rate limiter, admission queue.
+Config, Redis pool, registry view, channels, routing, dispatcher, keys, rate limiter, admission queue, usage ledger.
 
 Nothing here is state another router would need: the registry and the keys are
 read from Redis; in-flight counts and quarantined replicas are this router's own
@@ -24,6 +24,9 @@ from fleetgate.router.replica_client import ChannelPool
 from fleetgate.router.request_metrics import UNKNOWN_MODEL_LABEL
 from fleetgate.router.routing.in_flight import InFlight
 from fleetgate.router.routing.policy import RoutingPolicy
+from fleetgate.router.tracing import RouterTracing
+from fleetgate.router.usage.key_labels import KeyLabels
+from fleetgate.router.usage.ledger import UsageLedger
 
 
 @dataclass
@@ -38,6 +41,11 @@ class RouterState:
     keys: KeyStore
     rate_limiter: RateLimiter
     admission: AdmissionQueue
+    usage: UsageLedger
+    # Bounded key_id labels of the per-key metrics (router.usage.metrics_max_keys).
+    key_labels: KeyLabels
+    # Request traces (router.tracing) while tracing.enabled; None: off, nothing traced.
+    tracing: RouterTracing | None = None
 
     def model_label(self, model: str) -> str:
         """A bounded metrics label for a requested model name."""

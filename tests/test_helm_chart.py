@@ -32,6 +32,7 @@ from fleetgate.core.config import (
     ReplicaDefaults,
     RouterConfig,
     SimConfig,
+    TracingConfig,
     load_config,
 )
 from fleetgate.router.metrics import IN_FLIGHT
@@ -90,6 +91,8 @@ EVERYTHING_ON = {
     "huggingface": {"tokenSecret": {"name": "hf-token"}},
     "modelCache": {"type": "hostPath"},
     "rayCluster": {"upgradeStrategy": "Recreate"},
+    "tracing": {"enabled": True, "sample_ratio": 0.25},
+    "tracingCollector": {"nodeAgent": True, "headersSecret": {"name": "otel-headers"}},
     "monitoring": {
         "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
         "podMonitor": {"enabled": True},
@@ -329,6 +332,27 @@ def test_replica_token_reaches_routers_and_replicas(
         assert re.fullmatch(r"[A-Za-z0-9]{48}", base64.b64decode(secret["data"]["replica-token"]).decode())
 
 
+def test_tracing_reaches_routers_and_replicas(rendered: dict[str, Rendered]) -> None:
+    """With tracing on, every fleetgate pod exports to its own node's collector agent with the headers' Secret,
+    and the config turns tracing on; off (the default), no pod gets any of it."""
+    r = rendered["everything-on"]
+    assert rendered_config(r).tracing == TracingConfig(enabled=True, sample_ratio=0.25)
+    for pod in fleetgate_pods(r):
+        env = env_by_name(pod["spec"]["containers"][0])
+        assert env["HOST_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://$(HOST_IP):4318"
+        assert env["FLEETGATE_TRACING__HEADERS"]["valueFrom"]["secretKeyRef"] == {"name": "otel-headers",
+                                                                                  "key": "headers"}
+        # $(VAR) expands only from variables defined before it.
+        names = [e["name"] for e in pod["spec"]["containers"][0]["env"]]
+        assert names.index("HOST_IP") < names.index("OTEL_EXPORTER_OTLP_ENDPOINT")
+    default = rendered["default"]
+    assert rendered_config(default).tracing.enabled is False
+    for pod in fleetgate_pods(default):
+        env = env_by_name(pod["spec"]["containers"][0])
+        assert not {"HOST_IP", "OTEL_EXPORTER_OTLP_ENDPOINT", "FLEETGATE_TRACING__HEADERS"} & set(env)
+
+
 def test_in_chart_redis_is_a_persistent_statefulset(rendered: dict[str, Rendered]) -> None:
     r = rendered["default"]
     statefulset = r.named("StatefulSet", f"{FULLNAME}-redis")
@@ -523,7 +547,7 @@ def _schema_section(schema: dict[str, Any], name: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("section", "model"),
     [("redis", RedisConfig), ("router", RouterConfig), ("replica", ReplicaDefaults), ("ray", RayConfig),
-     ("model", ModelConfig), ("sim", SimConfig)],
+     ("model", ModelConfig), ("sim", SimConfig), ("tracing", TracingConfig)],
 )
 def test_values_schema_mirrors_fleetgate_config(section: str, model: type) -> None:
     """Each config section of values.schema.json lists exactly the fields of its pydantic model,

@@ -58,6 +58,17 @@ class PrefixRoutingConfig(_Strict):
     session_ttl_seconds: int = Field(default=3600, ge=1)
 
 
+class FairShareConfig(_Strict):
+    """router.admission.policy fair_share (router/admission/fair_share.py): a freed slot goes to the waiting API
+    key with the fewest tokens served lately per unit of its weight (a key's `weight`, `fleetgate keys`)."""
+
+    # What a key was served counts half after this long (a quarter after twice as long): recent usage decides.
+    half_life_seconds: float = Field(default=60.0, gt=0)
+    # Tokens (input + output) a key's request is charged in advance when it takes a slot, until the key has
+    # finished one (then: the running mean of its recent requests); corrected to the real usage when it ends.
+    initial_estimate_tokens: int = Field(default=1024, ge=0)
+
+
 class AdmissionConfig(_Strict):
     """Admission control (router/admission/): requests in flight per model bounded by its replicas' capacity,
     a bounded queue per model with a maximum wait, the rest shed (429 / Anthropic 529, with Retry-After)."""
@@ -74,6 +85,10 @@ class AdmissionConfig(_Strict):
     max_wait_seconds: float = Field(default=30.0, gt=0)
     # Retry-After of a shed request.
     retry_after_seconds: int = Field(default=1, ge=0)
+    # The order waiting requests get a freed slot: `fair_share` (weighted fair share between API keys, by the
+    # tokens each was served lately against its weight; tuned by `fair_share` below) or `fifo` (arrival order).
+    policy: Literal["fair_share", "fifo"] = "fair_share"
+    fair_share: FairShareConfig = Field(default_factory=lambda: FairShareConfig())
 
 
 class UsageConfig(_Strict):
@@ -130,6 +145,9 @@ class RouterConfig(_Strict):
     rate_limit_window_seconds: float = Field(default=60.0, gt=0)
     admission: AdmissionConfig = Field(default_factory=lambda: AdmissionConfig())
     usage: UsageConfig = Field(default_factory=lambda: UsageConfig())
+    # The audit log of key changes (admin API and CLI; router/audit.py) is the Redis stream fleetgate:audit,
+    # trimmed to about this many entries (XADD MAXLEN ~): the oldest go first.
+    audit_max_entries: int = Field(default=100_000, ge=1)
     # The interactive API docs (/docs, /redoc, /openapi.json). None: served only when auth is off.
     docs: bool | None = None
     # /metrics: None serves it on the router's port without a key; a `metrics_port` serves it on its own
@@ -181,6 +199,9 @@ class SimConfig(_Strict):
     itl_batch_penalty: float = Field(default=0.0, ge=0)
     # Continuous batching: at most this many running sequences, the rest wait in order.
     max_num_seqs: int = Field(default=256, ge=1)
+    # The waiting sequences' order: `fcfs` (arrival) or `priority` (the request's priority, from its API key's
+    # policy, then arrival; lower first), as vLLM's scheduling_policy.
+    scheduling_policy: Literal["fcfs", "priority"] = "fcfs"
     # Paged KV cache: tokens per block, blocks in the cache, prefix reuse (off: nothing is cached).
     kv_block_size: int = Field(default=16, ge=1)
     kv_cache_blocks: int = Field(default=65536, ge=1)
@@ -240,12 +261,34 @@ class RayConfig(_Strict):
     namespace: str = "fleetgate"
 
 
+class TracingConfig(_Strict):
+    """OpenTelemetry traces of every request (fleetgate/core/tracing.py), exported over OTLP/HTTP; off by default."""
+
+    # Off: no tracer, no span, no trace header on the gRPC calls (a client's traceparent is ignored).
+    enabled: bool = False
+    # The collector's OTLP/HTTP traces URL, e.g. http://otel-collector:4318/v1/traces (a URL without a path
+    # gets /v1/traces). None: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as is, else OTEL_EXPORTER_OTLP_ENDPOINT +
+    # /v1/traces, else http://localhost:4318/v1/traces.
+    otlp_endpoint: str | None = None
+    # Headers of every export request (a collector's API key); empty: OTEL_EXPORTER_OTLP_HEADERS if set.
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Prefix of the service names: <service_name>-router, <service_name>-replica, <service_name>-vllm.
+    service_name: str = Field(default="fleetgate", min_length=1)
+    # Share of the traces a router starts that are recorded (by trace id); a request carrying a client's
+    # traceparent follows the client's sampled flag instead.
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    # vLLM replicas also turn on vLLM's own request tracing (its `llm_request` span, a child of the
+    # replica's `generate` span), exporting to the same endpoint.
+    engine_spans: bool = True
+
+
 class FleetgateConfig(_Strict):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
     replica: ReplicaDefaults = Field(default_factory=ReplicaDefaults)
     ray: RayConfig = Field(default_factory=RayConfig)
     models: list[ModelConfig] = Field(default_factory=list)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
     @field_validator("models")
     @classmethod

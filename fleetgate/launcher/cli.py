@@ -6,10 +6,16 @@
     fleetgate replica --model NAME [--config FILE] [--port N]     one replica as a plain process (no Ray)
     fleetgate controller [--config FILE]                          replicas as Ray actors (inside a Ray cluster)
     fleetgate models prepare                                      convert the bundled model once
-    fleetgate keys create --name NAME [--rpm N] [--tpm N] | list | revoke KEY | limit KEY [--rpm N] [--tpm N]
-                                                                  API keys in Redis, and their rate limits
+    fleetgate keys create --name NAME [settings] | update KEY [--name NAME] [settings] | rotate KEY
+                   | list [--format table|json] | revoke KEY | limit KEY [--rpm N] [--tpm N]
+                                                                  API keys in Redis: limits, roles, budgets
+    fleetgate audit [--since WHEN] [--limit N] [--key ID] [--format table|json]
+                                                                  the audit log of key changes
+    fleetgate usage [--key KEY] [--model M] [--since DAY] [--until DAY] [--daily] [--format table|json|csv]
+                                                                  what each API key used, per model and day
     fleetgate bench ...                                           side-by-side benchmarks (loadtest/)
     fleetgate bench trace --trace FILE ...                        replay a request trace per routing policy
+    fleetgate bench fair-share ...                                a heavy and a light key: fair share vs FIFO
 """
 
 from __future__ import annotations
@@ -17,7 +23,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fleetgate.loadtest.bench.fair_share.options import add_fair_share_arguments
 from fleetgate.loadtest.bench.trace.options import add_trace_arguments
+from fleetgate.router.audit_cli import add_audit_arguments
+from fleetgate.router.keys_cli import add_limit_arguments, add_settings_arguments
+from fleetgate.router.usage.cli import add_usage_arguments
 
 
 def _add_config(p: argparse.ArgumentParser, *, subcommand: bool = False) -> None:
@@ -25,27 +35,6 @@ def _add_config(p: argparse.ArgumentParser, *, subcommand: bool = False) -> None
     name; its default is then SUPPRESS, so a ``--config`` given before the name is not reset."""
     p.add_argument("--config", default=argparse.SUPPRESS if subcommand else None,
                    help="YAML config (default deploy/local.yaml)")
-
-
-def _rate_limit(text: str) -> int:
-    """A key's own rate limit: a positive number, or 0 / none to follow the router's default."""
-    if text.strip().lower() == "none":
-        return 0
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, 0 or none, got {text!r}")
-    return value
-
-
-def _add_rate_limits(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--rpm", type=_rate_limit, default=None, help="requests per minute (0 or none: the router's default)"
-    )
-    p.add_argument("--tpm", type=_rate_limit, default=None,
-                   help="prompt + completion tokens per minute (0 or none: the router's default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,15 +78,30 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True)
-    _add_rate_limits(create)
-    listing = keys_sub.add_parser("list", help="list keys and their rate limits (never the secret)")
+    add_settings_arguments(create)
+    update = keys_sub.add_parser("update", help="change a key's name and settings, by its id or name")
+    update.add_argument("key")
+    update.add_argument("--name", dest="new_name", default=None, help="a new name")
+    add_settings_arguments(update)
+    rotate = keys_sub.add_parser("rotate", help="a new secret for a key (same id and settings), printed once")
+    rotate.add_argument("key")
+    listing = keys_sub.add_parser("list", help="list keys, their limits, roles and budgets (never the secret)")
+    listing.add_argument("--format", choices=("table", "json"), default="table")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id or name")
     revoke.add_argument("key")
     limit = keys_sub.add_parser("limit", help="set or clear a key's own rate limits, by its id or name")
     limit.add_argument("key")
-    _add_rate_limits(limit)
-    for keys_command in (create, listing, revoke, limit):
+    add_limit_arguments(limit)
+    for keys_command in (create, update, rotate, listing, revoke, limit):
         _add_config(keys_command, subcommand=True)
+
+    audit = sub.add_parser("audit", help="the audit log of key changes (admin API and CLI), newest first")
+    _add_config(audit)
+    add_audit_arguments(audit)
+
+    usage = sub.add_parser("usage", help="what each API key used, per model (the usage ledger in Redis)")
+    _add_config(usage)
+    add_usage_arguments(usage)
 
     bench = sub.add_parser("bench", help="side-by-side benchmarks into loadtest/results (router overhead, vLLM, "
                                          "scale-out, LiteLLM)")
@@ -114,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     trace = bench_sub.add_parser("trace", help="replay a Mooncake-format trace through routers to sim replicas, "
                                                "once per routing policy (loadtest/results/trace)")
     add_trace_arguments(trace)
+    fair_share = bench_sub.add_parser("fair-share", help="a heavy and a light API key on a saturated sim cluster: "
+                                                         "fair share against FIFO (loadtest/results/fair_share)")
+    add_fair_share_arguments(fair_share)
     return parser
 
 
@@ -143,6 +150,18 @@ def main(argv: list[str] | None = None) -> int:
         from fleetgate.router.keys_cli import keys_cli
 
         return keys_cli(args)
+    if args.command == "audit":
+        from fleetgate.router.audit_cli import audit_cli
+
+        return audit_cli(args)
+    if args.command == "usage":
+        from fleetgate.router.usage.cli import usage_cli
+
+        return usage_cli(args)
+    if args.command == "bench" and args.bench_command == "fair-share":
+        from fleetgate.loadtest.bench.fair_share.run import run_fair_share
+
+        return run_fair_share(args)
     if args.command == "bench" and args.bench_command == "trace":
         from fleetgate.loadtest.bench.trace.run import run_trace
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 
 from fleetgate.core import events
 from fleetgate.core.config import ModelConfig, SimConfig
@@ -98,7 +98,10 @@ class SimEngine(Engine):
         """Forget every cached block (vLLM's ``reset_prefix_cache``); False while requests hold blocks."""
         return self.kv_cache.reset()
 
-    async def generate(self, request: pb.GenerateRequest) -> AsyncGenerator[pb.GenerateEvent, None]:
+    async def generate(
+        self, request: pb.GenerateRequest, trace_headers: Mapping[str, str] | None = None
+    ) -> AsyncGenerator[pb.GenerateEvent, None]:
+        # The sim makes no spans of its own (the replica's generate span covers it): trace_headers are unused.
         rng = request_rng(request, self.sim)
         tokens = prompt_tokens(request)
         try:
@@ -118,7 +121,7 @@ class SimEngine(Engine):
             )
             return
         prompt_hashes = block_hashes(tokens, self.sim.kv_block_size) if self.sim.prefix_caching else []
-        sequence = Sequence(prompt_hashes, plan.prompt_tokens, total_tokens, self.sim.kv_block_size)
+        sequence = Sequence(prompt_hashes, plan.prompt_tokens, total_tokens, self.sim.kv_block_size, request.priority)
         del tokens
         self.kv_cache.events.prompt(request.prefix, prompt_hashes, plan.prompt_tokens, self.sim.kv_block_size)
         request_id = request.request_id or f"sim-{id(plan):x}"

@@ -8,7 +8,12 @@ does the stream start (``started``), so anything refused, too long, invalid or
 over the queue limit is a single error finish. Output deltas go through the
 format's parser into canonical events; the engine's own token counts make the
 usage. Closing the stream early (the gRPC call was cancelled) aborts the request
-in the engine at once.
+in the engine at once. The request's priority (its API key's) goes to the engine
+only when its scheduler orders by priority (``priority``).
+
+With ``tracing`` (vLLM's own tracing on: ``engine_args``), each request's
+``trace_headers`` go to ``AsyncLLM.add_request``, so vLLM's ``llm_request`` span
+joins the request's trace under the replica's ``generate`` span.
 
 vLLM's KV cache events reach the replica's ``KvEventSink`` in its token-block
 chain (``prefix_cache``); each request's prompt is handed to the sink before it
@@ -21,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +38,7 @@ from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
 
 from fleetgate.core import events
-from fleetgate.core.config import ModelConfig
+from fleetgate.core.config import ModelConfig, TracingConfig
 from fleetgate.core.events import ErrorCode
 from fleetgate.core.registry import Capabilities, Load
 from fleetgate.replicas.completion_budget import completion_budget, requested_max_tokens
@@ -43,7 +48,7 @@ from fleetgate.replicas.formats.openai_chat import forces_tool_call
 from fleetgate.replicas.formats.vllm_parsers import PlainTextOutput
 from fleetgate.replicas.kv_events import KvEventSink, NullKvEventSink
 from fleetgate.replicas.refusal import Refusal
-from fleetgate.replicas.vllm_engine.engine_args import apply_cpu_defaults, build_engine_args
+from fleetgate.replicas.vllm_engine.engine_args import apply_cpu_defaults, apply_tracing_env, build_engine_args
 from fleetgate.replicas.vllm_engine.finish import finish_event
 from fleetgate.replicas.vllm_engine.forced_tool_calls import (
     ForcedToolCallParser,
@@ -52,6 +57,7 @@ from fleetgate.replicas.vllm_engine.forced_tool_calls import (
 )
 from fleetgate.replicas.vllm_engine.load_stats import LatestSchedulerStats
 from fleetgate.replicas.vllm_engine.prefix_cache import PrefixCacheEvents
+from fleetgate.replicas.vllm_engine.priority import engine_priority
 from fleetgate.replicas.vllm_engine.sampling import response_format_constraint, sampling_params
 from fleetgate.v1 import replica_pb2 as pb
 
@@ -70,13 +76,18 @@ class _Prepared:
 
 
 class VllmEngine(Engine):
-    """``kv_events`` receives the KV cache's events (``replicas/kv_events.py``); by default they are dropped."""
+    """``kv_events`` receives the KV cache's events (``replicas/kv_events.py``); by default they are dropped.
+    With ``tracing``, vLLM's own tracing exports as it says."""
 
     kind = "vllm"
 
-    def __init__(self, model: ModelConfig, replica_id: str, kv_events: KvEventSink | None = None) -> None:
+    def __init__(
+        self, model: ModelConfig, replica_id: str, kv_events: KvEventSink | None = None,
+        *, tracing: TracingConfig | None = None,
+    ) -> None:
         self.model = model
         self.replica_id = replica_id
+        self.tracing = tracing
         self.prefix_cache = PrefixCacheEvents(kv_events or NullKvEventSink())
         self._llm: AsyncLLM | None = None
         self._format: PromptFormat | None = None
@@ -95,8 +106,12 @@ class VllmEngine(Engine):
 
     async def start(self) -> None:
         apply_cpu_defaults(self.model)
+        if self.tracing is not None:
+            apply_tracing_env(self.tracing)
         # Preparing a bundled model converts it once (seconds): off the event loop.
-        args = await asyncio.to_thread(build_engine_args, self.model, self.prefix_cache.kv_events_config())
+        args = await asyncio.to_thread(
+            build_engine_args, self.model, self.prefix_cache.kv_events_config(), self.tracing
+        )
         self._llm = AsyncLLM.from_engine_args(args, stat_loggers=[self._stats.logger_factory()])
         cache_config = self._llm.vllm_config.cache_config
         self.prefix_cache.start(cache_config.block_size, bool(cache_config.enable_prefix_caching))
@@ -184,7 +199,9 @@ class VllmEngine(Engine):
         await self._llm.abort(request_id)
         return True
 
-    async def generate(self, request: pb.GenerateRequest) -> AsyncGenerator[pb.GenerateEvent, None]:
+    async def generate(
+        self, request: pb.GenerateRequest, trace_headers: Mapping[str, str] | None = None
+    ) -> AsyncGenerator[pb.GenerateEvent, None]:
         llm = self._llm
         if llm is None:
             yield events.error(ErrorCode.ERROR_CODE_INTERNAL, "the engine is not running")
@@ -193,7 +210,11 @@ class VllmEngine(Engine):
         try:
             prepared = await self._prepare(request)
             self.prefix_cache.prompt(request.prefix, prepared.prompt_token_ids)
-            collector = await llm.add_request(request_id, prepared.engine_input, prepared.sampling)
+            collector = await llm.add_request(
+                request_id, prepared.engine_input, prepared.sampling,
+                trace_headers=trace_headers if self.tracing is not None else None,
+                priority=engine_priority(self.model.engine_args, request.priority),
+            )
         except Refusal as refused:
             yield events.error(refused.code, refused.message)
             return

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fleetgate.router.canonical.event_kinds import TOKEN_EVENTS
 from fleetgate.router.canonical.segments import Segment, SegmentStream, Step, ToolCallOut
 from fleetgate.router.errors import ApiError, from_error_code
 from fleetgate.v1 import replica_pb2 as pb
@@ -88,6 +89,11 @@ class Completion:
     # The replica's max_tokens after clamping to the context left.
     max_tokens: int = 0
     finished: bool = False
+    # Output events carrying tokens (text, reasoning, tool arguments) folded so far: the output a generation
+    # that ended before its usage event is charged for.
+    output_events: int = 0
+    # Whether the engine's own usage event arrived (then `usage` is what it reported).
+    usage_reported: bool = False
 
     @property
     def has_content(self) -> bool:
@@ -100,11 +106,12 @@ class CompletionFolder:
     def __init__(self) -> None:
         self.completion = Completion()
         self._segments = SegmentStream()
-        self._usage_seen = False
 
     def add(self, event: pb.GenerateEvent) -> list[Step]:
         """Fold ``event``; returns its segment steps (``router.canonical.segments``), which stream encoders
         that show blocks or items render instead of segmenting the event again."""
+        if event.WhichOneof("event") in TOKEN_EVENTS:
+            self.completion.output_events += 1
         steps = self._segments.feed(event)
         for step in steps:
             if isinstance(step, pb.GenerateEvent):
@@ -117,11 +124,11 @@ class CompletionFolder:
         if kind == "started":
             c.replica_id = event.started.replica_id
             c.max_tokens = event.started.max_tokens
-            if not self._usage_seen:
+            if not c.usage_reported:
                 c.usage = UsageCounts(prompt_tokens=event.started.prompt_tokens)
         elif kind == "usage":
             c.usage = UsageCounts.from_pb(event.usage)
-            self._usage_seen = True
+            c.usage_reported = True
         elif kind == "finish":
             self._finish(event.finish)
 

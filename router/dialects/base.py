@@ -47,7 +47,7 @@ serving it; what the dialect keeps for itself during one call goes in
    (Anthropic's ``ping``).
 
 Each dialect renders its own errors and names its own rate-limit headers
-(``error_body``, ``rate_limit_headers``; the OpenAI dialects inherit
+(``error_body``, ``rate_limit_headers``, ``budget_headers``; the OpenAI dialects inherit
 ``router.dialects.openai_shape.OpenAIShape``, Messages
 ``router.dialects.messages.shape.AnthropicShape``). Errors found before a stream
 starts are raised as ``ApiError``; the router's exception handlers answer them
@@ -67,7 +67,8 @@ folded and before the last frame or the JSON body is sent.
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar, Generic, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -79,6 +80,9 @@ from fleetgate.router.errors import ApiError, from_validation_error, invalid_req
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.rate_limit import Limits, WindowReading
 from fleetgate.v1 import replica_pb2 as pb
+
+if TYPE_CHECKING:
+    from fleetgate.router.usage.budgets import BudgetStanding
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
@@ -153,3 +157,7 @@ class Dialect(abc.ABC, Generic[RequestT]):
     @abc.abstractmethod
     def rate_limit_headers(self, limits: Limits, reading: WindowReading, now: float) -> dict[str, str]:
         """The headers telling a key with ``limits`` where its window stands (``reading``; Unix time ``now``)."""
+
+    @abc.abstractmethod
+    def budget_headers(self, standings: Sequence[BudgetStanding], now: float) -> dict[str, str]:
+        """The headers telling a key with token budgets where each stands (``router.usage.budgets``)."""

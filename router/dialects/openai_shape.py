@@ -5,15 +5,20 @@ no dialect owns (``/v1/models``, unknown paths) answer in it too
 (``OPENAI_SHAPE``, the router's default). The body is
 ``{"error": {"message", "type", "param", "code"}}``; the headers of a key with
 limits are ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``, the reset a
-duration such as ``59.2s``.
+duration such as ``59.2s``; of a key with token budgets
+``x-ratelimit-{limit,remaining,reset}-{tokens,input-tokens,output-tokens}-{day,month}``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from fleetgate.router.errors import ApiError, ErrorKind
 from fleetgate.router.rate_limit import Limits, WindowReading, go_duration, limit_counts
+
+if TYPE_CHECKING:
+    from fleetgate.router.usage.budgets import BudgetStanding
 
 # OpenAI's error ``type`` of each kind (a rate limit's own ``type`` names the limit: ApiError.openai_type).
 ERROR_TYPES: dict[ErrorKind, str] = {
@@ -45,6 +50,15 @@ class OpenAIShape:
             headers[f"x-ratelimit-limit-{name}"] = str(limit)
             headers[f"x-ratelimit-remaining-{name}"] = str(remaining)
             headers[f"x-ratelimit-reset-{name}"] = go_duration(reading.reset_seconds)
+        return headers
+
+    def budget_headers(self, standings: Sequence[BudgetStanding], now: float) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for s in standings:
+            name = f"{s.kind.replace('_', '-')}-{s.period}"
+            headers[f"x-ratelimit-limit-{name}"] = str(s.limit)
+            headers[f"x-ratelimit-remaining-{name}"] = str(s.remaining)
+            headers[f"x-ratelimit-reset-{name}"] = go_duration(s.resets_at - now)
         return headers
 
 

@@ -9,8 +9,7 @@ object and read the facts they render (``request_id``, ``model``, ``created``,
 conversation) goes in ``dialect_state``, so dialect objects stay pure and shared.
 
 Finish hooks are the work to do once the generation is folded and before the
-last frame or the JSON body is sent (the rate limiter's token charge, the
-Responses store write): steps append them to ``finish_hooks`` and the pipeline
+last frame or the JSON body is sent (the Responses store write): steps append them to ``finish_hooks`` and the pipeline
 runs them in order (``router.pipeline.finish_hooks``).
 """
 
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
     from fleetgate.router.dispatch import EventStream
     from fleetgate.router.routing.policy import RoutingFacts
     from fleetgate.router.state import RouterState
+    from fleetgate.router.tracing import RequestTrace
     from fleetgate.v1 import replica_pb2 as pb
 
 FinishHook = Callable[[Completion, "RequestContext"], Awaitable[None]]
@@ -92,6 +92,11 @@ class RequestContext:
     encoder: StreamEncoder | None = None
     completion: Completion | None = None
     finish_hooks: list[FinishHook] = field(default_factory=list)
+    # Usage (router.usage): seconds the call waited in the admission queue, the key's rate-limit window its
+    # tokens also go to ("" when the key has no token limit), and whether the call was charged already.
+    queue_seconds: float = 0.0
+    token_window: str = ""
+    usage_recorded: bool = False
     # What the dialect keeps for itself during this call (the Responses conversation and final object).
     dialect_state: Any = None
 
@@ -101,6 +106,8 @@ class RequestContext:
     error: ApiError | None = None
     observer: RequestMetrics = field(init=False)
     clock: GenerationClock = field(default_factory=GenerationClock)
+    # The call's spans while tracing is on (router.tracing; the runner begins and ends it), else None.
+    trace: RequestTrace | None = None
 
     def __post_init__(self) -> None:
         self.observer = RequestMetrics(self.dialect.name)

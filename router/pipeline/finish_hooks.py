@@ -1,11 +1,12 @@
 """Step: run the call's finish hooks on its folded completion, before the last frame or the JSON body is sent.
 
-The hooks run in the order the steps added them (the Responses store write, then
-the rate limiter's token charge), only for a completion without an error, and
-every one of them runs. The first that fails turns the completion into an
-error: its ``ApiError``, a 503 ``state_store_unavailable`` for Redis, a 500 for
-anything else (logged); a streamed answer then ends with that error instead of
-its usual finish.
+The hooks run in the order the steps added them (the Responses store write),
+only for a completion without an error, and every one of them runs. The call's
+usage is then charged (``router.pipeline.usage``: its ledger entry, budgets and
+token window), error or not; a failure to record it is logged, not answered.
+The first hook that fails turns the completion into an error: its ``ApiError``,
+a 503 ``state_store_unavailable`` for Redis, a 500 for anything else (logged);
+a streamed answer then ends with that error instead of its usual finish.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from redis.exceptions import RedisError
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.errors import ApiError, internal_error, state_store_unavailable
 from fleetgate.router.pipeline.context import RequestContext
+from fleetgate.router.pipeline.usage import record_finished
 from fleetgate.router.state import RouterState
 from fleetgate.v1 import replica_pb2 as pb
 
@@ -24,9 +26,14 @@ log = logging.getLogger("fleetgate.router.runner")
 
 
 async def run_finish_hooks(ctx: RequestContext, state: RouterState, completion: Completion) -> ApiError | None:
-    """Run the hooks on ``completion`` unless it carries an error; returns the error a hook turned it into."""
-    if completion.error is not None:
-        return None
+    """Run the hooks on ``completion`` unless it carries an error, then charge the call's usage; returns the error
+    a hook turned it into."""
+    hook_error = await _run_hooks(ctx, state, completion) if completion.error is None else None
+    await record_finished(ctx, state, completion)
+    return hook_error
+
+
+async def _run_hooks(ctx: RequestContext, state: RouterState, completion: Completion) -> ApiError | None:
     for hook in ctx.finish_hooks:
         try:
             await hook(completion, ctx)

@@ -34,7 +34,9 @@ async def answer_json(ctx: RequestContext, state: RouterState) -> Response:
     """The JSON answer of the call (its status recorded on the context)."""
     assert ctx.http is not None and ctx.event_stream is not None
     stream = ctx.event_stream
-    folding = asyncio.ensure_future(_fold(stream, ctx.clock))
+    folder = CompletionFolder()
+    ctx.completion = folder.completion  # as far as it got, should the client leave (its usage is charged)
+    folding = asyncio.ensure_future(_fold(stream, folder, ctx.clock))
     disconnected = asyncio.ensure_future(_wait_for_disconnect(ctx.http))
     try:
         await asyncio.wait({folding, disconnected}, return_when=asyncio.FIRST_COMPLETED)
@@ -60,8 +62,7 @@ async def answer_json(ctx: RequestContext, state: RouterState) -> Response:
     return json_response(body, headers=ctx.answer_headers())
 
 
-async def _fold(stream: EventStream, clock: GenerationClock) -> Completion:
-    folder = CompletionFolder()
+async def _fold(stream: EventStream, folder: CompletionFolder, clock: GenerationClock) -> Completion:
     folder.add(pb.GenerateEvent(started=stream.started))
     async for event in stream:
         if is_content(event):

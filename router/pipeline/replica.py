@@ -31,4 +31,5 @@ async def choose_replica(ctx: RequestContext, state: RouterState) -> None:
 
 async def dispatch(ctx: RequestContext, state: RouterState) -> None:
     assert ctx.request is not None and ctx.replica is not None and ctx.routing is not None
-    ctx.event_stream = await state.dispatcher.open_stream(ctx.request, ctx.replica, ctx.routing)
+    metadata = ctx.trace.grpc_metadata() if ctx.trace is not None else ()  # the traceparent (router.tracing)
+    ctx.event_stream = await state.dispatcher.open_stream(ctx.request, ctx.replica, ctx.routing, metadata)

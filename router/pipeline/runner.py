@@ -14,13 +14,16 @@
 7. the answer: fold the events and render the JSON (``fold.py``), or stream the
    dialect encoder's frames as server-sent events (below);
 8. the finish hooks (``finish_hooks.py``), after the last event is folded and
-   before the last frame or the JSON body is sent.
+   before the last frame or the JSON body is sent, then the call's usage charge
+   (``usage.py``; a call that ends any other way is charged from the ``finally``).
 
 The whole call is one generator (``_lifecycle``): it yields the answer once it
 is known (a JSON response, or the start of a stream), then, for a stream, every
 chunk of the body; its one ``finally`` closes the generation (the replica aborts
 a call the client left) and records the request's metrics once, whatever the
-exit. Every answer after dispatch names the replica that served it in the
+exit. With tracing on (``router.tracing``) the call's trace begins before its first step, the traced steps
+run in spans of their own, and the ``finally`` ends it.
+Every answer after dispatch names the replica that served it in the
 ``x-fleetgate-replica`` header. A stream's response starts once the first output
 is in hand (or after ``router.ping_interval_seconds``), so a transparent retry
 before the first token is reflected in the header. A non-streaming call that
@@ -55,13 +58,14 @@ from fleetgate.router.canonical.event_kinds import CONTENT_EVENTS
 from fleetgate.router.canonical.fold import CompletionFolder
 from fleetgate.router.dialects.base import Dialect
 from fleetgate.router.errors import ApiError, state_store_unavailable, to_error_code
-from fleetgate.router.pipeline.admit import admit
+from fleetgate.router.pipeline.admit import admit, release_slot
 from fleetgate.router.pipeline.authenticate import authenticate
 from fleetgate.router.pipeline.context import RequestContext, Step
 from fleetgate.router.pipeline.finish_hooks import run_finish_hooks
 from fleetgate.router.pipeline.fold import answer_json
 from fleetgate.router.pipeline.parse import parse, translate
 from fleetgate.router.pipeline.replica import choose_replica, dispatch
+from fleetgate.router.pipeline.usage import record_unfinished
 from fleetgate.router.state import RouterState, get_state
 from fleetgate.router.stream_response import EventStreamResponse, FinalChunk, Keepalive
 from fleetgate.v1 import replica_pb2 as pb
@@ -147,6 +151,9 @@ async def _lifecycle(
     """The call from its first step to its end: yields the JSON answer, or the stream's start then each chunk of
     its body (one write per event), the last one a ``FinalChunk``. An error before the answer is raised (the
     exception handlers render it); one while streaming ends the stream with the dialect's error frames."""
+    if state.tracing is not None:  # tracing on (router.tracing): the call's spans, its steps run in theirs
+        ctx.trace = state.tracing.begin(ctx)
+        steps = ctx.trace.steps(steps)
     try:
         for step in steps:
             await step(ctx, state)
@@ -213,8 +220,7 @@ async def _lifecycle(
         ctx.status = 500  # answered by the router's exception handlers
         raise
     finally:
-        if ctx.admission is not None:
-            ctx.admission.release()
+        release_slot(ctx)
         if ctx.event_stream is not None:
             await ctx.event_stream.aclose()
         if ctx.routing is not None and ctx.replica_id:
@@ -222,3 +228,6 @@ async def _lifecycle(
             predicted = outcome.predicted_cached_share if outcome.replica_id == ctx.replica_id else None
             ctx.observer.served_by(ctx.replica_id, predicted)
         ctx.observer.finish(ctx.status, ctx.completion, ctx.error)
+        if ctx.trace is not None:
+            ctx.trace.end(ctx)
+        record_unfinished(ctx, state)

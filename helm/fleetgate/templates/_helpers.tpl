@@ -109,7 +109,7 @@ joins the RayCluster it runs in.
 {{- end -}}
 {{- $router := mergeOverwrite (deepCopy (default dict .Values.router)) (dict "host" "0.0.0.0") -}}
 {{- $ray := mergeOverwrite (deepCopy (default dict .Values.ray)) (dict "address" "auto") -}}
-{{- $config := dict "redis" $redis "router" $router "replica" (default dict .Values.replica) "ray" $ray "models" (default list .Values.models) -}}
+{{- $config := dict "redis" $redis "router" $router "replica" (default dict .Values.replica) "ray" $ray "models" (default list .Values.models) "tracing" (default dict .Values.tracing) -}}
 {{- toYaml $config -}}
 {{- end -}}
 
@@ -132,6 +132,33 @@ workers): Redis credentials, which override the config's redis.url.
       key: {{ .Values.redisServer.auth.secretKey }}
 - name: FLEETGATE_REDIS__URL
   value: {{ printf "redis://:$(REDIS_PASSWORD)@%s:6379/0" (include "fleetgate.redisName" .) | quote }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Tracing environment of every pod that runs fleetgate code (router, Ray head, Ray
+workers), with tracing.enabled: the node-local collector agent's address (resolved
+where the spans are made: each pod's own node) and the collector headers' Secret
+(the Ray head's controller hands its config, headers included, to the replica actors).
+*/}}
+{{- define "fleetgate.tracingEnv" -}}
+{{- $collector := .Values.tracingCollector -}}
+{{- if .Values.tracing.enabled }}
+{{- if $collector.nodeAgent }}
+- name: HOST_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.hostIP
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ printf "http://$(HOST_IP):%v" $collector.port | quote }}
+{{- end }}
+{{- with $collector.headersSecret.name }}
+- name: FLEETGATE_TRACING__HEADERS
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $collector.headersSecret.key }}
+{{- end }}
 {{- end }}
 {{- end -}}
 

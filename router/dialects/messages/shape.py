@@ -3,15 +3,20 @@
 The body is ``{"type": "error", "error": {"type", "message"}}`` (also the
 stream's ``error`` event); the headers of a key with limits are
 ``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}``, the reset an
-RFC 3339 time.
+RFC 3339 time; of a key with token budgets
+``anthropic-ratelimit-{tokens,input-tokens,output-tokens}-{day,month}-{limit,remaining,reset}``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from fleetgate.router.errors import ApiError, ErrorKind
 from fleetgate.router.rate_limit import Limits, WindowReading, limit_counts, rfc3339
+
+if TYPE_CHECKING:
+    from fleetgate.router.usage.budgets import BudgetStanding
 
 # Anthropic's error ``type`` of each kind.
 ERROR_TYPES: dict[ErrorKind, str] = {
@@ -43,4 +48,13 @@ class AnthropicShape:
             headers[f"{prefix}-limit"] = str(limit)
             headers[f"{prefix}-remaining"] = str(remaining)
             headers[f"{prefix}-reset"] = rfc3339(now + reading.reset_seconds)
+        return headers
+
+    def budget_headers(self, standings: Sequence[BudgetStanding], now: float) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for s in standings:
+            prefix = f"anthropic-ratelimit-{s.kind.replace('_', '-')}-{s.period}"
+            headers[f"{prefix}-limit"] = str(s.limit)
+            headers[f"{prefix}-remaining"] = str(s.remaining)
+            headers[f"{prefix}-reset"] = rfc3339(s.resets_at)
         return headers
