@@ -31,6 +31,7 @@ from fleetgate.core.config import (
     RedisConfig,
     ReplicaDefaults,
     RouterConfig,
+    ScalingConfig,
     SimConfig,
     TracingConfig,
     load_config,
@@ -501,6 +502,8 @@ BAD_VALUES = {
     "unknown top-level key": {"routerReplicas": 3},
     "unknown sim field": {"models": [{"name": "sim", "engine": "sim", "sim": {"ttft": 5}}]},
     "error rate above 1": {"models": [{"name": "sim", "engine": "sim", "sim": {"error_rate": 1.5}}]},
+    "negative min_replicas": {"models": [{"name": "sim", "engine": "sim", "scaling": {"min_replicas": -1}}]},
+    "unknown scaling field": {"models": [{"name": "sim", "engine": "sim", "scaling": {"idle_ttl": 5}}]},
     "unknown model cache type": {"modelCache": {"type": "nfs"}},
     "bad pull policy": {"images": {"router": {"pullPolicy": "Sometimes"}}},
     "redis url without scheme": {"redis": {"url": "redis-host:6379"}},
@@ -547,7 +550,7 @@ def _schema_section(schema: dict[str, Any], name: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("section", "model"),
     [("redis", RedisConfig), ("router", RouterConfig), ("replica", ReplicaDefaults), ("ray", RayConfig),
-     ("model", ModelConfig), ("sim", SimConfig), ("tracing", TracingConfig)],
+     ("model", ModelConfig), ("sim", SimConfig), ("scaling", ScalingConfig), ("tracing", TracingConfig)],
 )
 def test_values_schema_mirrors_fleetgate_config(section: str, model: type) -> None:
     """Each config section of values.schema.json lists exactly the fields of its pydantic model,

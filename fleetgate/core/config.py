@@ -220,6 +220,43 @@ class SimConfig(_Strict):
     seed: int = 0
 
 
+class ScalingConfig(_Strict):
+    """A model's elastic scaling (replicas/scaling.py): the controller adds replicas while the load per replica is
+    above target and removes idle ones, down to zero; a request for a model without a replica loads one just in
+    time. A model without a `scaling` section runs exactly `replicas` replicas, as before."""
+
+    # Bounds of the replica count; 0 lets an idle model unload completely (loaded again on its next request).
+    # The model's `replicas` is the count started at launch (clamped to these bounds).
+    min_replicas: int = Field(default=0, ge=0)
+    max_replicas: int = Field(default=1, ge=1)
+    # Target load: requests waiting + running per replica (what routers hold in flight and queued, and what the
+    # replicas report, whichever is larger); a replica is added while the load exceeds it. None: not a target.
+    target_requests_per_replica: float | None = Field(default=8.0, gt=0)
+    # Target time to first token (p90 over the routers' last minute, seconds); a replica is added while it is
+    # exceeded and requests wait. None: not a target.
+    target_ttft_p90_seconds: float | None = Field(default=None, gt=0)
+    # How long the load must stay above target before a replica is added, and below what fewer replicas would
+    # carry before one is removed (never below one while requests come; idle_ttl_seconds takes it lower).
+    scale_up_delay_seconds: float = Field(default=0.0, ge=0)
+    scale_down_delay_seconds: float = Field(default=60.0, ge=0)
+    # After this long without a request the model goes down to min_replicas (a request's `ttl` field, in
+    # seconds as in LM Studio's API, overrides it until the model is unloaded). None: never idle.
+    idle_ttl_seconds: float | None = Field(default=600.0, gt=0)
+    # How long a request for a model without a replica waits for one to load (keepalives meanwhile) before a 503.
+    load_timeout_seconds: float = Field(default=300.0, gt=0)
+    # A request for this model with no replica up loads one (off: 503 "no healthy replica" as before).
+    jit_load: bool = True
+    # When a load cannot be placed (GPUs short), replicas this model loaded just in time may be unloaded for it,
+    # least recently used model first.
+    evictable: bool = True
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScalingConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"scaling: max_replicas {self.max_replicas} < min_replicas {self.min_replicas}")
+        return self
+
+
 class ModelConfig(_Strict):
     name: str
     engine: Literal["vllm", "sim"]
@@ -241,6 +278,8 @@ class ModelConfig(_Strict):
     # Extra environment for the replica process / Ray actor (e.g. VLLM_CPU_KVCACHE_SPACE).
     env: dict[str, str] = Field(default_factory=dict)
     sim: SimConfig = Field(default_factory=SimConfig)
+    # Elastic scaling and just-in-time load (ScalingConfig above); None: a fixed `replicas` count.
+    scaling: ScalingConfig | None = None
 
     @model_validator(mode="after")
     def _engine_needs_model(self) -> ModelConfig:
