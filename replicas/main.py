@@ -67,10 +67,13 @@ class RunningReplica:
     def record(self) -> ReplicaRecord:
         return self.heartbeat.record
 
-    async def drain(self, grace: float = DRAIN_GRACE_SECONDS) -> None:
-        """Withdraw from the registry, stop accepting, finish or abort in-flight calls, release the engine."""
+    async def drain(self, grace: float = DRAIN_GRACE_SECONDS, *, settle: float = 0.0) -> None:
+        """Withdraw from the registry, wait ``settle`` s (routers re-read the registry and stop sending calls),
+        stop accepting, finish or abort in-flight calls (``grace`` s), release the engine."""
         log.info("replica %s draining (%d in flight)", self.record.replica_id, self.server.servicer.in_flight)
         await self.heartbeat.withdraw()
+        if settle > 0:
+            await asyncio.sleep(settle)
         await self.server.stop(grace)
         await self.engine.stop()
         if self.kv_index is not None:

@@ -88,6 +88,21 @@ def placed_model(model: ModelConfig) -> ModelConfig:
     return model.model_copy(update={"engine_args": {**model.engine_args, **placement.engine_args}})
 
 
+def replica_resources(model: ModelConfig) -> dict[str, float]:
+    """The Ray resources one replica of ``model`` takes in all (its bundles, or its actor's), by Ray's names."""
+    placement = replica_placement(model)
+    total: dict[str, float] = {}
+    if placement.uses_placement_group:
+        for bundle in placement.bundles:
+            for name, amount in bundle.items():
+                total[name] = total.get(name, 0.0) + amount
+        return total
+    resources = placement.actor_resources
+    total = {"CPU": float(resources.get("num_cpus", 0)), "GPU": float(resources.get("num_gpus", 0))}
+    total.update(resources.get("resources", {}))
+    return {name: amount for name, amount in total.items() if amount}
+
+
 def actor_runtime_env(model: ModelConfig) -> dict[str, Any]:
     """The actor's runtime environment: the model's ``env`` (e.g. ``VLLM_CPU_KVCACHE_SPACE``)."""
     return {"env_vars": dict(model.env)} if model.env else {}
