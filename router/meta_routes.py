@@ -1,9 +1,11 @@
 """Routes that are not a dialect: ``/v1/models``, ``/v1/models/{id}``, ``/health``, ``/ready``, ``/metrics``.
 
 Models come from the registry (plus the configured ones, so a model whose
-replicas are restarting is still listed, with ``replicas: 0``). Each model is an
+replicas are restarting, or that is not loaded, is still listed, with ``replicas: 0``). Each model is an
 OpenAI ``model`` object with extra fields: ``context_length`` (the replicas'
-max context, 0 while unknown), ``capabilities`` and ``replicas`` (healthy now).
+max context, 0 while unknown), ``capabilities``, ``replicas`` (healthy now), ``state`` (``loaded``,
+``loading``, ``not-loaded``: ``router/model_admin.py``) and ``desired_replicas`` (the controller's target;
+null without a controller). Loading and unloading by hand: ``router/model_admin.py``.
 ``/health`` says the router process is up (liveness); ``/ready`` that Redis
 answers (API keys, rate limits, stored responses and the registry live there) and
 every configured model has a healthy replica (503 saying which is not otherwise).
@@ -21,15 +23,17 @@ from openai.types.model import Model
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from fleetgate.core.demand import ModelState
 from fleetgate.router import metrics
 from fleetgate.router.auth import Caller, authenticate
 from fleetgate.router.dialects.openai_shape import OPENAI_SHAPE
 from fleetgate.router.error_responses import dialect_router
 from fleetgate.router.errors import authentication_failed, not_found
 from fleetgate.router.http_io import json_response
+from fleetgate.router.model_admin import controller_states, model_state
 from fleetgate.router.redis_reachability import redis_answers, unreachable_message
 from fleetgate.router.registry_view import ModelView
-from fleetgate.router.state import get_state
+from fleetgate.router.state import RouterState, get_state
 
 routes = dialect_router(OPENAI_SHAPE)  # an unexpected exception is a 500 in OpenAI's shape on a kept connection
 
@@ -39,7 +43,7 @@ async def require_caller(request: Request) -> Caller:
     return await authenticate(request, state.keys, required=state.config.router.auth)
 
 
-def model_object(view: ModelView) -> dict[str, Any]:
+def model_object(view: ModelView, controller: ModelState | None = None, loading_here: bool = False) -> dict[str, Any]:
     created = int(min((r.started_at for r in view.healthy), default=0))
     model = Model(id=view.name, object="model", created=created, owned_by="fleetgate")
     return {
@@ -47,13 +51,21 @@ def model_object(view: ModelView) -> dict[str, Any]:
         "context_length": view.max_context_length,
         "capabilities": view.capabilities.model_dump(),
         "replicas": len(view.healthy),
+        "state": model_state(len(view.healthy), controller, loading_here),
+        "desired_replicas": controller.desired if controller is not None else None,
     }
+
+
+async def _model_objects(state: RouterState, views: list[ModelView]) -> list[dict[str, Any]]:
+    controller = await controller_states(state.redis, [v.name for v in views])
+    loading = state.elastic.loading_models() if state.elastic is not None else set()
+    return [model_object(v, controller.get(v.name), v.name in loading) for v in views]
 
 
 @routes.get("/v1/models", dependencies=[Depends(require_caller)])
 async def list_models(request: Request) -> Response:
-    views = get_state(request).registry.models()
-    return json_response({"object": "list", "data": [model_object(v) for v in views]})
+    state = get_state(request)
+    return json_response({"object": "list", "data": await _model_objects(state, state.registry.models())})
 
 
 @routes.get("/v1/models/{model_id:path}", dependencies=[Depends(require_caller)])
@@ -62,7 +74,8 @@ async def retrieve_model(model_id: str, request: Request) -> Response:
     view = state.registry.model(model_id)
     if view is None:
         raise state.dispatcher.unknown_model(model_id)
-    return json_response(model_object(view))
+    (answer,) = await _model_objects(state, [view])
+    return json_response(answer)
 
 
 @routes.get("/health")

@@ -18,6 +18,7 @@ from fleetgate.core.config import FleetgateConfig
 from fleetgate.router.admission import AdmissionQueue
 from fleetgate.router.auth import KeyStore
 from fleetgate.router.dispatch import Dispatcher
+from fleetgate.router.elastic import Elastic
 from fleetgate.router.rate_limit_store import RateLimiter
 from fleetgate.router.registry_view import RegistryView
 from fleetgate.router.replica_client import ChannelPool
@@ -46,6 +47,8 @@ class RouterState:
     key_labels: KeyLabels
     # Request traces (router.tracing) while tracing.enabled; None: off, nothing traced.
     tracing: RouterTracing | None = None
+    # The elastic fleet's demand publisher and just-in-time loads (router.elastic); None: not wired.
+    elastic: Elastic | None = None
 
     def model_label(self, model: str) -> str:
         """A bounded metrics label for a requested model name."""

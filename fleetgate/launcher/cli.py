@@ -6,6 +6,7 @@
     fleetgate replica --model NAME [--config FILE] [--port N]     one replica as a plain process (no Ray)
     fleetgate controller [--config FILE]                          replicas as Ray actors (inside a Ray cluster)
     fleetgate models prepare                                      convert the bundled model once
+    fleetgate models list|load MODEL|unload MODEL                 model states; load / unload by hand
     fleetgate keys create --name NAME [settings] | update KEY [--name NAME] [settings] | rotate KEY
                    | list [--format table|json] | revoke KEY | limit KEY [--rpm N] [--tpm N]
                                                                   API keys in Redis: limits, roles, budgets
@@ -27,6 +28,7 @@ from fleetgate.loadtest.bench.fair_share.options import add_fair_share_arguments
 from fleetgate.loadtest.bench.trace.options import add_trace_arguments
 from fleetgate.router.audit_cli import add_audit_arguments
 from fleetgate.router.keys_cli import add_limit_arguments, add_settings_arguments
+from fleetgate.router.model_admin import add_model_arguments
 from fleetgate.router.usage.cli import add_usage_arguments
 
 
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub = models.add_subparsers(dest="models_command", required=True)
     prepare = models_sub.add_parser("prepare", help="convert the bundled SmolLM2-135M GGUF to safetensors (once)")
     prepare.add_argument("--force", action="store_true")
+    add_model_arguments(models_sub, _add_config)  # list / load / unload (router/model_admin.py)
 
     keys = sub.add_parser("keys", help="manage API keys")
     _add_config(keys)
@@ -142,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         from fleetgate.replicas.controller import run_controller
 
         return run_controller(args)
+    if args.command == "models" and args.models_command != "prepare":
+        from fleetgate.router.model_admin import models_cli
+
+        return models_cli(args)
     if args.command == "models":
         from fleetgate.replicas.bundled_model import prepare_cli
 

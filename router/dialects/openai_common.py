@@ -55,6 +55,8 @@ class OpenAISamplingFields(Wire):
     user: str | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
+    # LM Studio's field: the model's idle TTL in seconds (router.elastic), for models that scale.
+    ttl: int | None = Field(None, ge=1)
 
     @property
     def include_usage(self) -> bool:

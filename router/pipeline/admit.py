@@ -28,6 +28,7 @@ from starlette.requests import Request
 
 from fleetgate.router.admission import Shed
 from fleetgate.router.admission.shed import shed_error
+from fleetgate.router.elastic import ensure_loaded
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.pipeline.fold import _wait_for_disconnect
 from fleetgate.router.rate_limit import bucket_for, rate_limit_error
@@ -45,7 +46,9 @@ from fleetgate.router.usage.charge import charge_for
 async def admit(ctx: RequestContext, state: RouterState) -> None:
     await check_key_policy(ctx, state)
     await check_rate_limits(ctx, state)
-    await take_slot(ctx, state)
+    await ensure_loaded(ctx, state)  # a just-in-time load (router.elastic); a stream's wait is the runner's
+    if ctx.load_wait is None:
+        await take_slot(ctx, state)
 
 
 async def check_key_policy(ctx: RequestContext, state: RouterState) -> None:

@@ -97,6 +97,9 @@ class RequestContext:
     queue_seconds: float = 0.0
     token_window: str = ""
     usage_recorded: bool = False
+    # A streamed call's wait for its model's just-in-time load (router.elastic): the runner starts the stream
+    # (keepalives), then awaits it before the admission queue.
+    load_wait: Awaitable[None] | None = None
     # What the dialect keeps for itself during this call (the Responses conversation and final object).
     dialect_state: Any = None
 

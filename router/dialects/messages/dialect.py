@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleetgate.core.config import RouterConfig
-from fleetgate.router.canonical import ids
+from fleetgate.router.canonical import ids, sse
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.session_hints import SessionFields
 from fleetgate.router.dialects.base import Dialect, StreamEncoder
@@ -23,7 +23,7 @@ from fleetgate.router.dialects.messages import protocol as wire
 from fleetgate.router.dialects.messages.request import generate_request, prompt_request
 from fleetgate.router.dialects.messages.response import message_body
 from fleetgate.router.dialects.messages.shape import AnthropicShape
-from fleetgate.router.dialects.messages.stream import MessagesStreamEncoder
+from fleetgate.router.dialects.messages.stream import PING, MessagesStreamEncoder
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.v1 import replica_pb2 as pb
 
@@ -53,6 +53,9 @@ class MessagesDialect(AnthropicShape, Dialect[wire.MessagesRequest]):
 
     def stream_encoder(self, request: wire.MessagesRequest, ctx: RequestContext) -> StreamEncoder:
         return MessagesStreamEncoder(ids.message_id(ctx.request_id), request.model)
+
+    def loading_keepalive(self) -> bytes:
+        return sse.event_frame(*PING)  # Anthropic's `ping`, as while the model is quiet
 
 
 class CountTokensDialect(AnthropicShape, Dialect[wire.CountTokensRequest]):

@@ -200,3 +200,5 @@ class MessagesRequest(CountTokensRequest):
     top_k: TopK | None = Field(default=None, ge=0)
     metadata: Metadata | None = None
     stream: bool = False
+    # LM Studio's field: the model's idle TTL in seconds (router.elastic), for models that scale.
+    ttl: int | None = Field(default=None, ge=1)

@@ -304,6 +304,8 @@ class ResponsesRequest(_Wire):
     include: list[str] | None = None
     user: str | None = None
     truncation: Literal["auto", "disabled"] | None = None
+    # LM Studio's field: the model's idle TTL in seconds (router.elastic), for models that scale.
+    ttl: int | None = Field(None, ge=1)
 
     @property
     def function_tools(self) -> list[FunctionTool]:
