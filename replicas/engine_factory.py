@@ -1,5 +1,6 @@
 """The engine factory: ``build_engine`` maps a model's ``engine`` setting to its class (``engine_interface.Engine``).
 
+A vLLM model with ``task: embed`` gets the embedding engine (``vllm_engine/embedding.py``).
 vLLM is imported only when a vLLM model is built, so sim replicas and tests start
 without loading torch.
 """
@@ -20,6 +21,10 @@ def build_engine(
         from fleetgate.replicas.sim_engine import SimEngine
 
         return SimEngine(model, replica_id, kv_events)
+    if model.engine == "vllm" and model.task == "embed":
+        from fleetgate.replicas.vllm_engine.embedding import VllmEmbeddingEngine
+
+        return VllmEmbeddingEngine(model, replica_id, tracing=tracing)  # no KV cache to publish: no prefix reuse
     if model.engine == "vllm":
         from fleetgate.replicas.vllm_engine import VllmEngine
 

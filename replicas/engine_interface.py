@@ -4,7 +4,8 @@ An engine turns one canonical request (``fleetgate.v1.GenerateRequest``) into a
 stream of canonical events. The stream always begins with ``started`` (or a
 ``finish`` carrying an error when the request is refused before generation) and
 ends with ``usage`` then ``finish``. Closing or cancelling the iterator aborts the
-request in the engine at once.
+request in the engine at once. An engine of a ``task: embed`` model answers ``embed``
+instead (and refuses ``generate``); one of a generation model refuses ``embed``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import abc
 from collections.abc import AsyncGenerator, Mapping
 
 from fleetgate.core.registry import Capabilities, Load
+from fleetgate.replicas.embeddings import NOT_AN_EMBEDDING_MODEL
 from fleetgate.v1 import replica_pb2 as pb
 
 
@@ -65,6 +67,11 @@ class Engine(abc.ABC):
         """Prompt tokens of ``request`` the KV cache holds right now (the ``oracle`` routing policy); an engine
         that cannot tell answers ``supported = false``."""
         return pb.CachedPrefixResponse(supported=False)
+
+    async def embed(self, request: pb.EmbedRequest) -> pb.EmbedResponse:
+        """One unit vector per input of ``request``, in input order, for a ``task: embed`` model; or a refusal
+        (``replicas/embeddings.py``). An engine of a generation model refuses with ERROR_CODE_UNSUPPORTED."""
+        return NOT_AN_EMBEDDING_MODEL.response()
 
     async def healthy(self) -> tuple[bool, str]:
         return True, ""

@@ -4,7 +4,8 @@
 call (a router whose client disconnected, or a deadline), the handler is
 cancelled and the engine's event iterator is closed at once, which aborts the
 request in the engine. ``Abort`` aborts by request id. ``Info``, ``Health``,
-``CountTokens`` and ``CachedPrefix`` answer from the engine. The servicer keeps the replica-level
+``CountTokens``, ``CachedPrefix`` and ``Embed`` (a unary call: an embedding model's vectors, a cancelled
+call cancels the engine's work) answer from the engine. The servicer keeps the replica-level
 Prometheus metrics (``replicas/metrics.py``) current. A replica with a token
 (``replica.auth_token``) serves only calls that carry it (``replicas/auth.py``).
 With tracing on, each ``Generate`` call runs in a ``generate`` span, a child of the
@@ -27,6 +28,7 @@ from fleetgate.replicas import metrics
 from fleetgate.replicas.auth import TokenInterceptor
 from fleetgate.replicas.engine_interface import Engine
 from fleetgate.replicas.ports import bind_first_free
+from fleetgate.replicas.refusal import Refusal
 from fleetgate.replicas.tracing import GenerateSpan, ReplicaTracing
 from fleetgate.v1 import replica_pb2 as pb
 from fleetgate.v1 import replica_pb2_grpc
@@ -166,7 +168,36 @@ class ReplicaServicer(replica_pb2_grpc.ReplicaServicer):
     async def CountTokens(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext[pb.GenerateRequest, pb.CountTokensResponse]
     ) -> pb.CountTokensResponse:
-        return pb.CountTokensResponse(prompt_tokens=await self.engine.count_tokens(request))
+        try:
+            return pb.CountTokensResponse(prompt_tokens=await self.engine.count_tokens(request))
+        except Refusal as refused:  # an embedding model counts no chat prompt
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused.message)
+
+    async def Embed(
+        self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext[pb.EmbedRequest, pb.EmbedResponse]
+    ) -> pb.EmbedResponse:
+        """The engine's embeddings (or refusal) of ``request``; a cancelled call cancels the engine's work."""
+        self.in_flight += 1
+        metrics.IN_FLIGHT.labels(**self._labels).set(self.in_flight)
+        outcome = "abort"  # stays so when the client goes away
+        try:
+            reply = await self.engine.embed(request)
+            outcome = "error" if reply.error_code else "stop"
+        except asyncio.CancelledError:
+            metrics.ABORTS.labels(**self._labels).inc()
+            raise
+        except Exception:  # logged in full; the client sees no exception text
+            log.exception("engine failed to embed request %s", request.request_id)
+            outcome = "error"
+            reply = pb.EmbedResponse(error_code=ErrorCode.ERROR_CODE_INTERNAL, error_message=ENGINE_FAILURE_MESSAGE)
+        finally:
+            self.in_flight -= 1
+            metrics.IN_FLIGHT.labels(**self._labels).set(self.in_flight)
+            metrics.REQUESTS.labels(reason=outcome, **self._labels).inc()
+            self.current_load()
+        metrics.PROMPT_TOKENS.labels(**self._labels).inc(reply.prompt_tokens)
+        reply.replica_id = self.replica_id
+        return reply
 
     async def CachedPrefix(
         self,

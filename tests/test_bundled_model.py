@@ -1,4 +1,5 @@
-"""`fleetgate models prepare`: the bundled SmolLM2-135M GGUF becomes a servable safetensors directory, once."""
+"""`fleetgate models prepare`: the bundled SmolLM2-135M GGUF becomes a servable safetensors directory, and the
+bundled all-MiniLM-L6-v2 zip a sentence-transformers directory, once."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ import pytest
 from safetensors import safe_open
 from transformers import AutoTokenizer
 
-from fleetgate.replicas.bundled_model import BUNDLED_SCHEME, CACHE_ENV, PREPARED_MARKER, resolve_model_path
+from fleetgate.replicas.bundled_model import (
+    BUNDLED_MODELS,
+    BUNDLED_SCHEME,
+    CACHE_ENV,
+    PREPARED_MARKER,
+    resolve_model_path,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,13 +60,30 @@ def test_prepared_directory_holds_weights_tokenizer_and_chat_template(prepared):
     assert tokenizer.eos_token == "<|im_end|>"
 
 
+def test_the_embedding_model_is_extracted_as_a_sentence_transformers_directory(prepared):
+    cache, _ = prepared
+    model_dir = cache / "all-minilm-l6-v2"
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["architectures"] == ["BertModel"] and config["hidden_size"] == 384
+    modules = json.loads((model_dir / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[1] for m in modules] == ["Transformer", "Pooling", "Normalize"]
+    pooling = json.loads((model_dir / "1_Pooling" / "config.json").read_text())
+    assert pooling["pooling_mode_mean_tokens"] is True
+    with safe_open(model_dir / "model.safetensors", framework="pt") as weights:
+        embedding = weights.get_tensor("embeddings.word_embeddings.weight")
+    assert tuple(embedding.shape) == (config["vocab_size"], 384)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    assert tokenizer("Hello there")["input_ids"][0] == tokenizer.cls_token_id
+    assert (model_dir / PREPARED_MARKER).is_file()
+
+
 def test_prepare_is_idempotent_and_leaves_no_temporary_files(prepared):
     cache, model_dir = prepared
     before = {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()}
     output = prepare(cache).stdout
     assert "ready" in output and "converting" not in output
     assert {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()} == before
-    assert sorted(p.name for p in cache.iterdir() if not p.name.endswith(".lock")) == ["smollm2-135m"]
+    assert sorted(p.name for p in cache.iterdir() if not p.name.endswith(".lock")) == sorted(BUNDLED_MODELS)
 
 
 def test_an_incomplete_directory_is_converted_again(prepared):

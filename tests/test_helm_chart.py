@@ -36,6 +36,7 @@ from fleetgate.core.config import (
     TracingConfig,
     load_config,
 )
+from fleetgate.replicas.scaling import initial_replicas
 from fleetgate.router.metrics import IN_FLIGHT
 from helm_chart import (  # tests/ is on sys.path
     CHART,
@@ -115,6 +116,12 @@ SCENARIOS = {
         overrides=EVERYTHING_ON,
         fleetgate_config=GPT_OSS,
     ),
+    # The elastic fleet: a sim model scaling 0..4 and a GPU model 0..2, KubeRay's autoscaler on.
+    "elastic": Scenario(overrides={"models": [
+        {"name": "sim", "engine": "sim", "replicas": 1, "scaling": {"min_replicas": 0, "max_replicas": 4}},
+        {"name": "big", "engine": "vllm", "model": "org/big", "gpus_per_replica": 1, "replicas": 0,
+         "scaling": {"max_replicas": 2, "idle_ttl_seconds": 900}},
+    ]}),
     "external-redis-url": Scenario(overrides={"redis": {"url": "redis://shared-redis.infra:6379/3"}}),
     "external-redis-secret": Scenario(
         overrides={
@@ -212,7 +219,12 @@ def test_one_worker_group_per_model_with_its_gpus(rendered: dict[str, Rendered],
         (group,) = [
             g for g in groups.values() if g["template"]["metadata"]["annotations"]["fleetgate.io/model"] == model.name
         ]
-        assert group["replicas"] == group["minReplicas"] == group["maxReplicas"] == model.replicas
+        if model.scaling is None:
+            assert group["replicas"] == group["minReplicas"] == group["maxReplicas"] == model.replicas
+        else:  # the autoscaler moves the pods between the model's bounds
+            assert (group["minReplicas"], group["maxReplicas"]) == (model.scaling.min_replicas,
+                                                                    model.scaling.max_replicas)
+            assert group["replicas"] == initial_replicas(model)
         pod = group["template"]
         worker = container(pod, "ray-worker")
         limits = worker["resources"]["limits"]
@@ -228,6 +240,26 @@ def test_one_worker_group_per_model_with_its_gpus(rendered: dict[str, Rendered],
 
 
 # --- the head, the routers, Redis ---------------------------------------------------
+
+
+def test_kuberay_autoscaler_runs_when_a_model_scales(rendered: dict[str, Rendered], chart: Path) -> None:
+    spec = rendered["elastic"].one("RayCluster")["spec"]
+    assert spec["enableInTreeAutoscaling"] is True
+    assert spec["autoscalerOptions"]["idleTimeoutSeconds"] == 60
+    assert spec["autoscalerOptions"]["resources"]["limits"]["cpu"] == "1"
+    groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
+    assert (groups["big"]["minReplicas"], groups["big"]["maxReplicas"], groups["big"]["replicas"]) == (0, 2, 0)
+    assert "enableInTreeAutoscaling" not in rendered["default"].one("RayCluster")["spec"]
+    forced = render_with(chart, {"rayCluster": {"autoscaler": {"enabled": False}},
+                                 "models": [{"name": "sim", "engine": "sim", "scaling": {"max_replicas": 2}}]})
+    assert "enableInTreeAutoscaling" not in forced.one("RayCluster")["spec"]
+    # The router HPA keeps scaling on the routers' in-flight requests beside it.
+    both = render_with(chart, {**EVERYTHING_ON, "models": [{"name": "sim", "engine": "sim",
+                                                            "scaling": {"max_replicas": 2}}]})
+    hpa = both.named("HorizontalPodAutoscaler", f"{FULLNAME}-router")
+    assert {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"} == {
+        "fleetgate_requests_in_flight"}
+    assert both.one("RayCluster")["spec"]["enableInTreeAutoscaling"] is True
 
 
 def test_head_starts_ray_then_execs_the_controller(rendered: dict[str, Rendered]) -> None:
@@ -504,6 +536,8 @@ BAD_VALUES = {
     "error rate above 1": {"models": [{"name": "sim", "engine": "sim", "sim": {"error_rate": 1.5}}]},
     "negative min_replicas": {"models": [{"name": "sim", "engine": "sim", "scaling": {"min_replicas": -1}}]},
     "unknown scaling field": {"models": [{"name": "sim", "engine": "sim", "scaling": {"idle_ttl": 5}}]},
+    "unknown model task": {"models": [{"name": "sim", "engine": "sim", "task": "classify"}]},
+    "no embedding dimensions": {"models": [{"name": "sim", "engine": "sim", "sim": {"embedding_dimensions": 0}}]},
     "unknown model cache type": {"modelCache": {"type": "nfs"}},
     "bad pull policy": {"images": {"router": {"pullPolicy": "Sometimes"}}},
     "redis url without scheme": {"redis": {"url": "redis-host:6379"}},

@@ -218,6 +218,8 @@ class SimConfig(_Strict):
     max_context_length: int = 32768
     vision: bool = False
     seed: int = 0
+    # Size of the vectors a `task: embed` sim model answers (a hash of the input's tokens, not a model).
+    embedding_dimensions: int = Field(default=384, ge=1)
 
 
 class ScalingConfig(_Strict):
@@ -280,11 +282,21 @@ class ModelConfig(_Strict):
     sim: SimConfig = Field(default_factory=SimConfig)
     # Elastic scaling and just-in-time load (ScalingConfig above); None: a fixed `replicas` count.
     scaling: ScalingConfig | None = None
+    # What the model serves: `generate` (chat, completions, messages, responses) or `embed` (/v1/embeddings only;
+    # vLLM runs it with its pooling runner, the sim answers deterministic vectors). Published in the registry; a
+    # request of the other kind is a 400.
+    task: Literal["generate", "embed"] = "generate"
+    # An embedding model trained Matryoshka-style (its leading dimensions embed on their own): a request's
+    # `dimensions` keeps that many of them, renormalised. False: `dimensions` other than the model's own size
+    # is a 400 naming the field.
+    matryoshka: bool = False
 
     @model_validator(mode="after")
     def _engine_needs_model(self) -> ModelConfig:
         if self.engine == "vllm" and not self.model:
             raise ValueError(f"model {self.name!r}: engine vllm needs `model` (a path, hub id or bundled:...)")
+        if self.matryoshka and self.task != "embed":
+            raise ValueError(f"model {self.name!r}: `matryoshka` applies to `task: embed` models only")
         return self
 
     @property

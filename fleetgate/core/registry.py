@@ -21,6 +21,8 @@ class Capabilities(BaseModel):
     reasoning: bool = False
     vision: bool = False
     structured_output: bool = False
+    # An embedding model (its config's `task: embed`): it serves /v1/embeddings and nothing else.
+    embeddings: bool = False
 
 
 class Load(BaseModel):

@@ -64,6 +64,11 @@ class ReplicaStub:
                 request_serializer=fleetgate_dot_v1_dot_replica__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=fleetgate_dot_v1_dot_replica__pb2.CachedPrefixResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/fleetgate.v1.Replica/Embed',
+                request_serializer=fleetgate_dot_v1_dot_replica__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=fleetgate_dot_v1_dot_replica__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class ReplicaServicer:
@@ -113,6 +118,15 @@ class ReplicaServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embeddings of a batch of inputs, in input order (a model with `task: embed`; unary). A refusal is an
+        EmbedResponse with `error_code` set and no embeddings; a replica of a generation model refuses with
+        ERROR_CODE_UNSUPPORTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReplicaServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +159,11 @@ def add_ReplicaServicer_to_server(servicer, server):
                     servicer.CachedPrefix,
                     request_deserializer=fleetgate_dot_v1_dot_replica__pb2.GenerateRequest.FromString,
                     response_serializer=fleetgate_dot_v1_dot_replica__pb2.CachedPrefixResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=fleetgate_dot_v1_dot_replica__pb2.EmbedRequest.FromString,
+                    response_serializer=fleetgate_dot_v1_dot_replica__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -309,6 +328,33 @@ class Replica:
             '/fleetgate.v1.Replica/CachedPrefix',
             fleetgate_dot_v1_dot_replica__pb2.GenerateRequest.SerializeToString,
             fleetgate_dot_v1_dot_replica__pb2.CachedPrefixResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetgate.v1.Replica/Embed',
+            fleetgate_dot_v1_dot_replica__pb2.EmbedRequest.SerializeToString,
+            fleetgate_dot_v1_dot_replica__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,11 @@ tests can be exercised on any machine. Configured by ``SimConfig``:
   exits abruptly (``os._exit``) once a request has produced N tokens, so routers
   see a replica die mid-stream.
 
+- embeddings, for a ``task: embed`` model (``embedding``): a deterministic bag-of-words
+  unit vector of ``embedding_dimensions`` per input (identical texts give identical
+  vectors; paraphrases are not close: it is for load, routing and API tests), after
+  ``ttft_ms`` plus the prefill time of the inputs' tokens; such a model refuses generation.
+
 Load reports the running and waiting requests and the KV usage (blocks held by
 running requests over all blocks).
 

@@ -11,15 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncGenerator, Mapping
 
 from fleetgate.core import events
 from fleetgate.core.config import ModelConfig, SimConfig
 from fleetgate.core.events import ErrorCode
 from fleetgate.core.registry import Capabilities, Load
+from fleetgate.replicas.embeddings import (
+    NOT_A_GENERATION_MODEL,
+    NOT_AN_EMBEDDING_MODEL,
+    EmbedRefusal,
+    check_dimensions,
+    check_length,
+    shaped,
+)
 from fleetgate.replicas.engine_interface import Engine
 from fleetgate.replicas.kv_events import KvEventSink, NullKvEventSink
 from fleetgate.replicas.refusal import Refusal
+from fleetgate.replicas.sim_engine.embedding import embed_words, input_words
 from fleetgate.replicas.sim_engine.kv_cache import PagedKvCache
 from fleetgate.replicas.sim_engine.pacing import PacedRun
 from fleetgate.replicas.sim_engine.plan import plan_completion, request_rng
@@ -66,6 +76,8 @@ class SimEngine(Engine):
 
     @property
     def capabilities(self) -> Capabilities:
+        if self.embeds:
+            return Capabilities(embeddings=True)
         return Capabilities(
             tools=True,
             reasoning=self.sim.reasoning,
@@ -73,11 +85,42 @@ class SimEngine(Engine):
             structured_output=True,
         )
 
+    @property
+    def embeds(self) -> bool:
+        """A ``task: embed`` model: it answers ``embed`` and refuses generation."""
+        return self.model.task == "embed"
+
     def load(self) -> Load:
         return Load(running=self.scheduler.running, waiting=self.scheduler.waiting, kv_cache_usage=self.kv_cache.usage)
 
     async def count_tokens(self, request: pb.GenerateRequest) -> int:
+        if self.embeds:
+            raise NOT_A_GENERATION_MODEL
         return count_prompt_tokens(request)
+
+    async def embed(self, request: pb.EmbedRequest) -> pb.EmbedResponse:
+        """Deterministic vectors (``embedding``) after the prefill time of all the inputs' tokens plus ``ttft_ms``
+        (with ``jitter``); inputs over ``max_context_length`` tokens are refused."""
+        if not self.embeds:
+            return NOT_AN_EMBEDDING_MODEL.response()
+        size = self.sim.embedding_dimensions
+        words = [input_words(item) for item in request.inputs]
+        try:
+            check_dimensions(self.model, request.dimensions, size)
+            for index, item_words in enumerate(words):
+                check_length(self.model, index, len(item_words), self.sim.max_context_length)
+        except EmbedRefusal as refused:
+            return refused.response()
+        tokens = sum(len(w) for w in words)
+        rng = random.Random(f"{self.sim.seed}:{request.request_id}")
+        prefill_ms = tokens * (self.sim.prefill_ms_per_token + self.sim.prefill_ms_per_1k_tokens / 1000)
+        jitter = 1.0 + rng.uniform(-self.sim.jitter, self.sim.jitter) if self.sim.jitter else 1.0
+        await asyncio.sleep((self.sim.ttft_ms + prefill_ms) * jitter / 1000)
+        embeddings = [
+            pb.Embedding(values=shaped(embed_words(w, size, self.sim.seed), request.dimensions), prompt_tokens=len(w))
+            for w in words
+        ]
+        return pb.EmbedResponse(embeddings=embeddings, prompt_tokens=tokens)
 
     async def abort(self, request_id: str) -> bool:
         aborted = self._aborts.get(request_id)
@@ -102,6 +145,9 @@ class SimEngine(Engine):
         self, request: pb.GenerateRequest, trace_headers: Mapping[str, str] | None = None
     ) -> AsyncGenerator[pb.GenerateEvent, None]:
         # The sim makes no spans of its own (the replica's generate span covers it): trace_headers are unused.
+        if self.embeds:
+            yield events.error(NOT_A_GENERATION_MODEL.code, NOT_A_GENERATION_MODEL.message)
+            return
         rng = request_rng(request, self.sim)
         tokens = prompt_tokens(request)
         try:

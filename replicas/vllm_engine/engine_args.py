@@ -2,10 +2,11 @@
 
 ``engine_args`` from the config pass through as they are; the model path is
 resolved (``bundled:`` models are prepared on first use), the served name is the
-config's model name, ``gpus_per_replica`` is the tensor-parallel size, and the
-reasoning parser also gates structured outputs (the grammar applies after the
-reasoning ends; gpt-oss models get vLLM's ``openai_gptoss`` parser for that). CPU replicas get a
-default KV-cache size, or vLLM reserves most of the machine's memory. The KV cache events
+config's model name, ``gpus_per_replica`` is the tensor-parallel size, a ``task: embed``
+model runs with vLLM's pooling runner (``runner: pooling``), and the reasoning parser
+also gates structured outputs (the grammar applies after the reasoning ends; gpt-oss
+models get vLLM's ``openai_gptoss`` parser for that). CPU replicas get a default
+KV-cache size, or vLLM reserves most of the machine's memory. The KV cache events
 (``kv_events_config``) are the replica's own (``prefix_cache``), whatever the config says.
 
 With ``tracing`` (the replica traces and ``tracing.engine_spans`` is on) vLLM's own tracing is turned on:
@@ -64,6 +65,8 @@ def build_engine_args(
     args.setdefault("served_model_name", [model.name])
     if model.gpus_per_replica > 1:
         args.setdefault("tensor_parallel_size", model.gpus_per_replica)
+    if model.task == "embed":
+        args.setdefault("runner", "pooling")  # vllm_engine/embedding.py: AsyncLLM.encode
     reasoning_parser = model.reasoning_parser or (HARMONY_REASONING_PARSER if model.uses_harmony else None)
     if reasoning_parser:
         args.setdefault("reasoning_parser", reasoning_parser)
