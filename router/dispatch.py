@@ -21,6 +21,9 @@ that happens meanwhile is already reflected in ``replica_id``. After the first c
 event, a failure becomes ``finish(ERROR, ERROR_CODE_INTERNAL, "replica … failed
 mid-stream")`` so each dialect renders its own error event. ``aclose()`` (a client
 that went away) cancels the gRPC call, and the replica aborts the engine request.
+
+``Dispatcher.embed`` makes an embeddings call (unary ``Embed``) on the chosen replica,
+with the same one retry on another replica when it fails or is overloaded.
 """
 
 from __future__ import annotations
@@ -133,6 +136,51 @@ class Dispatcher:
                 continue
             return int(reply.prompt_tokens)
         raise overloaded(failure or _no_healthy_replica(request.model), self.retry_after_seconds)
+
+    async def embed(
+        self, request: pb.EmbedRequest, replica: ReplicaRecord, facts: RoutingFacts,
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> pb.EmbedResponse:
+        """The embeddings of ``request`` from ``replica`` (the unary ``Embed``): tried once more on another replica
+        when the call fails or the replica refuses as overloaded (``facts`` route it); any other refusal is raised
+        as its ``ApiError``, naming the request field at fault."""
+        call_metadata = self.channels.call_metadata(metadata) if metadata else None
+        tried: list[str] = []
+        record: ReplicaRecord | None = replica
+        failure = ""
+        while record is not None:
+            tried.append(record.replica_id)
+            reply, failure = await self._embed_on(record, request, call_metadata)
+            if reply is not None:
+                return reply
+            if len(tried) >= MAX_ATTEMPTS:
+                break
+            metrics.RETRIES.labels(model=request.model).inc()
+            log.warning("%s; retrying request %s on another replica", failure, request.request_id)
+            record = await self.pick(facts, exclude=tried)
+        raise overloaded(failure or _no_healthy_replica(request.model), self.retry_after_seconds)
+
+    async def _embed_on(
+        self, record: ReplicaRecord, request: pb.EmbedRequest, metadata: tuple[tuple[str, str], ...] | None
+    ) -> tuple[pb.EmbedResponse | None, str]:
+        """``(reply, "")`` from ``record``, or ``(None, why)`` when it failed or was overloaded (worth a retry);
+        raises any other refusal."""
+        self.in_flight.acquire(record)
+        try:
+            stub = self.channels.stub(record.address)
+            reply = await (stub.Embed(request) if metadata is None else stub.Embed(request, metadata=metadata))
+        except grpc.aio.AioRpcError as exc:
+            self.registry.mark_failed(record)
+            return None, f"replica {record.replica_id} failed to embed ({exc.code().name}: {exc.details()})"
+        finally:
+            self.in_flight.release(record)
+        if not reply.error_code:
+            return reply, ""
+        err = from_error_code(reply.error_code, reply.error_message)
+        err.param = reply.error_param or None
+        if reply.error_code not in RETRYABLE_REFUSALS:
+            raise err
+        return None, f"replica {record.replica_id} refused the request: {reply.error_message}"
 
 
 def _no_healthy_replica(model: str) -> str:

@@ -110,6 +110,15 @@ def model_not_found(model: str) -> ApiError:
                      code="model_not_found")
 
 
+def wrong_task(model: str, *, embedding_model: bool) -> ApiError:
+    """400: ``model`` is an embedding model asked to generate, or a generation model asked for embeddings."""
+    if embedding_model:
+        message = f"The model {echoed(model)} is an embedding model: it serves /v1/embeddings only"
+    else:
+        message = f"The model {echoed(model)} is not an embedding model: /v1/embeddings needs a model with task: embed"
+    return invalid_request(message, "model", code="model_not_supported")
+
+
 def request_too_large(limit_bytes: int) -> ApiError:
     return ApiError(413, ErrorKind.REQUEST_TOO_LARGE, f"Request body is larger than the limit of {limit_bytes} bytes")
 

@@ -177,11 +177,13 @@ class RegistryView:
                 reasoning=any(r.capabilities.reasoning for r in healthy),
                 vision=all(r.capabilities.vision for r in healthy),
                 structured_output=any(r.capabilities.structured_output for r in healthy),
+                embeddings=any(r.capabilities.embeddings for r in healthy),
             )
         elif name in self._last_seen:
             view.max_context_length, view.capabilities = self._last_seen[name]
         elif name in self._configured:
-            view.capabilities = Capabilities(vision=self._configured[name].vision)
+            configured = self._configured[name]
+            view.capabilities = Capabilities(vision=configured.vision, embeddings=configured.task == "embed")
         return view
 
     def models(self) -> list[ModelView]:

@@ -114,3 +114,18 @@ def vllm_replica(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFac
     replica.start(timeout=600)
     yield replica
     replica.stop()
+
+
+VLLM_EMBED_CONFIG = REPO / "tests" / "configs" / "vllm-embed.yaml"
+VLLM_EMBED_MODEL = "all-minilm-l6-v2"
+
+
+@pytest.fixture(scope="session")
+def vllm_embedding_replica(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory):
+    """One vLLM replica on CPU serving the bundled embedding model `all-minilm-l6-v2` (task: embed,
+    tests/configs/vllm-embed.yaml) in the session's Redis. Started once per session (~35 s)."""
+    replica = ReplicaProcess(VLLM_EMBED_CONFIG, VLLM_EMBED_MODEL, redis_server.url,
+                             log_path=tmp_path_factory.mktemp("vllm-embedding-replica") / "replica.log")
+    replica.start(timeout=600)
+    yield replica
+    replica.stop()

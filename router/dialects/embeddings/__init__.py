@@ -1,0 +1,1 @@
+"""OpenAI Embeddings: ``POST /v1/embeddings`` (a ``task: embed`` model's vectors; unary on the replica)."""
