@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fleetgate.loadtest.bench.elastic.options import add_elastic_arguments
 from fleetgate.loadtest.bench.fair_share.options import add_fair_share_arguments
 from fleetgate.loadtest.bench.trace.options import add_trace_arguments
 from fleetgate.router.audit_cli import add_audit_arguments
@@ -124,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     fair_share = bench_sub.add_parser("fair-share", help="a heavy and a light API key on a saturated sim cluster: "
                                                          "fair share against FIFO (loadtest/results/fair_share)")
     add_fair_share_arguments(fair_share)
+    elastic = bench_sub.add_parser("elastic", help="a bursty load on the sim: the elastic fleet against a fixed "
+                                                   "fleet sized for the burst (loadtest/results/elastic)")
+    add_elastic_arguments(elastic)
     return parser
 
 
@@ -165,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         from fleetgate.router.usage.cli import usage_cli
 
         return usage_cli(args)
+    if args.command == "bench" and args.bench_command == "elastic":
+        from fleetgate.loadtest.bench.elastic.run import run_elastic
+
+        return run_elastic(args)
     if args.command == "bench" and args.bench_command == "fair-share":
         from fleetgate.loadtest.bench.fair_share.run import run_fair_share
 
