@@ -8,7 +8,8 @@ max context, 0 while unknown), ``capabilities``, ``replicas`` (healthy now), ``s
 null without a controller). Loading and unloading by hand: ``router/model_admin.py``.
 ``/health`` says the router process is up (liveness); ``/ready`` that Redis
 answers (API keys, rate limits, stored responses and the registry live there) and
-every configured model has a healthy replica (503 saying which is not otherwise).
+every configured model has a healthy replica (503 saying which is not otherwise; an elastic model, with a
+``scaling`` section, is not required: it may be unloaded, and a request loads it).
 ``/metrics`` needs ``Authorization: Bearer <router.metrics_key>`` when one is set,
 and is not served here when ``router.metrics_port`` moves it to a port of its own.
 """

@@ -190,5 +190,6 @@ class RegistryView:
         return [view for name in self.model_names() if (view := self.model(name)) is not None]
 
     def missing_models(self) -> list[str]:
-        """Configured models without a healthy replica."""
-        return [name for name in self._configured if not self.healthy(name)]
+        """Configured models without a healthy replica, except elastic ones (a `scaling` section: none may be
+        loaded, and a request loads one)."""
+        return [name for name, model in self._configured.items() if model.scaling is None and not self.healthy(name)]

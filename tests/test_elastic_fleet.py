@@ -105,6 +105,7 @@ def unload_and_wait(router: RouterProcess, redis_server, model: str = MODEL) -> 
 def test_first_request_loads_just_in_time_with_keepalives_then_its_ttl_unloads(cluster, redis_server) -> None:
     controller, router = cluster
     assert listed(router, MODEL)["state"] == "not-loaded" and listed(router, MODEL)["replicas"] == 0
+    assert httpx.get(f"{router.base_url}/ready").status_code == 200  # an unloaded elastic model is not missing
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True, "ttl": 4,
             "max_tokens": 20}
     started = time.monotonic()
