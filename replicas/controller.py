@@ -153,6 +153,8 @@ class ReplicaController:
         self._memory: dict[str, Memory] = {}
         self._next_scale_at = 0.0
         self._next_index = {m.name: initial_replicas(m) for m in config.models}
+        # model -> (unix time, why) of its last replica start that failed, until one starts.
+        self._load_errors: dict[str, tuple[float, str]] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -239,9 +241,11 @@ class ReplicaController:
             slot.record = ray.get(ref)
         except RayError as exc:
             log.error("replica %s (%s) failed to start: %s", slot.name, slot.replica_id, exc)
+            self._load_errors[slot.model.name] = (time.time(), _cause(exc))
             self._schedule_restart(slot)
             return
         slot.failures = 0
+        self._load_errors.pop(slot.model.name, None)
         log.info("replica %s up: %s at %s", slot.name, slot.replica_id, slot.record["address"])
 
     # -- supervision -----------------------------------------------------------------
@@ -351,8 +355,9 @@ class ReplicaController:
         slots = [s for s in self.slots if s.model.name == model.name]
         up = sum(1 for s in slots if s.record is not None and not s.draining)
         draining = sum(1 for s in slots if s.draining)
+        failed_at, error = self._load_errors.get(model.name, (0.0, ""))
         return ModelState(model=model.name, desired=desired, up=up, draining=draining,
-                          starting=len(slots) - up - draining)
+                          starting=len(slots) - up - draining, load_error=error, load_error_at=failed_at)
 
     def _scale_to(self, model: ModelConfig, desired: int, signals: dict[str, Signals]) -> None:
         live = self._live(model.name)
@@ -423,6 +428,12 @@ class ReplicaController:
         if remove_group and slot.placement_group is not None:
             ray.util.remove_placement_group(slot.placement_group)
             slot.placement_group = None
+
+
+def _cause(exc: RayError) -> str:
+    """The last line of a failed start's error (the replica's own exception), cut to 300 characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:300]
 
 
 def _load_of(slot: ReplicaSlot) -> int:

@@ -8,7 +8,8 @@ p90 of its last minute (``finished`` feeds it) and when its last request arrived
 for a configured model with ``scaling.jit_load`` and no healthy replica asks the controller for a load (the
 ``fleetgate:model:load:<model>`` key, refreshed while anyone waits) and waits until the registry shows a replica,
 up to ``scaling.load_timeout_seconds``; every request waiting for the same model on this router waits on one
-shared load. A load that does not come in time is a 503 ``model_load_timeout`` in the dialect's shape. A
+shared load. A load that does not come in time is a 503 ``model_load_timeout`` in the dialect's shape; one whose
+replica failed to start (the controller's model state says so) a 503 ``model_load_failed`` naming the error. A
 streamed request waits after its response has started (``ctx.load_wait``, awaited by the runner) so that the
 client sees keepalives meanwhile: SSE comments on OpenAI's dialects, ``ping`` events on Messages. A request's
 ``ttl`` (seconds, LM Studio's field, on every dialect) becomes the model's idle TTL.
@@ -28,7 +29,15 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from fleetgate.core.config import FleetgateConfig, ModelConfig
-from fleetgate.core.demand import PUBLISH_SECONDS, ModelDemand, RouterDemand, publish_demand, request_load, set_idle_ttl
+from fleetgate.core.demand import (
+    PUBLISH_SECONDS,
+    ModelDemand,
+    RouterDemand,
+    publish_demand,
+    read_states,
+    request_load,
+    set_idle_ttl,
+)
 from fleetgate.router.errors import ApiError, ErrorKind
 
 if TYPE_CHECKING:
@@ -53,6 +62,11 @@ def load_timed_out(model: str, seconds: float, retry_after: int) -> ApiError:
                     retry_after=retry_after, code="model_load_timeout")
 
 
+def load_failed(model: str, error: str, retry_after: int) -> ApiError:
+    return ApiError(503, ErrorKind.OVERLOADED, f"Model {model!r} failed to load: {error}",
+                    retry_after=retry_after, code="model_load_failed")
+
+
 def _p90(values: list[float]) -> float | None:
     if not values:
         return None
@@ -74,7 +88,7 @@ class Elastic:
         self._last_request: dict[str, float] = {}
         self._ttfts: dict[str, deque[tuple[float, float]]] = {}
         self._loading: dict[str, int] = {}
-        self._loads: dict[str, asyncio.Task[None]] = {}
+        self._loads: dict[str, asyncio.Task[str | None]] = {}
         self._task: asyncio.Task[None] | None = None
 
     # -- demand --------------------------------------------------------------------
@@ -150,33 +164,42 @@ class Elastic:
             await asyncio.wait([load, watch] if watch else [load], return_when=asyncio.FIRST_COMPLETED)
             if not load.done():
                 raise ClientLeft()
-            load.result()  # a Redis failure of the load is the caller's
+            error = load.result()  # a Redis failure of the load is the caller's
         finally:
             self._loading[config.name] -= 1
             if watch is not None:
                 watch.cancel()
+        if error is not None:
+            raise load_failed(config.name, error, self.config.router.retry_after_seconds)
         if not self.registry.healthy(config.name):
             raise load_timed_out(config.name, config.scaling.load_timeout_seconds,
                                  self.config.router.retry_after_seconds)
 
-    async def _load(self, config: ModelConfig) -> None:
-        """Ask for a load and poll the registry until a replica is healthy or the load timeout passes."""
+    async def _load(self, config: ModelConfig) -> str | None:
+        """Ask for a load and poll the registry until a replica is healthy or the load timeout passes; returns
+        why the load failed when the controller reports a replica start that failed since it began."""
         assert config.scaling is not None
         timeout = config.scaling.load_timeout_seconds
         deadline = time.monotonic() + timeout
+        began = time.time()
         refresh_at = 0.0
         log.info("loading model %s just in time", config.name)
         while time.monotonic() < deadline:
             if time.monotonic() >= refresh_at:
                 await request_load(self.redis, config.name, "jit", deadline - time.monotonic())
                 refresh_at = time.monotonic() + LOAD_REFRESH_SECONDS
+                state = (await read_states(self.redis, [config.name])).get(config.name)
+                if state is not None and state.load_error and state.load_error_at >= began:
+                    log.warning("model %s failed to load: %s", config.name, state.load_error)
+                    return state.load_error
             await asyncio.sleep(LOAD_POLL_SECONDS)
             with contextlib.suppress(RedisError, OSError):
                 await self.registry.refresh()
             if self.registry.healthy(config.name):
                 log.info("model %s loaded", config.name)
-                return
+                return None
         log.warning("model %s did not load within %g s", config.name, timeout)
+        return None
 
     async def note_ttl(self, model: str, ttl: int | None) -> None:
         """A request's ``ttl`` (seconds) becomes ``model``'s idle TTL."""

@@ -26,6 +26,7 @@ from router_process import RouterProcess
 
 MODEL = "el-sim"
 UNPLACEABLE = "el-gpu"  # wants a GPU the local Ray does not have: its load never comes
+BROKEN = "el-broken"  # a vLLM model whose weights do not exist: its replicas fail to start
 ADMIN_SECRET = f"sk-fg-elastic-admin-{uuid.uuid4().hex}"
 
 
@@ -44,6 +45,8 @@ def cluster_config(redis_url: str) -> dict[str, Any]:
                          "load_timeout_seconds": 60, "evictable": False}},
             {"name": UNPLACEABLE, "engine": "sim", "replicas": 0, "gpus_per_replica": 1,
              "scaling": {"max_replicas": 1, "idle_ttl_seconds": 3, "load_timeout_seconds": 2, "evictable": False}},
+            {"name": BROKEN, "engine": "vllm", "model": "/nonexistent/fleetgate-test-model", "replicas": 0,
+             "scaling": {"max_replicas": 1, "idle_ttl_seconds": 5, "load_timeout_seconds": 240, "evictable": False}},
         ],
     }
 
@@ -210,3 +213,18 @@ def test_a_load_that_does_not_come_is_a_503_in_each_dialects_shape(cluster) -> N
                             "messages": [{"role": "user", "content": "x"}]}) as answer:
         text = "".join(answer.iter_text())
     assert "event: ping" in text and "event: error" in text and "did not load" in text
+
+
+def test_a_load_whose_replica_fails_to_start_is_a_503_that_says_so(cluster, redis_server) -> None:
+    controller, router = cluster
+    headers = {"authorization": f"Bearer {ADMIN_SECRET}"}
+    started = time.monotonic()
+    answer = httpx.post(f"{router.base_url}/v1/chat/completions", headers=headers, timeout=240,
+                        json={"model": BROKEN, "messages": [{"role": "user", "content": "hi"}]})
+    waited = time.monotonic() - started
+    assert answer.status_code == 503, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "model_load_failed" and "failed to load" in error["message"]
+    assert waited < 200, f"the failure took {waited:.0f} s: the load timeout (240 s), not the failure, ended it"
+    unload_and_wait(router, redis_server, BROKEN)
+    wait_for(lambda: not [s for s in controller.slots if s.model.name == BROKEN], 30, "the broken slot to go")

@@ -79,6 +79,9 @@ class ModelState(BaseModel):
     starting: int = 0
     up: int = 0
     draining: int = 0
+    # The last replica start that failed (unix time, the error), until one starts.
+    load_error: str = ""
+    load_error_at: float = 0.0
     at: float = Field(default_factory=time.time)
 
     @property
