@@ -22,6 +22,11 @@ import yaml
 from fleetgate.core.config import FleetgateConfig
 from fleetgate.core.registry import REPLICA_KEY_PREFIX, ReplicaRecord
 from fleetgate.replicas.controller import ReplicaController
+from fleetgate.router.dialects.chat.dialect import CHAT
+from fleetgate.router.dialects.completions.dialect import COMPLETIONS
+from fleetgate.router.dialects.messages.dialect import MESSAGES
+from fleetgate.router.dialects.responses.dialect import RESPONSES
+from fleetgate.router.errors import ApiError
 from router_process import RouterProcess
 
 MODEL = "el-sim"
@@ -103,6 +108,24 @@ def unload_and_wait(router: RouterProcess, redis_server, model: str = MODEL) -> 
                         headers={"authorization": f"Bearer {ADMIN_SECRET}"})
     assert answer.status_code == 202, answer.text
     wait_for(lambda: not registered(redis_server, model), 30, f"{model} unloaded")
+
+
+TTL_BODIES = {
+    "chat": (CHAT, {"model": "m", "messages": [{"role": "user", "content": "x"}]}),
+    "completions": (COMPLETIONS, {"model": "m", "prompt": "x"}),
+    "messages": (MESSAGES, {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+    "responses": (RESPONSES, {"model": "m", "input": "x"}),
+}
+
+
+@pytest.mark.parametrize("dialect", TTL_BODIES)
+def test_every_dialect_takes_a_ttl_in_seconds(dialect: str) -> None:
+    wire, body = TTL_BODIES[dialect]
+    assert wire.parse({**body, "ttl": 300}).ttl == 300
+    assert wire.parse(body).ttl is None
+    with pytest.raises(ApiError) as refused:
+        wire.parse({**body, "ttl": 0})
+    assert refused.value.status == 400 and refused.value.param == "ttl"
 
 
 def test_first_request_loads_just_in_time_with_keepalives_then_its_ttl_unloads(cluster, redis_server) -> None:
