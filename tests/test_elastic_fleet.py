@@ -32,6 +32,8 @@ from router_process import RouterProcess
 MODEL = "el-sim"
 UNPLACEABLE = "el-gpu"  # wants a GPU the local Ray does not have: its load never comes
 BROKEN = "el-broken"  # a vLLM model whose weights do not exist: its replicas fail to start
+# Evictable models of one replica each: three fill the local Ray's 3 CPUs, the fourth must evict one.
+EVICTABLE = ("el-a", "el-c", "el-d", "el-b")
 ADMIN_SECRET = f"sk-fg-elastic-admin-{uuid.uuid4().hex}"
 
 
@@ -52,6 +54,8 @@ def cluster_config(redis_url: str) -> dict[str, Any]:
              "scaling": {"max_replicas": 1, "idle_ttl_seconds": 3, "load_timeout_seconds": 2, "evictable": False}},
             {"name": BROKEN, "engine": "vllm", "model": "/nonexistent/fleetgate-test-model", "replicas": 0,
              "scaling": {"max_replicas": 1, "idle_ttl_seconds": 5, "load_timeout_seconds": 240, "evictable": False}},
+            *({"name": name, "engine": "sim", "replicas": 0, "sim": {"ttft_ms": 5, "itl_ms": 5},
+               "scaling": {"max_replicas": 1, "idle_ttl_seconds": 600, "evictable": True}} for name in EVICTABLE),
         ],
     }
 
@@ -251,3 +255,21 @@ def test_a_load_whose_replica_fails_to_start_is_a_503_that_says_so(cluster, redi
     assert waited < 200, f"the failure took {waited:.0f} s: the load timeout (240 s), not the failure, ended it"
     unload_and_wait(router, redis_server, BROKEN)
     wait_for(lambda: not [s for s in controller.slots if s.model.name == BROKEN], 30, "the broken slot to go")
+
+
+def test_a_load_that_does_not_fit_evicts_the_least_recently_used_evictable_model(cluster, redis_server) -> None:
+    controller, router = cluster
+    headers = {"authorization": f"Bearer {ADMIN_SECRET}"}
+    first, *others, last = EVICTABLE
+    for name in (first, *others):  # loaded by hand, oldest first: the 3 CPUs are full
+        assert httpx.post(f"{router.base_url}/v1/models/{name}/load", headers=headers).status_code == 202
+        wait_for(lambda name=name: registered(redis_server, name), 60, f"{name} loaded")
+    # A request for the fourth: its replica fits only once the least recently used one is gone.
+    reply = client(router).chat.completions.create(model=last, messages=[{"role": "user", "content": "x"}],
+                                                   max_tokens=3)
+    assert reply.choices[0].message.content
+    wait_for(lambda: not registered(redis_server, first), 30, f"{first} evicted")
+    assert all(registered(redis_server, name) for name in others)
+    assert listed(router, first)["state"] == "not-loaded" and listed(router, last)["state"] == "loaded"
+    for name in (*others, last):
+        unload_and_wait(router, redis_server, name)
