@@ -41,6 +41,7 @@ from fleetgate.router.audit import AuditLog
 from fleetgate.router.auth import KeyStore
 from fleetgate.router.dialects.chat.routes import routes as chat_routes
 from fleetgate.router.dialects.completions.routes import routes as completions_routes
+from fleetgate.router.dialects.embeddings.routes import routes as embeddings_routes
 from fleetgate.router.dialects.messages.dialect import MESSAGES
 from fleetgate.router.dialects.messages.routes import PATH_SPACE as MESSAGES_PATH_SPACE
 from fleetgate.router.dialects.messages.routes import routes as messages_routes
@@ -48,11 +49,13 @@ from fleetgate.router.dialects.openai_shape import OPENAI_SHAPE
 from fleetgate.router.dialects.responses.routes import routes as responses_routes
 from fleetgate.router.dialects.responses.websocket import routes as responses_websocket_routes
 from fleetgate.router.dispatch import Dispatcher
+from fleetgate.router.elastic import Elastic
 from fleetgate.router.error_responses import install_error_handlers
 from fleetgate.router.http_io import REPLICA_HEADER
 from fleetgate.router.key_admin import KeyAdmin
 from fleetgate.router.meta_routes import routes as meta_routes
 from fleetgate.router.metrics_port import serve_metrics
+from fleetgate.router.model_admin import routes as model_admin_routes
 from fleetgate.router.rate_limit_store import RateLimiter
 from fleetgate.router.registry_view import RegistryView
 from fleetgate.router.replica_client import ChannelPool
@@ -69,7 +72,7 @@ BOOTSTRAP_KEY_ENV = "FLEETGATE_BOOTSTRAP_KEY"
 
 ROUTES: list[APIRouter] = [
     meta_routes, chat_routes, completions_routes, messages_routes, responses_routes, responses_websocket_routes,
-    admin_routes,
+    embeddings_routes, admin_routes, model_admin_routes,
 ]
 
 # A Redis that is down refuses at once; one that vanished must not hang requests: they get a 503 instead.
@@ -118,7 +121,11 @@ def create_app(config: FleetgateConfig) -> FastAPI:
         routing = routing_policy(PolicyParts(config, in_flight, redis, channels))
         keys = KeyStore(redis)
         rate_limiter = RateLimiter.from_settings(redis, settings)
-        usage = UsageLedger(redis, retention_days=settings.usage.retention_days, window_ms=rate_limiter.window_ms)
+        usage = UsageLedger(redis, retention_days=settings.usage.retention_days, window_ms=rate_limiter.window_ms,
+                            flush_seconds=settings.usage.flush_seconds)
+        admission = AdmissionQueue(settings.admission, registry.healthy,
+                                   recheck_seconds=settings.registry_refresh_seconds)
+        elastic = Elastic(config, redis, registry, admission)  # demand and just-in-time loads (router.elastic)
         app.state.fleetgate = RouterState(
             config=config,
             redis=redis,
@@ -131,19 +138,21 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             ),
             keys=keys,
             rate_limiter=rate_limiter,
-            admission=AdmissionQueue(settings.admission, registry.healthy,
-                                     recheck_seconds=settings.registry_refresh_seconds),
+            admission=admission,
             usage=usage,
             key_labels=KeyLabels(settings.usage.metrics_max_keys),
             tracing=tracing,
+            elastic=elastic,
         )
         with serve_metrics(settings):
             try:
                 await register_bootstrap_key(
                     KeyAdmin(keys, AuditLog(redis, max_entries=settings.audit_max_entries)))
                 await registry.start()
+                elastic.start()
                 yield
             finally:
+                await elastic.stop()
                 await usage.drain()
                 await registry.stop()
                 await channels.close()

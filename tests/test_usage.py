@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
 import anthropic
@@ -76,12 +77,6 @@ def usage(redis_url: str, *args: str) -> list[dict[str, object]]:
     return rows
 
 
-def row_of(redis_url: str, kid: str, model: str) -> dict[str, object]:
-    rows = [r for r in usage(redis_url, "--key", kid, "--format", "json") if r["model"] == model]
-    assert len(rows) == 1, rows
-    return rows[0]
-
-
 def wait_for_row(redis_url: str, kid: str, model: str, requests: int, timeout: float = 15.0) -> dict[str, object]:
     """The key's row once it counts ``requests`` (a call that did not finish is charged in the background)."""
     deadline = time.monotonic() + timeout
@@ -117,8 +112,8 @@ def test_finished_requests_are_charged_what_the_engine_reported(auth_router, red
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="no-such-model", messages=HELLO)
 
-    # Written before the answer's last byte: visible at once.
-    row = row_of(redis_server.url, kid, "rt-sim")
+    # A key without budgets or a token limit: batched, written within router.usage.flush_seconds (1 s).
+    row = wait_for_row(redis_server.url, kid, "rt-sim", 2)
     assert row["requests"] == 2 and row["errors"] == 0 and row["client_closed"] == 0
     assert row["input_tokens"] == plain.usage.prompt_tokens + stream_usage.prompt_tokens
     assert row["output_tokens"] == plain.usage.completion_tokens + stream_usage.completion_tokens == 16
@@ -130,6 +125,20 @@ def test_finished_requests_are_charged_what_the_engine_reported(auth_router, red
     assert router.metric("fleetgate_key_usage_tokens_total", key_id=kid, model="rt-sim", kind="output") == 16
     assert router.metric("fleetgate_key_usage_requests_total", key_id=kid, model="rt-sim", outcome="ok") == 2
     assert secret not in httpx.get(f"{router.base_url}/metrics").text
+
+
+def test_concurrent_requests_add_up_in_one_batched_entry(auth_router, redis_server) -> None:
+    router = auth_router
+    secret = create_key(redis_server.url, unique("batched"))
+    kid = key_id(redis_server.url, secret)
+    client = router.openai(secret)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: client.chat.completions.create(model="rt-sim", messages=HELLO), range(12)))
+    row = wait_for_row(redis_server.url, kid, "rt-sim", 12)
+    assert row["output_tokens"] == sum(a.usage.completion_tokens for a in answers if a.usage) == 96
+    assert row["input_tokens"] == sum(a.usage.prompt_tokens for a in answers if a.usage)
+    time.sleep(1.5)  # another flush: nothing is written twice
+    assert wait_for_row(redis_server.url, kid, "rt-sim", 12)["output_tokens"] == 96
 
 
 def test_a_client_that_hangs_up_mid_stream_is_charged_for_what_was_generated(
@@ -176,6 +185,8 @@ def test_usage_cli_filters_and_formats(auth_router, redis_server) -> None:
     kid = key_id(redis_server.url, secret)
     router.openai(secret).chat.completions.create(model="rt-sim", messages=HELLO)
     router.openai(secret).chat.completions.create(model="rt-echo", messages=HELLO)
+    wait_for_row(redis_server.url, kid, "rt-echo", 1)
+    wait_for_row(redis_server.url, kid, "rt-sim", 1)
 
     by_name = usage(redis_server.url, "--key", name, "--format", "json")
     assert sorted(r["model"] for r in by_name) == ["rt-echo", "rt-sim"]

@@ -100,6 +100,10 @@ class UsageConfig(_Strict):
     # Distinct API key ids the router labels its per-key usage metrics with (fleetgate_key_usage_*,
     # fleetgate_admission_waiting_by_key); keys beyond the first this many seen are reported as key_id="other".
     metrics_max_keys: int = Field(default=100, ge=0)
+    # Keys without a token rate limit or a budget have their charges added up in memory and written this often
+    # (one Redis script per key x model x day instead of one per request); 0 writes every request at once.
+    # A router killed without its shutdown loses at most this much of their usage.
+    flush_seconds: float = Field(default=1.0, ge=0)
 
 
 class RouterConfig(_Strict):

@@ -56,6 +56,10 @@ makes its ``APIRouter`` with ``router.error_responses.dialect_router``), a
 mid-stream failure with the encoder's error event.
 
 Route handlers are one line: ``return await runner.serve(request, MY_DIALECT)``.
+The embeddings dialect (``router.dialects.embeddings``, ``task = "embed"``) is
+never folded nor streamed: its route runs ``runner.embed``, whose canonical
+request only carries what key policy, admission and routing read, and whose
+answer the dialect renders from the replica's ``EmbedResponse``.
 A dialect that needs I/O around generation (the Responses store) passes
 ``prepare=`` to ``serve``: a pipeline step that runs before the translation. It
 loads what it needs onto the context (the Responses history in
@@ -68,11 +72,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from fleetgate.core.config import RouterConfig
+from fleetgate.router.canonical import sse
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.segments import Step
 from fleetgate.router.canonical.session_hints import NO_SESSION_FIELDS, SessionFields
@@ -116,8 +121,10 @@ class StreamEncoder(abc.ABC):
 class Dialect(abc.ABC, Generic[RequestT]):
     """One API dialect: pure translation between its wire format and the canonical request / events."""
 
-    # Label in metrics and logs: chat, completions, messages, responses.
+    # Label in metrics and logs: chat, completions, messages, responses, embeddings.
     name: ClassVar[str]
+    # The kind of model it serves (a model's config `task`): a request for a model of the other kind is a 400.
+    task: ClassVar[Literal["generate", "embed"]] = "generate"
     # The pydantic wire model of the request body.
     wire_model: ClassVar[type[BaseModel]]
 
@@ -128,6 +135,10 @@ class Dialect(abc.ABC, Generic[RequestT]):
             return self.wire_model.model_validate(body)  # type: ignore[return-value]
         except ValidationError as exc:
             raise from_validation_error(exc, body=body) from None
+
+    def loading_keepalive(self) -> bytes:
+        """The frame a stream sends while its model loads just in time (router.elastic): an SSE comment."""
+        return sse.comment_frame("keepalive")
 
     def model_name(self, request: RequestT) -> str:
         """The requested model (default: the wire model's ``model`` field)."""

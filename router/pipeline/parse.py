@@ -6,7 +6,8 @@ stream, whether the caller asked for the ``stats`` object.
 
 ``translate``: ``dialect.to_canonical`` (given the router's settings) -> the
 canonical request, with the call's id, key and key's priority filled in, checked against the
-model: unknown (404, or 503 while the registry is unreadable) and images it
+model: unknown (404, or 503 while the registry is unreadable), of the other task (400: a chat
+request for an embedding model, an embeddings request for a generation model) and images it
 cannot take (400); and the caller's session hint (``ctx.session_hint``) from the
 HTTP headers and the dialect's ``session_fields`` (``router.canonical.session_hints``;
 a Responses WebSocket call has no HTTP request of its own: its body's hints only).
@@ -19,6 +20,7 @@ from __future__ import annotations
 from fleetgate.router.canonical.content import check_images
 from fleetgate.router.canonical.session_hints import session_hint
 from fleetgate.router.canonical.stats import wants_stats
+from fleetgate.router.errors import wrong_task
 from fleetgate.router.http_io import read_json_body
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.state import RouterState
@@ -43,6 +45,8 @@ async def translate(ctx: RequestContext, state: RouterState) -> None:
     view = state.registry.model(canonical.model)
     if view is None:
         raise state.dispatcher.unknown_model(canonical.model)
+    if view.capabilities.embeddings != (ctx.dialect.task == "embed"):
+        raise wrong_task(canonical.model, embedding_model=view.capabilities.embeddings)
     check_images(canonical, accepts_images=view.capabilities.vision)
     ctx.request = canonical
     headers = ctx.http.headers if ctx.http is not None else {}

@@ -23,6 +23,9 @@ chunk of the body; its one ``finally`` closes the generation (the replica aborts
 a call the client left) and records the request's metrics once, whatever the
 exit. With tracing on (``router.tracing``) the call's trace begins before its first step, the traced steps
 run in spans of their own, and the ``finally`` ends it.
+A streamed call whose model loads just in time (``router.elastic``) starts its stream before the load (no
+replica header then), sends the dialect's loading keepalive while it waits, and renders an error after that
+point (the load's 503 ``model_load_timeout``, a shed, no replica) as the dialect's error frames.
 Every answer after dispatch names the replica that served it in the
 ``x-fleetgate-replica`` header. A stream's response starts once the first output
 is in hand (or after ``router.ping_interval_seconds``), so a transparent retry
@@ -38,12 +41,18 @@ WebSocket, whose own first steps authenticate and parse, followed by
 
 ``count_prompt_tokens(http, dialect)`` runs the authenticate / parse / translate
 steps and asks a replica to count the prompt (Anthropic's ``count_tokens``).
+
+``embed(http, dialect)`` serves an embeddings call (``/v1/embeddings``) through the
+same lifecycle, steps 1. to 6. with the unary ``Embed`` as its dispatch
+(``embed.py``: a 400 naming the field, 404, 503 like a generation's), so it is
+authenticated, rate limited, admitted, routed, metered and charged (its input
+tokens) like the rest; its answer is the dialect's JSON body, never a stream.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -58,9 +67,10 @@ from fleetgate.router.canonical.event_kinds import CONTENT_EVENTS
 from fleetgate.router.canonical.fold import CompletionFolder
 from fleetgate.router.dialects.base import Dialect
 from fleetgate.router.errors import ApiError, state_store_unavailable, to_error_code
-from fleetgate.router.pipeline.admit import admit, release_slot
+from fleetgate.router.pipeline.admit import admit, release_slot, take_slot
 from fleetgate.router.pipeline.authenticate import authenticate
 from fleetgate.router.pipeline.context import RequestContext, Step
+from fleetgate.router.pipeline.embed import answer_embeddings, dispatch_embedding
 from fleetgate.router.pipeline.finish_hooks import run_finish_hooks
 from fleetgate.router.pipeline.fold import answer_json
 from fleetgate.router.pipeline.parse import parse, translate
@@ -71,6 +81,10 @@ from fleetgate.router.stream_response import EventStreamResponse, FinalChunk, Ke
 from fleetgate.v1 import replica_pb2 as pb
 
 log = logging.getLogger("fleetgate.router.runner")
+
+Answer = Callable[[RequestContext, RouterState], Awaitable[Response]]
+"""The non-streamed answer of a call once its steps ran: the folded generation's JSON (``answer_json``) by
+default, an embeddings body for ``embed``."""
 
 
 async def serve(http: Request, dialect: Dialect[Any], *, prepare: Step | None = None) -> Response:
@@ -119,6 +133,17 @@ async def count_prompt_tokens(http: Request, dialect: Dialect[Any]) -> int:
     return await state.dispatcher.count_tokens(ctx.request)
 
 
+async def embed(http: Request, dialect: Dialect[Any]) -> Response:
+    """Serve one embeddings call of ``dialect``; see the module docstring."""
+    ctx = RequestContext(dialect=dialect, request_id=ids.new_request_id(), http=http)
+    steps = [authenticate, parse, *generation_steps(dispatch_step=dispatch_embedding)]
+    lifecycle = _lifecycle(ctx, get_state(http), steps, answer=answer_embeddings)
+    answer = await anext(lifecycle)
+    await lifecycle.aclose()
+    assert isinstance(answer, Response)
+    return answer
+
+
 async def start_metrics(ctx: RequestContext, state: RouterState) -> None:
     """The request is valid and being served: its metrics start (in flight, per key name when configured)."""
     key_name = ctx.key_name if state.config.router.metrics_key_names else None
@@ -145,22 +170,41 @@ async def _stream_start(ctx: RequestContext, state: RouterState) -> StreamStart:
     return StreamStart({**sse.HEADERS, **ctx.answer_headers()}, keepalive)
 
 
+def _error_frames(ctx: RequestContext, err: ApiError) -> FinalChunk:
+    """The last chunk of a stream that started before its model loaded and failed before its generation: the
+    dialect's error frames for ``err``."""
+    encoder = ctx.encoder or ctx.dialect.stream_encoder(ctx.parsed, ctx)
+    failure = events.error(to_error_code(err), err.message)
+    return FinalChunk(encoder.encode(failure, CompletionFolder().add(failure)) + encoder.close())
+
+
 async def _lifecycle(
-    ctx: RequestContext, state: RouterState, steps: list[Step]
+    ctx: RequestContext, state: RouterState, steps: list[Step], *, answer: Answer = answer_json
 ) -> AsyncGenerator[Response | StreamStart | bytes, None]:
-    """The call from its first step to its end: yields the JSON answer, or the stream's start then each chunk of
-    its body (one write per event), the last one a ``FinalChunk``. An error before the answer is raised (the
-    exception handlers render it); one while streaming ends the stream with the dialect's error frames."""
+    """The call from its first step to its end: yields the JSON answer (``answer``'s), or the stream's start then
+    each chunk of its body (one write per event), the last one a ``FinalChunk``. An error before the answer is
+    raised (the exception handlers render it); one while streaming ends the stream with the dialect's error
+    frames."""
     if state.tracing is not None:  # tracing on (router.tracing): the call's spans, its steps run in theirs
         ctx.trace = state.tracing.begin(ctx)
         steps = ctx.trace.steps(steps)
+    started_early = False  # the stream started before its model loaded (router.elastic)
     try:
         for step in steps:
             await step(ctx, state)
+            if ctx.load_wait is not None:
+                keepalive = Keepalive(state.config.router.ping_interval_seconds, ctx.dialect.loading_keepalive())
+                yield StreamStart({**sse.HEADERS, **ctx.response_headers}, keepalive)
+                started_early = True
+                wait, ctx.load_wait = ctx.load_wait, None
+                await wait
+                await take_slot(ctx, state)
         if not ctx.stream:
-            yield await answer_json(ctx, state)
+            yield await answer(ctx, state)
             return
-        yield await _stream_start(ctx, state)
+        start = await _stream_start(ctx, state)
+        if not started_early:
+            yield start
 
         # The body: the started frames share the first event's chunk when that event is already in hand, and
         # the finish frames share the closing frames' chunk, the final one (sent with the end of the response).
@@ -210,17 +254,25 @@ async def _lifecycle(
                 failure = events.error(pb.ERROR_CODE_INTERNAL, "The router failed while streaming the response")
                 yield FinalChunk(pending + encoder.encode(failure, folder.add(failure)) + encoder.close())
     except RedisError as exc:
-        raise ctx.fail(state_store_unavailable(state.config.router.retry_after_seconds)) from exc
+        err = ctx.fail(state_store_unavailable(state.config.router.retry_after_seconds))
+        if not started_early:
+            raise err from exc
+        yield _error_frames(ctx, err)
     except ClientLeft:
-        raise  # left the admission queue: a 499, not an error
+        if not started_early:
+            raise  # left the admission queue: a 499, not an error
     except ApiError as err:
         ctx.fail(err)
-        raise
+        if not started_early:
+            raise
+        yield _error_frames(ctx, err)
     except Exception:
         ctx.status = 500  # answered by the router's exception handlers
         raise
     finally:
         release_slot(ctx)
+        if state.elastic is not None:
+            state.elastic.finished(ctx.model, ctx.observer.ttft_seconds)
         if ctx.event_stream is not None:
             await ctx.event_stream.aclose()
         if ctx.routing is not None and ctx.replica_id:

@@ -1,11 +1,15 @@
 """Step glue: charge each call to its key's usage ledger once, when it ends (``router.usage``).
 
-A generation that reached its finish is recorded by ``record_finished`` before
-its last frame or JSON body is sent (awaited, so the key's next request sees it
-in its budgets and token window); every other ending — refused before any
+A generation of a key with a token rate limit or a budget that reached its
+finish is recorded by ``record_finished`` before its last frame or JSON body is
+sent (awaited, so the key's next request sees it in its budgets and token
+window); every other ending of such a key's call — refused before any
 generation, the client gone, the replica or the router failing mid-stream — by
 ``record_unfinished`` from the runner's ``finally``, in a task of its own (the
-call may be being cancelled). A Redis failure is logged; the answer is kept.
+call may be being cancelled). The calls of every other key are batched: added
+up in memory per key x model x day and written every ``router.usage.flush_seconds``
+(one script per entry instead of one per request: the router's CPU per request).
+A Redis failure is logged (a batch is kept for the next flush); the answer is kept.
 With auth on, a call that never authenticated is not charged to anyone.
 The per-key usage metrics (``fleetgate_key_usage_*``) count the same charges.
 """
@@ -53,11 +57,20 @@ def _count(state: RouterState, charge: Charge) -> None:
             metrics.KEY_USAGE_TOKENS.labels(key_id=key, model=charge.model, kind=kind).inc(amount)
 
 
+def _checked_before_the_next(ctx: RequestContext, charge: Charge) -> bool:
+    """Whether the key's next request reads this charge: a token rate limit or a budget (then it is written
+    at once; otherwise it is batched, ``router.usage.flush_seconds``)."""
+    return bool(charge.window) or ctx.key_policy.budgets.any
+
+
 async def record_finished(ctx: RequestContext, state: RouterState, completion: Completion) -> None:
     """Charge a generation that reached its finish (with or without an error)."""
     status = completion.error.status if completion.error is not None else 200
     charge = _charge(ctx, state, status, completion)
     if charge is None:
+        return
+    if not _checked_before_the_next(ctx, charge):
+        state.usage.batch(charge)
         return
     try:
         await state.usage.record(charge)
@@ -68,5 +81,9 @@ async def record_finished(ctx: RequestContext, state: RouterState, completion: C
 def record_unfinished(ctx: RequestContext, state: RouterState) -> None:
     """Charge a call that ended any other way (what it got of a generation, if anything), in the background."""
     charge = _charge(ctx, state, ctx.status, ctx.completion)
-    if charge is not None:
+    if charge is None:
+        return
+    if _checked_before_the_next(ctx, charge):
         state.usage.record_later(charge)
+    else:
+        state.usage.batch(charge)

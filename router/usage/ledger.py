@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime, timedelta
@@ -170,26 +171,37 @@ def _int(value: bytes | str | None) -> int:
 class UsageLedger:
     """Writes charges and reads rows (see the module docstring for the schema)."""
 
-    def __init__(self, redis: aioredis.Redis, *, retention_days: int, window_ms: int = 60_000) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, retention_days: int, window_ms: int = 60_000, flush_seconds: float = 0.0
+    ) -> None:
         self.redis = redis
         self.retention_days = retention_days
+        self.flush_seconds = flush_seconds
         self._window_ms = window_ms
         self._record = redis.register_script(_RECORD_SCRIPT)
         self._pending: set[asyncio.Task[None]] = set()
+        # Batched charges not written yet, added up per (day, key id, model), and the task that writes them.
+        self._totals: dict[tuple[date, str, str], dict[str, int]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    def _script_inputs(
+        self, day: date, key_id: str, model: str, counters: dict[str, int], window: str, now: float
+    ) -> tuple[list[str], list[str | int]]:
+        left_today = max(1, int(period_end("day", day).timestamp() - now))
+        month_left = max(1, int(period_end("month", day).timestamp() - now))
+        day_budget, month_budget = _budget_keys(key_id, day)
+        keys = [f"{USAGE_PREFIX}{day.isoformat()}:{key_id}:{model}", f"{USAGE_PREFIX}{day.isoformat()}",
+                day_budget, month_budget, WINDOW_PREFIX + window if window else ""]
+        args: list[str | int] = [f"{key_id} {model}", left_today + self.retention_days * DAY_SECONDS,
+                                 left_today + DAY_SECONDS, month_left + DAY_SECONDS, self._window_ms]
+        for name, amount in counters.items():
+            args += [name, amount]
+        return keys, args
 
     async def record(self, charge: Charge) -> None:
-        """Add ``charge`` to its day's entry and its key's budget counters (and its rate-limit window)."""
-        day = day_of(charge.at)
-        end_of_day = period_end("day", day).timestamp()
-        left_today = max(1, int(end_of_day - charge.at))
-        day_budget, month_budget = _budget_keys(charge.key_id, day)
-        month_left = max(1, int(period_end("month", day).timestamp() - charge.at))
-        keys = [f"{USAGE_PREFIX}{day.isoformat()}:{charge.key_id}:{charge.model}", f"{USAGE_PREFIX}{day.isoformat()}",
-                day_budget, month_budget, WINDOW_PREFIX + charge.window if charge.window else ""]
-        args: list[str | int] = [f"{charge.key_id} {charge.model}", left_today + self.retention_days * DAY_SECONDS,
-                                 left_today + DAY_SECONDS, month_left + DAY_SECONDS, self._window_ms]
-        for name, amount in charge.counters().items():
-            args += [name, amount]
+        """Add ``charge`` to its day's entry and its key's budget counters (and its rate-limit window), now."""
+        keys, args = self._script_inputs(day_of(charge.at), charge.key_id, charge.model, charge.counters(),
+                                         charge.window, charge.at)
         await self._record(keys=keys, args=args)
 
     def record_later(self, charge: Charge) -> None:
@@ -199,6 +211,44 @@ class UsageLedger:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    def batch(self, charge: Charge) -> None:
+        """Add ``charge`` to the totals written every ``flush_seconds`` (one script per key x model x day
+        instead of one per request); with ``flush_seconds`` 0, ``record_later``. Not for a charge with a
+        rate-limit window: those are written at once."""
+        if self.flush_seconds <= 0 or charge.window:
+            self.record_later(charge)
+            return
+        totals = self._totals.setdefault((day_of(charge.at), charge.key_id, charge.model), {})
+        for name, amount in charge.counters().items():
+            totals[name] = totals.get(name, 0) + amount
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_forever())
+
+    async def _flush_forever(self) -> None:
+        while self._totals:
+            await asyncio.sleep(self.flush_seconds)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write the batched totals in one pipeline; on a Redis failure they are kept for the next flush."""
+        totals, self._totals = self._totals, {}
+        if not totals:
+            return
+        now = time.time()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for (day, key_id, model), counters in totals.items():
+                    keys, args = self._script_inputs(day, key_id, model, counters, "", now)
+                    await self._record(keys=keys, args=args, client=pipe)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("could not write the usage of %d key x model entries, kept for the next try: %s",
+                        len(totals), exc)
+            for entry, counters in totals.items():
+                kept = self._totals.setdefault(entry, {})
+                for name, amount in counters.items():
+                    kept[name] = kept.get(name, 0) + amount
+
     async def _record_logged(self, charge: Charge) -> None:
         try:
             await self.record(charge)
@@ -206,6 +256,10 @@ class UsageLedger:
             log.warning("could not record the usage of a request of key %s: %s", charge.key_id, exc)
 
     async def drain(self) -> None:
+        """Write what is batched and wait for the writes under way (the router is stopping)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self.flush()
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
