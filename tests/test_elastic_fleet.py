@@ -196,7 +196,9 @@ def test_unload_while_requests_are_in_flight_waits_for_them(cluster, redis_serve
     with ThreadPoolExecutor(2) as pool:
         long = [pool.submit(sdk.chat.completions.create, model=MODEL, max_tokens=50,
                             messages=[{"role": "user", "content": f"long {i}"}]) for i in range(2)]
-        time.sleep(0.6)  # both are generating (50 tokens x 40 ms)
+        # Both admitted and generating (50 tokens x 40 ms) before the unload, however busy the machine is.
+        wait_for(lambda: router.metric("fleetgate_admission_in_flight", model=MODEL) == 2, 20, "both in flight")
+        time.sleep(0.3)
         unload_and_wait(router, redis_server)
         replies = [f.result(timeout=30) for f in long]
     assert [r.choices[0].finish_reason for r in replies] == ["length", "length"]

@@ -23,7 +23,7 @@ import yaml
 
 from conftest import VLLM_CONFIG
 from fleetgate.core.config import FleetgateConfig
-from replicas.controller import ReplicaController
+from fleetgate.replicas.controller import ReplicaController
 from router_process import RouterProcess
 from test_elastic_fleet import ADMIN_SECRET, listed, registered, wait_for
 

@@ -49,14 +49,14 @@ def test_its_limits_are_400s_naming_the_field(router):
     client = router.openai()
     with pytest.raises(openai.BadRequestError) as too_long:
         client.embeddings.create(model=VLLM_EMBED_MODEL, input=["fine", "word " * 300])
-    error = too_long.value.body["error"]
+    error = too_long.value.response.json()["error"]
     assert error["param"] == "input[1]" and error["code"] == "context_length_exceeded"
     with pytest.raises(openai.BadRequestError) as dimensions:
         client.embeddings.create(model=VLLM_EMBED_MODEL, input="x", dimensions=128)
-    assert dimensions.value.body["error"]["param"] == "dimensions"
+    assert dimensions.value.response.json()["error"]["param"] == "dimensions"
     with pytest.raises(openai.BadRequestError) as vocabulary:
         client.embeddings.create(model=VLLM_EMBED_MODEL, input=[[101, 999999]])
-    assert vocabulary.value.body["error"]["param"] == "input[0]"
+    assert vocabulary.value.response.json()["error"]["param"] == "input[0]"
     with pytest.raises(openai.BadRequestError) as chat:
         client.chat.completions.create(model=VLLM_EMBED_MODEL, messages=[{"role": "user", "content": "hi"}])
-    assert chat.value.body["error"]["param"] == "model"
+    assert chat.value.response.json()["error"]["param"] == "model"
