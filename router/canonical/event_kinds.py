@@ -7,14 +7,7 @@ event, by its ``WhichOneof("event")`` case.
 
 from __future__ import annotations
 
-from fleetgate.v1 import replica_pb2 as pb
-
 CONTENT_EVENTS = frozenset({"text", "reasoning", "tool_call_start", "tool_call_delta", "tool_call_end"})
 # The content events that carry generated tokens (one engine step each: what a generation that never reached its
 # usage event is charged for, router.usage.charge).
 TOKEN_EVENTS = frozenset({"text", "reasoning", "tool_call_delta"})
-
-
-def is_content(event: pb.GenerateEvent) -> bool:
-    """Whether the event is model output (text, reasoning or a tool call part)."""
-    return event.WhichOneof("event") in CONTENT_EVENTS

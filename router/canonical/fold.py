@@ -107,10 +107,11 @@ class CompletionFolder:
         self.completion = Completion()
         self._segments = SegmentStream()
 
-    def add(self, event: pb.GenerateEvent) -> list[Step]:
+    def add(self, event: pb.GenerateEvent, kind: str | None = None) -> list[Step]:
         """Fold ``event``; returns its segment steps (``router.canonical.segments``), which stream encoders
-        that show blocks or items render instead of segmenting the event again."""
-        if event.WhichOneof("event") in TOKEN_EVENTS:
+        that show blocks or items render instead of segmenting the event again. ``kind`` is the event's
+        ``WhichOneof("event")`` when the caller has it already (the streaming loop reads it of every event)."""
+        if (kind if kind is not None else event.WhichOneof("event")) in TOKEN_EVENTS:
             self.completion.output_events += 1
         steps = self._segments.feed(event)
         for step in steps:

@@ -17,7 +17,7 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fleetgate.router.canonical.event_kinds import is_content
+from fleetgate.router.canonical.event_kinds import CONTENT_EVENTS
 from fleetgate.router.canonical.fold import Completion, CompletionFolder
 from fleetgate.router.canonical.stats import STATS_KEY, GenerationClock
 from fleetgate.router.dispatch import EventStream
@@ -65,9 +65,10 @@ async def answer_json(ctx: RequestContext, state: RouterState) -> Response:
 async def _fold(stream: EventStream, folder: CompletionFolder, clock: GenerationClock) -> Completion:
     folder.add(pb.GenerateEvent(started=stream.started))
     async for event in stream:
-        if is_content(event):
+        kind = event.WhichOneof("event")
+        if kind in CONTENT_EVENTS:
             clock.output()
-        folder.add(event)
+        folder.add(event, kind)
     clock.finish()
     return folder.completion
 

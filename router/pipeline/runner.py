@@ -225,7 +225,7 @@ async def _lifecycle(
                 kind = event.WhichOneof("event")
                 if kind == "finish":
                     ctx.replica_id = stream.replica_id
-                    finish_steps = folder.add(event)
+                    finish_steps = folder.add(event, kind)
                     encoder.settle(finish_steps)
                     completion = folder.completion
                     hook_error = await run_finish_hooks(ctx, state, completion)
@@ -237,7 +237,7 @@ async def _lifecycle(
                     break
                 if kind in CONTENT_EVENTS:
                     observer.content_event()
-                chunk = pending + encoder.encode(event, folder.add(event))
+                chunk = pending + encoder.encode(event, folder.add(event, kind))
                 pending = b""
                 if chunk:
                     yield chunk
