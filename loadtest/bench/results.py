@@ -70,7 +70,7 @@ class BenchResults:
                 if m.part == part and target in (None, m.target) and label in (None, m.label)]
 
     def to_json(self) -> str:
-        return json.dumps(_jsonable(dataclasses.asdict(self)), indent=2) + "\n"
+        return json.dumps(jsonable(dataclasses.asdict(self)), indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> BenchResults:
@@ -96,12 +96,12 @@ def _finite_or_nan(summary: dict[str, Any]) -> dict[str, Any]:
             for k, v in summary.items() if k in _SUMMARY_FIELDS}
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """NaN and infinities become null (strict JSON)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleetgate.loadtest.bench.results import jsonable
 from fleetgate.loadtest.bench.stats import RequestRecord, percentile, ratio
 
 # The light key's TTFT p50 under fair share may be at most this many times its idle value (issue 15).
@@ -105,7 +106,7 @@ class FairShareResults:
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
         data["verdicts"] = self.verdicts()
-        return json.dumps(_without_nan(data), indent=2, allow_nan=False) + "\n"
+        return json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> FairShareResults:
@@ -127,17 +128,6 @@ def _stats(row: dict[str, Any] | None) -> KeyStats | None:
         return None
     values: dict[str, Any] = {k: (math.nan if v is None and k != "first_error" else v) for k, v in row.items()}
     return KeyStats(**values)
-
-
-def _without_nan(value: Any) -> Any:
-    """``value`` with every NaN float (no measurement) written as null."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _without_nan(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_without_nan(v) for v in value]
-    return value
 
 
 def _ms(value: float) -> str:
