@@ -77,6 +77,7 @@ from fleetgate.loadtest.bench.processes import (
 )
 from fleetgate.loadtest.bench.run import _raise_keyboard_interrupt
 from fleetgate.loadtest.bench.stats import RequestRecord
+from fleetgate.loadtest.bench.trace.sim_model import GpuTiming
 from fleetgate.router.auth import KeyStore
 
 MODEL = configs.SIM_MODEL
@@ -92,13 +93,9 @@ def say(message: str) -> None:
 
 
 @dataclass(frozen=True)
-class GpuLike:
-    """The model the sim stands for, in model time (the trace replay's numbers: a GPU and a mid-size model)."""
+class GpuLike(GpuTiming):
+    """The model the sim stands for, in model time (the trace replay's GPU timing), with some jitter."""
 
-    prefill_ms_per_1k_tokens: float = 50.0
-    ttft_ms: float = 10.0
-    itl_ms: float = 15.0
-    itl_batch_penalty: float = 0.005
     jitter: float = 0.05
 
 

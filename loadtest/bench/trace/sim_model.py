@@ -35,11 +35,18 @@ KV_HEADROOM = 1.25
 
 
 @dataclass(frozen=True)
-class GpuModel:
+class GpuTiming:
+    """The timing of the model the sim stands for (a GPU serving a mid-size model), in model time: shared by the
+    benchmarks that shape the sim like one (the trace replay, fleetgate bench fair-share)."""
+
     prefill_ms_per_1k_tokens: float = 50.0
     ttft_ms: float = 10.0
     itl_ms: float = 15.0
     itl_batch_penalty: float = 0.005
+
+
+@dataclass(frozen=True)
+class GpuModel(GpuTiming):
     max_num_seqs: int = 128
     kv_block_size: int = 64
     kv_cache_tokens: int = 262_144
