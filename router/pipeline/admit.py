@@ -40,7 +40,7 @@ from fleetgate.router.usage.budgets import (
     model_not_allowed,
     standings,
 )
-from fleetgate.router.usage.charge import charge_for
+from fleetgate.router.usage.charge import ChargedTokens
 
 
 async def admit(ctx: RequestContext, state: RouterState) -> None:
@@ -115,9 +115,7 @@ def release_slot(ctx: RequestContext) -> None:
         return
     tokens: int | None = 0
     if ctx.completion is not None:
-        charge = charge_for(ctx.key_id, ctx.model, at=0.0, status=ctx.status, completion=ctx.completion,
-                            ttft_seconds=None, duration_seconds=0.0, queue_seconds=0.0)
-        tokens = charge.input_tokens + charge.output_tokens
+        tokens = ChargedTokens.of(ctx.completion).total
     elif ctx.event_stream is not None:
         tokens = None
     ctx.admission.release(tokens)

@@ -79,22 +79,39 @@ def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else max(0, round(seconds * 1000))
 
 
+@dataclass(frozen=True)
+class ChargedTokens:
+    """The tokens a generation is charged: the engine's usage, or for one cut short, its prefilled prompt and one
+    output token per token event received (cached input and reasoning then unknown: 0)."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def of(cls, completion: Completion | None) -> ChargedTokens:
+        if completion is None:
+            return cls()
+        usage = completion.usage
+        if completion.usage_reported:
+            return cls(usage.prompt_tokens, usage.cache_read, usage.completion_tokens, usage.reasoning_tokens)
+        return cls(usage.prompt_tokens, 0, completion.output_events, 0)
+
+    @property
+    def total(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
 def charge_for(
     key_id: str, model: str, *, at: float, status: int, completion: Completion | None, ttft_seconds: float | None,
     duration_seconds: float, queue_seconds: float, window: str = "",
 ) -> Charge:
     """The charge of a request that ended with ``status`` after generating ``completion`` (None: no generation)."""
-    tokens = (0, 0, 0, 0)
-    if completion is not None:
-        usage = completion.usage
-        if completion.usage_reported:
-            tokens = (usage.prompt_tokens, usage.cache_read, usage.completion_tokens, usage.reasoning_tokens)
-        else:
-            tokens = (usage.prompt_tokens, 0, completion.output_events, 0)
-    input_tokens, cached_input_tokens, output_tokens, reasoning_tokens = tokens
+    tokens = ChargedTokens.of(completion)
     return Charge(
         key_id=key_id or ANONYMOUS_KEY, model=model, at=at, outcome=outcome_of(status, completion),
-        input_tokens=input_tokens, cached_input_tokens=cached_input_tokens, output_tokens=output_tokens,
-        reasoning_tokens=reasoning_tokens, ttft_ms=_ms(ttft_seconds), duration_ms=_ms(duration_seconds) or 0,
-        queue_ms=_ms(queue_seconds) or 0, window=window,
+        input_tokens=tokens.input_tokens, cached_input_tokens=tokens.cached_input_tokens,
+        output_tokens=tokens.output_tokens, reasoning_tokens=tokens.reasoning_tokens, ttft_ms=_ms(ttft_seconds),
+        duration_ms=_ms(duration_seconds) or 0, queue_ms=_ms(queue_seconds) or 0, window=window,
     )
