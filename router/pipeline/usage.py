@@ -16,18 +16,13 @@ The per-key usage metrics (``fleetgate_key_usage_*``) count the same charges.
 
 from __future__ import annotations
 
-import logging
 import time
-
-from redis.exceptions import RedisError
 
 from fleetgate.router import metrics
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.state import RouterState
 from fleetgate.router.usage.charge import Charge, charge_for
-
-log = logging.getLogger("fleetgate.router.usage")
 
 TOKEN_KINDS = (("input", "input_tokens"), ("cached_input", "cached_input_tokens"), ("output", "output_tokens"),
                ("reasoning", "reasoning_tokens"))
@@ -72,10 +67,7 @@ async def record_finished(ctx: RequestContext, state: RouterState, completion: C
     if not _checked_before_the_next(ctx, charge):
         state.usage.batch(charge)
         return
-    try:
-        await state.usage.record(charge)
-    except (RedisError, OSError) as exc:
-        log.warning("could not record the usage of request %s: %s", ctx.request_id, exc)
+    await state.usage.record_logged(charge)
 
 
 def record_unfinished(ctx: RequestContext, state: RouterState) -> None:

@@ -207,7 +207,7 @@ class UsageLedger:
     def record_later(self, charge: Charge) -> None:
         """``record`` in a task of its own (the request is over and its caller may be cancelled); a Redis
         failure is logged. ``drain`` waits for the ones still running."""
-        task = asyncio.ensure_future(self._record_logged(charge))
+        task = asyncio.ensure_future(self.record_logged(charge))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -218,9 +218,7 @@ class UsageLedger:
         if self.flush_seconds <= 0 or charge.window:
             self.record_later(charge)
             return
-        totals = self._totals.setdefault((day_of(charge.at), charge.key_id, charge.model), {})
-        for name, amount in charge.counters().items():
-            totals[name] = totals.get(name, 0) + amount
+        self._add_to_totals((day_of(charge.at), charge.key_id, charge.model), charge.counters())
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush_forever())
 
@@ -245,11 +243,15 @@ class UsageLedger:
             log.warning("could not write the usage of %d key x model entries, kept for the next try: %s",
                         len(totals), exc)
             for entry, counters in totals.items():
-                kept = self._totals.setdefault(entry, {})
-                for name, amount in counters.items():
-                    kept[name] = kept.get(name, 0) + amount
+                self._add_to_totals(entry, counters)
 
-    async def _record_logged(self, charge: Charge) -> None:
+    def _add_to_totals(self, entry: tuple[date, str, str], counters: dict[str, int]) -> None:
+        totals = self._totals.setdefault(entry, {})
+        for name, amount in counters.items():
+            totals[name] = totals.get(name, 0) + amount
+
+    async def record_logged(self, charge: Charge) -> None:
+        """``record``, a Redis failure logged instead of raised (the answer it belongs to is done)."""
         try:
             await self.record(charge)
         except (RedisError, OSError) as exc:
