@@ -337,6 +337,80 @@ class TracingConfig(_Strict):
     engine_spans: bool = True
 
 
+class SandboxConfig(_Strict):
+    """How the toolbox runs ``python`` and ``bash`` (toolbox/sandbox.py): bubblewrap, no network, a read-only
+    system, a private working directory per session, and these limits on every run."""
+
+    # The bubblewrap binary (Debian's `bubblewrap`) and the interpreter the python tool runs inside it.
+    bwrap: str = "bwrap"
+    python: str = "/usr/bin/python3"
+    # Wall-clock seconds one call may take; past it the run (and a session's kernel) is killed.
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    # CPU seconds of one bash run, or of a python session's kernel over its whole life (RLIMIT_CPU).
+    cpu_seconds: int = Field(default=30, ge=1)
+    # Address space of each sandboxed process, in MiB (RLIMIT_AS).
+    memory_mb: int = Field(default=1024, ge=64)
+    # Processes (threads included) one sandbox may run at once (RLIMIT_NPROC of its own uid).
+    max_processes: int = Field(default=32, ge=1)
+    # Bytes of stdout + stderr the model sees of one call; the rest is cut (and said so).
+    max_output_bytes: int = Field(default=16384, ge=256)
+    # Largest file a sandboxed process may write, in MiB (RLIMIT_FSIZE).
+    max_file_mb: int = Field(default=64, ge=1)
+    # A session's kernel and working directory are dropped this long after its last call.
+    session_ttl_seconds: float = Field(default=900.0, gt=0)
+    # Sessions one toolbox keeps at once; the least recently used goes first.
+    max_sessions: int = Field(default=32, ge=1)
+    # Where session working directories live (each sandbox sees only its own, as /work).
+    work_root: str = "~/.cache/fleetgate/toolbox"
+    # Sandboxes run under uids uid_base .. uid_base + max_sessions (each its own process count).
+    uid_base: int = Field(default=61000, ge=1000)
+
+
+class WebSearchConfig(_Strict):
+    """The backend of the ``web_search`` tool; ``none``: the tool is not offered (Responses' hosted
+    ``web_search`` is dropped, ``enabled_tools: ["web_search"]`` is a 400)."""
+
+    backend: Literal["none", "searxng", "mcp"] = "none"
+    # searxng: the instance's base URL (its /search?format=json API must be enabled).
+    searxng_url: str | None = None
+    # mcp: a search MCP server (streamable HTTP) and the tool of it that takes {"query": ...}.
+    mcp_url: str | None = None
+    mcp_tool: str = "search"
+    max_results: int = Field(default=5, ge=1, le=20)
+    timeout_seconds: float = Field(default=15.0, gt=0)
+
+    @model_validator(mode="after")
+    def _backend_needs_url(self) -> WebSearchConfig:
+        if self.backend == "searxng" and not self.searxng_url:
+            raise ValueError("tools.web_search: backend searxng needs searxng_url")
+        if self.backend == "mcp" and not self.mcp_url:
+            raise ValueError("tools.web_search: backend mcp needs mcp_url")
+        return self
+
+
+class ToolsConfig(_Strict):
+    """Server-side tools (router/server_tools, toolbox/): the router runs the tool loop, toolbox processes
+    run the calls. Off by default."""
+
+    enabled: bool = False
+    # Toolbox processes `fleetgate up` starts, on ports base_port, base_port + 1, ...
+    toolboxes: int = Field(default=1, ge=0)
+    host: str = "127.0.0.1"
+    base_port: int = Field(default=50300, ge=1, le=65535)
+    heartbeat_seconds: float = Field(default=1.0, gt=0)
+    registry_ttl_seconds: float = Field(default=4.0, gt=0)
+    # Model turns one request may take (each tool round is one); the last one is offered no server tool.
+    max_iterations: int = Field(default=8, ge=1, le=64)
+    # Seconds the router waits for one tool call (the sandbox's own timeout is shorter).
+    call_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Remote MCP servers a request may name (Responses `{"type": "mcp", "server_url"}`): each entry is a URL
+    # prefix (scheme, host, port and path start must match); empty: no remote MCP server is allowed.
+    mcp_allowed_urls: list[str] = Field(default_factory=list)
+    mcp_timeout_seconds: float = Field(default=30.0, gt=0)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    web_search: WebSearchConfig = Field(default_factory=WebSearchConfig)
+
+
 class FleetgateConfig(_Strict):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
@@ -344,6 +418,7 @@ class FleetgateConfig(_Strict):
     ray: RayConfig = Field(default_factory=RayConfig)
     models: list[ModelConfig] = Field(default_factory=list)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
 
     @field_validator("models")
     @classmethod

@@ -282,7 +282,7 @@ class Finish(_message.Message):
     def __init__(self, reason: _Optional[_Union[Finish.Reason, str]] = ..., stop_sequence: _Optional[str] = ..., error_code: _Optional[_Union[ErrorCode, str]] = ..., error_message: _Optional[str] = ...) -> None: ...
 
 class GenerateEvent(_message.Message):
-    __slots__ = ("started", "text", "reasoning", "tool_call_start", "tool_call_delta", "tool_call_end", "usage", "finish")
+    __slots__ = ("started", "text", "reasoning", "tool_call_start", "tool_call_delta", "tool_call_end", "usage", "finish", "server_tool")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     REASONING_FIELD_NUMBER: _ClassVar[int]
@@ -291,6 +291,7 @@ class GenerateEvent(_message.Message):
     TOOL_CALL_END_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     FINISH_FIELD_NUMBER: _ClassVar[int]
+    SERVER_TOOL_FIELD_NUMBER: _ClassVar[int]
     started: Started
     text: TextDelta
     reasoning: ReasoningDelta
@@ -299,7 +300,28 @@ class GenerateEvent(_message.Message):
     tool_call_end: ToolCallEnd
     usage: Usage
     finish: Finish
-    def __init__(self, started: _Optional[_Union[Started, _Mapping]] = ..., text: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call_start: _Optional[_Union[ToolCallStart, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallArgumentsDelta, _Mapping]] = ..., tool_call_end: _Optional[_Union[ToolCallEnd, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ...) -> None: ...
+    server_tool: ServerToolCall
+    def __init__(self, started: _Optional[_Union[Started, _Mapping]] = ..., text: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call_start: _Optional[_Union[ToolCallStart, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallArgumentsDelta, _Mapping]] = ..., tool_call_end: _Optional[_Union[ToolCallEnd, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., server_tool: _Optional[_Union[ServerToolCall, _Mapping]] = ...) -> None: ...
+
+class ServerToolCall(_message.Message):
+    __slots__ = ("id", "tool", "name", "server_label", "arguments", "output", "is_error", "detail_json")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SERVER_LABEL_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    IS_ERROR_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_JSON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tool: str
+    name: str
+    server_label: str
+    arguments: str
+    output: str
+    is_error: bool
+    detail_json: str
+    def __init__(self, id: _Optional[str] = ..., tool: _Optional[str] = ..., name: _Optional[str] = ..., server_label: _Optional[str] = ..., arguments: _Optional[str] = ..., output: _Optional[str] = ..., is_error: _Optional[bool] = ..., detail_json: _Optional[str] = ...) -> None: ...
 
 class AbortRequest(_message.Message):
     __slots__ = ("request_id",)
