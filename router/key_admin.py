@@ -31,7 +31,7 @@ BUDGET_NAMES = tuple(f.name for f in fields(Budgets))
 class KeyPatch:
     """Settings to change; None leaves a setting as it is. 0 clears ``rpm`` / ``tpm`` (back to the router's
     default), ``max_tokens`` and a budget (no cap); ``""`` clears the owner, ``()`` the model allowlist (all
-    models)."""
+    models); ``server_tools`` is True (on) or False (off)."""
 
     name: str | None = None
     rpm: int | None = None
@@ -44,6 +44,7 @@ class KeyPatch:
     max_tokens: int | None = None
     weight: float | None = None
     priority: int | None = None
+    server_tools: bool | None = None
 
     def applied(self, key: KeyInfo) -> KeyInfo:
         """``key`` with these changes (unvalidated: ``KeyStore`` validates what it writes)."""
@@ -61,6 +62,7 @@ class KeyPatch:
             max_tokens=policy.max_tokens if self.max_tokens is None else (self.max_tokens or None),
             weight=policy.weight if self.weight is None else self.weight,
             priority=policy.priority if self.priority is None else self.priority,
+            server_tools=policy.server_tools if self.server_tools is None else self.server_tools,
         )
         limits = changed_limits(key.limits, requests=self.rpm, tokens=self.tpm)
         return replace(key, name=key.name if self.name is None else self.name, limits=limits, policy=policy)
@@ -77,7 +79,7 @@ def key_settings(key: KeyInfo) -> dict[str, Any]:
         "name": key.name, "role": policy.role, "owner": policy.owner, "rpm": key.limits.requests,
         "tpm": key.limits.tokens, "budgets": {name: getattr(policy.budgets, name) for name in BUDGET_NAMES},
         "models": list(policy.models), "max_tokens": policy.max_tokens, "weight": policy.weight,
-        "priority": policy.priority,
+        "priority": policy.priority, "server_tools": policy.server_tools,
     }
 
 

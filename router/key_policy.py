@@ -17,6 +17,8 @@ authenticates a request, so a change takes effect on every router at once:
   share: a key of weight 2 gets twice the tokens of a key of weight 1).
 - ``priority``: passed to the engine when its scheduler is priority-based
   (vLLM ``scheduling_policy: priority``: lower is served first), 0 by default.
+- ``server_tools``: the key may have the server run tools for it (``router.server_tools``: remote MCP
+  servers, sandboxed python and bash, web search); off by default.
 
 The pure part only: encoding to and from the record's fields and validation.
 """
@@ -37,7 +39,7 @@ BUDGET_KINDS: tuple[BudgetKind, ...] = ("tokens", "input_tokens", "output_tokens
 
 # Every field a policy writes in the key's record (so a new policy replaces an old one whole).
 BUDGET_FIELDS = tuple(f"budget_{period}_{kind}" for period in PERIODS for kind in BUDGET_KINDS)
-POLICY_FIELDS = ("role", "owner", "models", "max_tokens", "weight", "priority", *BUDGET_FIELDS)
+POLICY_FIELDS = ("role", "owner", "models", "max_tokens", "weight", "priority", "server_tools", *BUDGET_FIELDS)
 
 MAX_WEIGHT = 1000.0
 PRIORITY_RANGE = (-1000, 1000)
@@ -76,6 +78,7 @@ class KeyPolicy:
     max_tokens: int | None = None
     weight: float = 1.0
     priority: int = 0
+    server_tools: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -117,6 +120,8 @@ class KeyPolicy:
             out["weight"] = repr(self.weight)
         if self.priority:
             out["priority"] = str(self.priority)
+        if self.server_tools:
+            out["server_tools"] = "1"
         for period, kind, value in self.budgets.limits():
             out[f"budget_{period}_{kind}"] = str(value)
         return out
@@ -136,6 +141,7 @@ class KeyPolicy:
             max_tokens=int(record["max_tokens"]) if record.get("max_tokens") else None,
             weight=float(record["weight"]) if record.get("weight") else 1.0,
             priority=int(record["priority"]) if record.get("priority") else 0,
+            server_tools=record.get("server_tools") == "1",
         )
 
     def with_budget(self, period: Period, kind: BudgetKind, tokens: int | None) -> KeyPolicy:

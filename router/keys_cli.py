@@ -13,14 +13,16 @@ KEY is a key id or the name of an active key. Settings: ``--rpm`` / ``--tpm``
 clears), ``--budget-{day,month}-{tokens,input-tokens,output-tokens} N`` (tokens per
 UTC day / month; 0 or ``none``: unlimited), ``--models a,b`` (the allowlist; ``""``:
 every model), ``--max-tokens N`` (0 or ``none``: no cap), ``--weight W`` (fair share),
-``--priority P`` (see ``router/key_policy.py``). An option left out leaves its
-setting as it is (on create: the default).
+``--priority P``, ``--server-tools`` / ``--no-server-tools`` (whether the server may run
+tools for the key, off by default; see ``router/key_policy.py``). An option left out
+leaves its setting as it is (on create: the default).
 
 ``list`` shows id, name, creation, revocation, the key's own rate limits
 (``default``: the router's), role, owner, budgets (``tok/d=1M`` is 1,000,000 tokens
 a day; ``in`` / ``out`` input / output tokens, ``mo`` a month; ``-``: none), the
 model allowlist (``*``: every model) and the other settings that differ from their
-defaults; ``--format json`` prints every field as the admin API shows it.
+defaults (``server_tools=on``: the key may use server-side tools); ``--format json``
+prints every field as the admin API shows it.
 
 Every change is appended to the audit log (``router/audit.py``) as
 ``cli:<user>@<host>``. A Redis that does not answer is one line on stderr naming
@@ -80,7 +82,8 @@ def add_limit_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_settings_arguments(p: argparse.ArgumentParser) -> None:
-    """Every setting of a key but its name: rate limits, role, owner, budgets, allowlist, cap, weight, priority."""
+    """Every setting of a key but its name: rate limits, role, owner, budgets, allowlist, cap, weight, priority,
+    server-side tools."""
     add_limit_arguments(p)
     p.add_argument("--role", choices=ROLES, default=None, help="admin may use the admin API (default user)")
     p.add_argument("--owner", default=None, help='a person or team, shown in listings ("" clears)')
@@ -95,6 +98,9 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
                    help="cap on the completion tokens a request may ask for (0 or none: no cap)")
     p.add_argument("--weight", type=float, default=None, help="fair share under contention (default 1)")
     p.add_argument("--priority", type=int, default=None, help="engine priority, lower first (default 0)")
+    p.add_argument("--server-tools", action=argparse.BooleanOptionalAction, default=None,
+                   help="the server may run tools for the key: remote MCP servers, sandboxed python/bash, "
+                        "web_search (default off)")
 
 
 def patch_from(args: argparse.Namespace) -> KeyPatch:
@@ -104,6 +110,7 @@ def patch_from(args: argparse.Namespace) -> KeyPatch:
     return KeyPatch(
         name=getattr(args, "new_name", None), rpm=args.rpm, tpm=args.tpm, role=args.role, owner=args.owner,
         budgets=budgets, models=models, max_tokens=args.max_tokens, weight=args.weight, priority=args.priority,
+        server_tools=args.server_tools,
     )
 
 
@@ -140,6 +147,7 @@ def _other(policy: KeyPolicy) -> str:
     parts = [f"max_tokens={policy.max_tokens}"] if policy.max_tokens is not None else []
     parts += [f"weight={policy.weight:g}"] if policy.weight != defaults.weight else []
     parts += [f"priority={policy.priority}"] if policy.priority != defaults.priority else []
+    parts += ["server_tools=on"] if policy.server_tools else []
     return ",".join(parts) or "-"
 
 

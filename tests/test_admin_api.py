@@ -237,6 +237,35 @@ def test_admin_creates_updates_rotates_and_revokes_a_key(admin, admin_router, re
     assert not any(admin_secret in body for body in admin.seen)
 
 
+def test_server_tools_is_off_by_default_and_toggled_over_http(admin, redis_server) -> None:
+    plain = admin.ok("POST", "/keys", 201, json={"name": unique("http-plain")})
+    assert plain["server_tools"] is False
+    key_id = admin.ok("POST", "/keys", 201, json={"name": unique("http-tools"), "server_tools": True})["id"]
+    assert admin.ok("GET", f"/keys/{key_id}")["server_tools"] is True
+    listed = {k["id"]: k for k in admin.ok("GET", "/keys")["data"]}
+    assert (listed[key_id]["server_tools"], listed[plain["id"]]["server_tools"]) == (True, False)
+
+    # PATCH: left out, unchanged; false turns it off; null resets it to the default (off); true turns it on.
+    assert admin.ok("PATCH", f"/keys/{key_id}", json={"priority": 4})["server_tools"] is True
+    assert admin.ok("PATCH", f"/keys/{key_id}", json={"server_tools": False})["server_tools"] is False
+    assert admin.ok("GET", f"/keys/{key_id}")["server_tools"] is False
+    assert admin.ok("PATCH", f"/keys/{key_id}", json={"server_tools": True})["server_tools"] is True
+    assert admin.ok("PATCH", f"/keys/{key_id}", json={"server_tools": None})["server_tools"] is False
+    assert admin.ok("PATCH", f"/keys/{plain['id']}", json={"server_tools": True})["server_tools"] is True
+    # The CLI reads the same record.
+    by_cli = {k["id"]: k for k in json.loads(keys_cli(redis_server.url, "list", "--format", "json").stdout)}
+    assert (by_cli[key_id]["server_tools"], by_cli[plain["id"]]["server_tools"]) == (False, True)
+
+    # Audited like any other setting (an unchanged value is no change).
+    entries = admin.ok("GET", "/audit", params={"key": key_id})["data"]
+    assert [e["changes"] for e in entries] == [
+        {"server_tools": [True, False]}, {"server_tools": [False, True]}, {"server_tools": [True, False]},
+        {"priority": [0, 4]}, {"name": [None, listed[key_id]["name"]], "server_tools": [None, True]},
+    ]
+    assert "server_tools" not in admin.ok("GET", "/audit", params={"key": plain["id"], "action": "key.create"})[
+        "data"][0]["changes"]
+
+
 def test_forwarded_for_is_honoured_only_from_a_trusted_proxy(admin, router_factory, router_cluster,  # noqa: F811
                                                             admin_router, redis_server) -> None:
     _, admin_secret = admin_router
@@ -301,6 +330,8 @@ def test_bad_bodies_and_unknown_ids(admin) -> None:
         ({"name": name, "priority": 99999}, "priority"),
         ({"name": name, "rpm": "5"}, "rpm"),
         ({"name": name, "max_tokens": True}, "max_tokens"),
+        ({"name": name, "server_tools": "true"}, "server_tools"),
+        ({"name": name, "server_tools": 1}, "server_tools"),
         ({"name": name, "role": "root"}, "role"),
         ({"name": name, "models": [""]}, "models[0]"),
         ({"name": name, "colour": "blue"}, "colour"),
@@ -318,7 +349,8 @@ def test_bad_bodies_and_unknown_ids(admin) -> None:
     taken = refused("POST", "/keys", 400, json={"name": name})
     assert taken["param"] == "name" and "already exists" in taken["message"]
     for body, param in [({"name": None}, "name"), ({"role": None}, "role"), ({"tpm": -1}, "tpm"),
-                        ({"owner": 5}, "owner")]:
+                        ({"owner": 5}, "owner"), ({"server_tools": "yes"}, "server_tools"),
+                        ({"server_tools": 0}, "server_tools")]:
         assert refused("PATCH", f"/keys/{key_id}", 400, json=body)["param"] == param
     other = admin.ok("POST", "/keys", 201, json={"name": unique("bad")})["id"]
     assert refused("PATCH", f"/keys/{other}", 400, json={"name": name})["param"] == "name"

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+
 import httpx
 import openai
 import pytest
 import redis
 
+from fleetgate.router.auth import KEY_ID_PREFIX, KEY_RECORD_PREFIX
 from keys_helpers import create_key, keys_cli, listed
 from router_process import RouterProcess, router_cluster, router_factory  # noqa: F401
 
 HELLO = [{"role": "user", "content": "hi"}]
 AUTH_ON = {"FLEETGATE_ROUTER__AUTH": "true"}
+
+
+def record_of(redis_url: str, name: str) -> dict[str, str]:
+    """The stored record (a hash) of the active key with this name."""
+    keys = json.loads(keys_cli(redis_url, "list", "--format", "json").stdout)
+    key_id = next(k["id"] for k in reversed(keys) if k["name"] == name)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        digest = client.get(KEY_ID_PREFIX + key_id)
+        record: dict[str, str] = client.hgetall(KEY_RECORD_PREFIX + digest)
+        return record
+    finally:
+        client.close()
 
 
 def chat_ok(router: RouterProcess, key: str) -> bool:
@@ -49,6 +66,29 @@ def test_keys_cli_create_list_revoke(redis_server) -> None:
     assert keys_cli(redis_server.url, "revoke", key_id).returncode == 0
     unknown = keys_cli(redis_server.url, "revoke", "nobody")
     assert unknown.returncode == 1 and "no key" in unknown.stderr
+
+
+def test_keys_cli_server_tools_flag(redis_server) -> None:
+    url = redis_server.url
+    suffix = uuid.uuid4().hex[:6]  # keys outlive a test in the session's Redis
+    on, off = f"cli-tools-on-{suffix}", f"cli-tools-off-{suffix}"
+    create_key(url, on, "--server-tools", "--priority", "2")
+    create_key(url, off)
+    rows = listed(url)
+    assert rows[on]["OTHER"] == "priority=2,server_tools=on" and rows[off]["OTHER"] == "-"
+    as_json = {k["name"]: k for k in json.loads(keys_cli(url, "list", "--format", "json").stdout)}
+    assert (as_json[on]["server_tools"], as_json[off]["server_tools"]) == (True, False)
+    assert record_of(url, on)["server_tools"] == "1" and "server_tools" not in record_of(url, off)
+
+    # An update without the option leaves it; --no-server-tools turns it off (the field is gone), and on again.
+    assert keys_cli(url, "update", on, "--priority", "3").returncode == 0
+    assert listed(url)[on]["OTHER"] == "priority=3,server_tools=on"
+    turned_off = keys_cli(url, "update", on, "--no-server-tools")
+    assert turned_off.returncode == 0, turned_off.stderr
+    assert turned_off.stdout.endswith("server_tools true -> false\n"), turned_off.stdout
+    assert listed(url)[on]["OTHER"] == "priority=3" and "server_tools" not in record_of(url, on)
+    turned_on = keys_cli(url, "update", off, "--server-tools")
+    assert "server_tools false -> true" in turned_on.stdout and listed(url)[off]["OTHER"] == "server_tools=on"
 
 
 def test_two_auth_routers_honour_the_same_keys(router_factory, router_cluster, redis_server) -> None:  # noqa: F811

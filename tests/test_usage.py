@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import anthropic
@@ -334,8 +335,11 @@ def test_rows_sum_per_key_and_model_and_labels_are_bounded() -> None:
 
 def test_key_policy_round_trips_through_record_fields() -> None:
     policy = KeyPolicy(role="admin", owner="ml-team", budgets=Budgets(day_tokens=5, month_output_tokens=9),
-                       models=("a", "b"), max_tokens=64, weight=2.5, priority=-3)
+                       models=("a", "b"), max_tokens=64, weight=2.5, priority=-3, server_tools=True)
+    assert policy.to_fields()["server_tools"] == "1"
     assert KeyPolicy.from_fields(policy.to_fields()) == policy
+    assert KeyPolicy.from_fields({"server_tools": "0"}).server_tools is False
+    assert "server_tools" not in replace(policy, server_tools=False).to_fields()
     assert KeyPolicy().to_fields() == {} and KeyPolicy.from_fields({}) == KeyPolicy()
     with pytest.raises(ValueError, match="weight"):
         KeyPolicy(weight=0).validated()

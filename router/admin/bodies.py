@@ -3,8 +3,9 @@
 Each maps onto a ``KeyPatch`` (``router/key_admin.py``): a field absent from the
 body is left as it is; ``null`` clears ``rpm`` / ``tpm`` (the router's default
 again), ``max_tokens``, a budget (unlimited), the owner and the model allowlist (all
-models), and resets ``weight`` (1) and ``priority`` (0); ``name`` and ``role``
-cannot be null. Unknown fields and out-of-range values are a 400 naming the field.
+models), and resets ``weight`` (1), ``priority`` (0) and ``server_tools`` (false); ``name``
+and ``role`` cannot be null; ``server_tools`` is a JSON boolean, nothing else. Unknown fields
+and out-of-range values are a 400 naming the field.
 Ranges come from ``router/key_policy.py``.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator
 
 from fleetgate.router.key_admin import BUDGET_NAMES, KeyPatch
 from fleetgate.router.key_policy import MAX_WEIGHT, PRIORITY_RANGE, Role
@@ -52,6 +53,7 @@ class KeyUpdateBody(_Body):
     max_tokens: Tokens | None = None
     weight: StrictFloat | StrictInt | None = Field(default=None, gt=0, le=MAX_WEIGHT)
     priority: StrictInt | None = Field(default=None, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1])
+    server_tools: StrictBool | None = None
 
     @field_validator("name", "role", mode="before")
     @classmethod
@@ -78,8 +80,8 @@ class KeyUpdateBody(_Body):
             max_tokens=cleared("max_tokens"),
             weight=(float(self.weight) if self.weight is not None else 1.0) if "weight" in given else None,
             priority=(self.priority or 0) if "priority" in given else None,
+            server_tools=bool(self.server_tools) if "server_tools" in given else None,
         )
-
 
     def _budget_changes(self) -> dict[str, int]:
         """The budgets the body sets (0: cleared); ``"budgets": null`` clears them all."""
