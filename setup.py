@@ -7,6 +7,7 @@ listing every subpackage by hand:
     fleetgate            fleetgate/   the shared core (fleetgate.core, fleetgate.v1) and the launcher
     fleetgate.router     router/
     fleetgate.replicas   replicas/
+    fleetgate.toolbox    toolbox/     server-side tool execution (sandboxed python and bash, web search, remote MCP)
     fleetgate.loadtest   loadtest/
     fleetgate.deploy     deploy/      data only: the shipped configs, Prometheus files, dashboards
 
@@ -22,6 +23,7 @@ ROOTS = {
     "fleetgate": "fleetgate",
     "fleetgate.router": "router",
     "fleetgate.replicas": "replicas",
+    "fleetgate.toolbox": "toolbox",
     "fleetgate.loadtest": "loadtest",
     "fleetgate.deploy": "deploy",
 }

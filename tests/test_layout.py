@@ -25,6 +25,10 @@ PARTS = {
                                                         "starlette", "fastapi", "redis", "grpc"}),
     "replicas": ("fleetgate.replicas", {"fleetgate.router", "fleetgate.launcher", "fleetgate.loadtest", "fastapi"}),
     "loadtest": ("fleetgate.loadtest", {"fleetgate.launcher"}),
+    # The toolbox is installed into the router's image as well: nothing of the router, the replicas, the
+    # launcher or the engine stack.
+    "toolbox": ("fleetgate.toolbox", {"fleetgate.router", "fleetgate.replicas", "fleetgate.launcher",
+                                      "fleetgate.loadtest", "ray", "vllm", "fastapi"}),
 }
 
 
@@ -60,9 +64,9 @@ def test_no_top_level_router_or_replicas_import() -> None:
     """Everything is imported through the one fleetgate namespace (setup.py), never as a top-level package."""
     stray = {
         f"{path.relative_to(REPO)}: {module}"
-        for folder in ("fleetgate", "router", "replicas", "loadtest", "tests")
+        for folder in ("fleetgate", "router", "replicas", "toolbox", "loadtest", "tests")
         for path in sorted((REPO / folder).rglob("*.py"))
         for module in imported_modules(path)
-        if module.split(".")[0] in {"router", "replicas", "loadtest"}
+        if module.split(".")[0] in {"router", "replicas", "toolbox", "loadtest"}
     }
     assert not stray
