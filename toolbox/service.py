@@ -34,7 +34,7 @@ class Toolbox:
     def __init__(self, config: ToolsConfig, toolbox_id: str, concurrent_runs: int | None = None) -> None:
         self.config = config
         self.toolbox_id = toolbox_id
-        self.sessions = SessionStore(config.sandbox, prepare_work_root(config.sandbox))
+        self.sessions = SessionStore(config.sandbox, prepare_work_root(config.sandbox, toolbox_id))
         self._code = CodeTools(config.sandbox, self.sessions, concurrent_runs or default_concurrent_runs(config))
         self._search = WebSearch(config.web_search)
         self._tools: dict[str, Callable[[pb.RunToolRequest], Awaitable[pb.ToolResult]]] = {

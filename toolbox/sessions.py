@@ -1,7 +1,8 @@
 """The sandbox sessions of one toolbox: keyed by (key id, session id), each with its own uid and directory.
 
 A session holds a uid of ``uid_base .. uid_base + max_sessions`` (so the RLIMIT_NPROC count of one session is
-never another's), a working directory ``<work_root>/sandbox-<uid>`` owned by that uid (created empty, removed
+never another's; toolboxes on one host need uid ranges of their own, ``fleetgate up`` gives each one), a working
+directory ``<work_root>/<toolbox id>/sandbox-<uid>`` owned by that uid (created empty, removed
 with the session), and, once the python tool ran in it, a kernel. Sessions go ``session_ttl_seconds`` after
 their last call (``sweep``) or, past ``max_sessions``, least recently used first. A call of session id ""
 gets a session of its own that is dropped right after. Calls of one session run one at a time (``lock``).
@@ -51,14 +52,16 @@ class Session:
         await asyncio.to_thread(shutil.rmtree, self.workdir, True)
 
 
-def prepare_work_root(config: SandboxConfig) -> Path:
-    """``work_root`` created (mode 0711), emptied of an earlier run's session directories, and checked to be
-    reachable by the sandbox uids (bwrap opens the directory it binds as the sandbox's own uid)."""
+def prepare_work_root(config: SandboxConfig, toolbox_id: str) -> Path:
+    """``<work_root>/<toolbox_id>`` (toolboxes sharing a work_root keep apart) created (mode 0711), emptied of an
+    earlier run's session directories, and checked to be reachable by the sandbox uids (bwrap opens the
+    directory it binds as the sandbox's own uid)."""
     if os.geteuid() != 0:
         raise WorkRootUnreachable("the toolbox runs each sandbox under a uid of its own: it must run as root")
-    root = Path(config.work_root).expanduser().resolve()
+    root = Path(config.work_root).expanduser().resolve() / toolbox_id
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o711)
+    root.parent.chmod(root.parent.stat().st_mode | 0o111)  # work_root itself must be searchable
     for parent in root.parents:
         if not parent.stat().st_mode & 0o001:
             raise WorkRootUnreachable(

@@ -5,6 +5,8 @@
     fleetgate router [--config FILE] [--port N]                   one more router on the same Redis
     fleetgate replica --model NAME [--config FILE] [--port N]     one replica as a plain process (no Ray)
     fleetgate controller [--config FILE]                          replicas as Ray actors (inside a Ray cluster)
+    fleetgate toolbox [--config FILE] [--port N] [--toolbox-id ID]
+                                                                  one toolbox process (server-side tool calls)
     fleetgate models prepare                                      convert the bundled model once
     fleetgate models list|load MODEL|unload MODEL                 model states; load / unload by hand
     fleetgate keys create --name NAME [settings] | update KEY [--name NAME] [settings] | rotate KEY
@@ -70,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     controller.add_argument(
         "--ray-address", default=None, help="Ray cluster to join (default from config; 'auto' inside a RayCluster)"
     )
+
+    toolbox = sub.add_parser("toolbox", help="run one toolbox process (sandboxed python / bash, web search, MCP)")
+    _add_config(toolbox)
+    toolbox.add_argument("--port", type=int, default=None, help="gRPC port (default tools.base_port; 0: a free one)")
+    toolbox.add_argument("--toolbox-id", default=None, help="its id in the registry (default: a random one)")
 
     models = sub.add_parser("models", help="manage the bundled model")
     models_sub = models.add_subparsers(dest="models_command", required=True)
@@ -149,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         from fleetgate.replicas.controller import run_controller
 
         return run_controller(args)
+    if args.command == "toolbox":
+        from fleetgate.toolbox.server import run_toolbox
+
+        return run_toolbox(args)
     if args.command == "models" and args.models_command != "prepare":
         from fleetgate.router.model_admin import models_cli
 

@@ -4,11 +4,12 @@ In order: prepare bundled models (once), start ``redis-server`` with AOF
 persistence in ``redis.data_dir`` (unless ``redis.url`` points at a Redis
 already), start a local Ray (limited CPUs, no dashboard) or join
 ``ray.address``, start the configured replicas as Ray actors
-(``ReplicaController``), start the router (``fleetgate router``) as a
+(``ReplicaController``), with ``tools.enabled`` start ``tools.toolboxes`` toolbox
+processes (``fleetgate toolbox``, ports ``tools.base_port`` + n), start the router (``fleetgate router``) as a
 subprocess, and with ``--with-prometheus`` a local Prometheus
 (``fleetgate.launcher.local_prometheus``) on ``--prometheus-port`` (default 9090; its
 files in ``~/.cache/fleetgate/prometheus/<port>``). Ctrl-C or SIGTERM stops everything in the
-reverse order: the router, the replicas (drained), Ray, then Redis, leaving no
+reverse order: the router, the toolboxes, the replicas (drained), Ray, then Redis, leaving no
 process behind.
 
 The surface stays on this machine: Redis, the replica actors' gRPC and metrics
@@ -19,8 +20,8 @@ unless ``replica.auth_token`` is set, a token is drawn per run and handed to the
 replicas (in their config) and the router (``FLEETGATE_REPLICA__AUTH_TOKEN``), so
 replicas serve only the router.
 
-Redis and the router run in their own sessions so that Ctrl-C in the terminal
-reaches only this process, which then stops them in the right order. Both are
+Redis, the toolboxes and the router run in their own sessions so that Ctrl-C in the terminal
+reaches only this process, which then stops them in the right order. All are
 supervised (``fleetgate.core.local_processes.SupervisedProcess``): when one dies,
 it is started again (Redis on its port and data directory, so with its AOF) and
 stderr says so; past ``MAX_RESTARTS`` restarts in ``RESTART_WINDOW_SECONDS``,
@@ -123,28 +124,67 @@ def running_replicas(config: FleetgateConfig, cancel: threading.Event) -> Iterat
         controller.stop()
 
 
+def supervised_child(
+    name: str, arguments: list[str], host: str, port: int, redis_url: str, replica_token: str | None,
+    extra_env: dict[str, str] | None = None,
+) -> SupervisedProcess:
+    """``fleetgate <arguments>`` as a supervised subprocess in its own session, on this run's Redis and replica
+    token (and ``extra_env``), up when it listens on ``host:port``."""
+    env = {**os.environ, **(extra_env or {}), "FLEETGATE_REDIS__URL": redis_url}
+    if replica_token is not None:
+        env[REPLICA_TOKEN_ENV] = replica_token
+    command = [sys.executable, "-m", "fleetgate.launcher.cli", *arguments]
+    return SupervisedProcess(
+        name,
+        lambda: subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, start_new_session=True),
+        lambda process: wait_for_port(port, host=host, timeout=60, process=process, what=name),
+        max_restarts=MAX_RESTARTS, window_seconds=RESTART_WINDOW_SECONDS,
+    )
+
+
 @contextlib.contextmanager
 def running_router(
     config_path: Path, host: str, port: int, redis_url: str, replica_token: str | None,
     supervised: list[SupervisedProcess],
 ) -> Iterator[None]:
     """The router as a subprocess (added to ``supervised``: restarted when it dies)."""
-    env = {**os.environ, "FLEETGATE_REDIS__URL": redis_url}
-    if replica_token is not None:
-        env[REPLICA_TOKEN_ENV] = replica_token
-    command = [sys.executable, "-m", "fleetgate.launcher.cli", "router", "--config", str(config_path),
-               "--host", host, "--port", str(port)]
-    router = SupervisedProcess(
-        "router",
-        lambda: subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, start_new_session=True),
-        lambda process: wait_for_port(port, host=host, timeout=60, process=process, what="router"),
-        max_restarts=MAX_RESTARTS, window_seconds=RESTART_WINDOW_SECONDS,
-    )
+    arguments = ["router", "--config", str(config_path), "--host", host, "--port", str(port)]
+    router = supervised_child("router", arguments, host, port, redis_url, replica_token)
     supervised.append(router)
     try:
         yield
     finally:
         router.stop(timeout=STOP_TIMEOUT_SECONDS)
+
+
+@contextlib.contextmanager
+def running_toolboxes(
+    config_path: Path, config: FleetgateConfig, redis_url: str, supervised: list[SupervisedProcess]
+) -> Iterator[None]:
+    """With ``tools.enabled``, ``tools.toolboxes`` toolbox processes on ``tools.base_port`` + n (ids
+    ``local-toolbox-<n>``), each supervised like the router; none otherwise. Each one's sandboxes get a uid
+    range of their own (``tools.sandbox.uid_base`` + n * (max_sessions + 1)): toolboxes on one host must never
+    share a uid, since one kills every process of a uid it hands to a new session."""
+    tools, sandbox = config.tools, config.tools.sandbox
+    toolboxes: list[SupervisedProcess] = []
+    try:
+        for n in range(tools.toolboxes if tools.enabled else 0):
+            port = tools.base_port + n
+            if port_open(tools.host, port):
+                raise RuntimeError(f"port {port} is taken (another toolbox?); stop it or set tools.base_port")
+            arguments = ["toolbox", "--config", str(config_path), "--port", str(port),
+                         "--toolbox-id", f"local-toolbox-{n}"]
+            uid_base = {"FLEETGATE_TOOLS__SANDBOX__UID_BASE": str(sandbox.uid_base + n * (sandbox.max_sessions + 1))}
+            toolboxes.append(supervised_child(
+                f"toolbox {n}", arguments, tools.host, port, redis_url, config.replica.auth_token, uid_base
+            ))
+            supervised.append(toolboxes[-1])
+        if toolboxes:
+            log.info("%d toolbox(es) on %s:%d..", len(toolboxes), tools.host, tools.base_port)
+        yield
+    finally:
+        for toolbox in reversed(toolboxes):
+            toolbox.stop(timeout=STOP_TIMEOUT_SECONDS)
 
 
 @contextlib.contextmanager
@@ -217,6 +257,7 @@ def run_local_cluster(args: argparse.Namespace) -> int:
         stack.enter_context(running_replicas(config, cancel=stop))
         if stop.is_set():
             return 0
+        stack.enter_context(running_toolboxes(config_path, config, redis_url, supervised))
         stack.enter_context(
             running_router(config_path, host, port, redis_url, config.replica.auth_token, supervised)
         )
