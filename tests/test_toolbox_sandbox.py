@@ -6,6 +6,7 @@ while the toolbox keeps answering. Also the shared-token check. The toolbox runs
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -60,10 +61,11 @@ class ToolboxClient:
         return await self.run("bash", {"command": command}, session_id=session_id, key_id=key_id)
 
 
-def toolbox_config(redis_url: str, **tools: Any) -> FleetgateConfig:
-    """Small limits for a fast suite, a work_root under /tmp (reachable by the sandbox uids), the token set."""
+def toolbox_config(redis_url: str, sandbox: dict[str, Any] | None = None, **tools: Any) -> FleetgateConfig:
+    """Small limits for a fast suite, a work_root under /tmp (reachable by the sandbox uids), the token set;
+    ``sandbox`` overrides sandbox settings, ``tools`` other tools settings."""
     work_root = tempfile.mkdtemp(prefix="fleetgate-toolbox-test-", dir="/tmp")
-    sandbox = {
+    limits = {
         "timeout_seconds": TIMEOUT,
         "memory_mb": 512,
         "max_processes": MAX_PROCESSES,
@@ -72,12 +74,13 @@ def toolbox_config(redis_url: str, **tools: Any) -> FleetgateConfig:
         "work_root": work_root,
         "uid_base": 62000,
         "max_sessions": 4,
+        **(sandbox or {}),
     }
     return FleetgateConfig.model_validate(
         {
             "redis": {"url": redis_url},
             "replica": {"auth_token": TOKEN},
-            "tools": {"enabled": True, "heartbeat_seconds": 0.2, "sandbox": sandbox, **tools},
+            "tools": {"enabled": True, "heartbeat_seconds": 0.2, "sandbox": limits, **tools},
         }
     )
 
@@ -245,3 +248,33 @@ async def test_a_call_without_the_token_is_refused(toolbox: ToolboxClient) -> No
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await toolbox.stub.RunTool(request, metadata=metadata)
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_output_of_child_processes_counts_against_the_same_limit(toolbox: ToolboxClient) -> None:
+    result = await toolbox.python("import os\nprint('a' * 3000)\nos.system('yes b | head -c 3000 >&2')")
+    assert result.outcome == "output_limit"
+    assert len((result.stdout + result.stderr).encode()) <= MAX_OUTPUT
+    assert "a" * 3000 in result.stdout and "b" in result.stderr
+
+
+async def test_sessions_expire_and_the_least_recently_used_goes_first(toolbox_factory: ToolboxFactory) -> None:
+    toolbox = await toolbox_factory(sandbox={"session_ttl_seconds": 0.6})
+    assert not (await toolbox.python("x = 1", session_id="old")).is_error
+    await asyncio.sleep(1.2)  # past the TTL: a heartbeat (every 0.2 s) drops the session
+    assert "NameError" in (await toolbox.python("x", session_id="old")).output
+    lru = await toolbox_factory()  # max_sessions 4
+    for n in range(5):
+        assert not (await lru.python(f"x = {n}", session_id=f"s{n}")).is_error
+    assert (await lru.python("x", session_id="s4")).output == "4\n"
+    assert "NameError" in (await lru.python("x", session_id="s0")).output  # the least recently used went
+
+
+async def test_calls_of_one_session_run_one_at_a_time(toolbox: ToolboxClient) -> None:
+    nap = "import time; time.sleep(0.5)"
+    started = time.monotonic()
+    await asyncio.gather(toolbox.python(nap, session_id="a"), toolbox.python(nap, session_id="b"))
+    apart = time.monotonic() - started
+    started = time.monotonic()
+    await asyncio.gather(toolbox.python(nap, session_id="a"), toolbox.python(nap, session_id="a"))
+    together = time.monotonic() - started
+    assert apart < 0.95 <= together

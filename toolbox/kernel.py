@@ -10,6 +10,7 @@ all the time, capped, and added to the call's stderr.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 from dataclasses import dataclass
@@ -18,9 +19,13 @@ from typing import Any
 
 from fleetgate.core.config import SandboxConfig
 from fleetgate.toolbox import sandbox
-from fleetgate.toolbox.capped_output import CappedStream, OutputBudget, drain
+from fleetgate.toolbox.capped_output import CappedStream, OutputBudget
 
 DRIVER_SOURCE = (Path(__file__).parent / "kernel_driver.py").read_text()
+# The driver's end-of-cell mark on its stderr (kernel_driver.CELL_END; the driver runs as source, not imported).
+CELL_END = b"\0fleetgate-cell-end\0"
+# How long a cell's result waits for the rest of its raw output.
+RAW_OUTPUT_GRACE_SECONDS = 1.0
 
 
 class KernelLost(Exception):
@@ -49,7 +54,8 @@ class Kernel:
         self._process = process
         assert process.stderr is not None
         self._raw = CappedStream(OutputBudget(config.max_output_bytes))
-        self._raw_reader = asyncio.create_task(drain(process.stderr, self._raw))
+        self._cell_end = asyncio.Event()
+        self._raw_reader = asyncio.create_task(self._read_raw(process.stderr))
 
     @classmethod
     async def start(cls, config: SandboxConfig, uid: int, workdir: Path) -> Kernel:
@@ -60,9 +66,25 @@ class Kernel:
     def alive(self) -> bool:
         return self._process.returncode is None
 
+    async def _read_raw(self, stderr: asyncio.StreamReader) -> None:
+        """The kernel's own stderr into ``_raw``, setting ``_cell_end`` at each end-of-cell mark."""
+        pending = b""
+        while chunk := await stderr.read(65536):
+            pending += chunk
+            while (at := pending.find(CELL_END)) >= 0:
+                self._raw.add(pending[:at])
+                pending = pending[at + len(CELL_END) :]
+                self._cell_end.set()
+            keep = len(CELL_END) - 1  # a mark may be split across reads
+            if len(pending) > keep:
+                self._raw.add(pending[:-keep])
+                pending = pending[-keep:]
+        self._raw.add(pending)
+
     async def run(self, code: str) -> CellResult:
         self._raw.clear()
         self._raw.budget = OutputBudget(self._config.max_output_bytes)
+        self._cell_end.clear()
         try:
             reply = await asyncio.wait_for(self._exchange(code), self._config.timeout_seconds)
         except TimeoutError:
@@ -71,12 +93,17 @@ class Kernel:
         except (OSError, asyncio.IncompleteReadError, ValueError):
             await self._reap()
             raise KernelLost(self._raw.text() + self._ending()) from None
-        raw = self._raw.text()
+        with contextlib.suppress(TimeoutError):  # the mark precedes the result: this is a moment at most
+            await asyncio.wait_for(self._cell_end.wait(), RAW_OUTPUT_GRACE_SECONDS)
+        stdout, stderr = str(reply.get("stdout", "")), str(reply.get("stderr", ""))
+        # The raw output shares the call's budget with what the cell printed.
+        room = OutputBudget(self._config.max_output_bytes - len(stdout.encode()) - len(stderr.encode()))
+        raw = room.take(self._raw.text().encode()).decode("utf-8", errors="ignore")
         return CellResult(
-            stdout=str(reply.get("stdout", "")),
-            stderr=str(reply.get("stderr", "")) + raw,
+            stdout=stdout,
+            stderr=stderr + raw,
             error=reply.get("error"),
-            dropped=int(reply.get("dropped", 0)) + self._raw.budget.dropped,
+            dropped=int(reply.get("dropped", 0)) + self._raw.budget.dropped + room.dropped,
         )
 
     async def _exchange(self, code: str) -> dict[str, Any]:

@@ -5,7 +5,8 @@ object. In: ``{"code": str, "max_output": int}``. Out: ``{"stdout", "stderr", "d
 ``error`` is the exception's type name (``null`` when the code ran through). The code runs in one globals
 dict kept for the kernel's life; a trailing expression is shown as a REPL shows it (``repr``, not ``None``).
 sys.stdout and sys.stderr are captured per call up to ``max_output`` bytes together; what a child process or
-``os.write`` puts on fd 1 or 2 goes to the kernel's stderr, which the toolbox reads (capped) itself.
+``os.write`` puts on fd 1 or 2 goes to the kernel's stderr, which the toolbox reads (capped) itself, up to the
+``CELL_END`` mark the driver writes there before each result.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import traceback
 from typing import Any, BinaryIO
 
 CELL = "<cell>"
+# Written on fd 2 when a cell ends, before its result: the toolbox then knows it has read the cell's raw output.
+CELL_END = b"\0fleetgate-cell-end\0"
 
 
 class _Budget:
@@ -108,7 +111,9 @@ def main() -> None:
     sys.stdin = open(os.devnull)  # the cell's stdin for the kernel's life
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
     while (request := _read_frame(requests)) is not None:
-        _write_frame(results, _call(request, namespace))
+        result = _call(request, namespace)
+        os.write(2, CELL_END)
+        _write_frame(results, result)
 
 
 if __name__ == "__main__":
