@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,23 @@ from fleetgate.core.config import SandboxConfig
 MIB = 1024 * 1024
 # Where the session's working directory appears inside the sandbox.
 SANDBOX_WORKDIR = "/work"
+
+
+class SandboxUnavailable(RuntimeError):
+    """Sandboxes cannot run here: not root, a missing program, or a work_root the sandbox uids cannot reach."""
+
+
+def check_host(config: SandboxConfig) -> None:
+    """Raise ``SandboxUnavailable`` unless this process can start sandboxes (checked once, at start)."""
+    if os.geteuid() != 0:
+        raise SandboxUnavailable("the toolbox runs each sandbox under a uid of its own: it must run as root")
+    missing = [program for program in (config.bwrap, "setpriv", "prlimit") if shutil.which(program) is None]
+    if not os.access(config.python, os.X_OK):
+        missing.append(config.python)
+    if missing:
+        raise SandboxUnavailable(
+            f"missing {', '.join(missing)} (make setup installs bubblewrap, util-linux and /usr/bin/python3)"
+        )
 
 
 def bwrap_argv(config: SandboxConfig, workdir: Path, command: Sequence[str]) -> list[str]:

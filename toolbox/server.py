@@ -23,8 +23,8 @@ from fleetgate.core.config import FleetgateConfig, load_config
 from fleetgate.core.grpc_token import TokenInterceptor
 from fleetgate.core.toolbox_registry import ToolboxRecord
 from fleetgate.toolbox.heartbeat import ToolboxHeartbeat
+from fleetgate.toolbox.sandbox import SandboxUnavailable
 from fleetgate.toolbox.service import Toolbox
-from fleetgate.toolbox.sessions import WorkRootUnreachable
 from fleetgate.v1 import toolbox_pb2 as pb
 from fleetgate.v1 import toolbox_pb2_grpc as pb_grpc
 
@@ -115,7 +115,7 @@ def run_toolbox(args: argparse.Namespace) -> int:
     toolbox_id = args.toolbox_id or new_toolbox_id()
     try:
         asyncio.run(serve_until_signalled(config, host=config.tools.host, port=port, toolbox_id=toolbox_id))
-    except WorkRootUnreachable as exc:
+    except SandboxUnavailable as exc:
         log.error("toolbox %s cannot start: %s", toolbox_id, exc)
         return 2
     return 0

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from fleetgate.core.config import ToolsConfig
 from fleetgate.core.mcp_allowlist import url_allowed
-from fleetgate.toolbox import mcp_client
+from fleetgate.toolbox import mcp_client, sandbox
 from fleetgate.toolbox.code_tools import CodeTools
 from fleetgate.toolbox.results import BadArguments, arguments_object, failed
 from fleetgate.toolbox.sessions import SessionStore, prepare_work_root
@@ -34,6 +34,7 @@ class Toolbox:
     def __init__(self, config: ToolsConfig, toolbox_id: str, concurrent_runs: int | None = None) -> None:
         self.config = config
         self.toolbox_id = toolbox_id
+        sandbox.check_host(config.sandbox)
         self.sessions = SessionStore(config.sandbox, prepare_work_root(config.sandbox, toolbox_id))
         self._code = CodeTools(config.sandbox, self.sessions, concurrent_runs or default_concurrent_runs(config))
         self._search = WebSearch(config.web_search)
@@ -58,7 +59,11 @@ class Toolbox:
         if handler is None:
             result = failed(f"unknown tool {request.tool!r} (this toolbox runs {', '.join(self._tools)})", "refused")
         else:
-            result = await handler(request)
+            try:
+                result = await handler(request)
+            except Exception as exc:  # a bug or the host (a spawn that failed): still a result, never a gRPC error
+                log.exception("tool %s of request %s failed in the toolbox", request.tool, request.request_id)
+                result = failed(f"the toolbox could not run the call ({type(exc).__name__})", "unavailable")
         result.seconds = time.monotonic() - started
         if result.is_error and result.outcome not in ("error", "timeout", "output_limit", "memory"):
             log.warning("tool %s of request %s: %s", request.tool, request.request_id, result.outcome)

@@ -29,11 +29,6 @@ SessionKey = tuple[str, str]
 _DIR_PREFIX = "sandbox-"
 
 
-class WorkRootUnreachable(RuntimeError):
-    """Sandboxes cannot be set up: not root, or the sandbox uids cannot reach ``work_root`` (a parent
-    directory closed to others, as /root is)."""
-
-
 @dataclass(eq=False)
 class Session:
     uid: int
@@ -56,15 +51,13 @@ def prepare_work_root(config: SandboxConfig, toolbox_id: str) -> Path:
     """``<work_root>/<toolbox_id>`` (toolboxes sharing a work_root keep apart) created (mode 0711), emptied of an
     earlier run's session directories, and checked to be reachable by the sandbox uids (bwrap opens the
     directory it binds as the sandbox's own uid)."""
-    if os.geteuid() != 0:
-        raise WorkRootUnreachable("the toolbox runs each sandbox under a uid of its own: it must run as root")
     root = Path(config.work_root).expanduser().resolve() / toolbox_id
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o711)
     root.parent.chmod(root.parent.stat().st_mode | 0o111)  # work_root itself must be searchable
     for parent in root.parents:
         if not parent.stat().st_mode & 0o001:
-            raise WorkRootUnreachable(
+            raise sandbox.SandboxUnavailable(
                 f"tools.sandbox.work_root {root}: {parent} is not searchable by other users, so the sandbox "
                 "uids cannot reach their working directories; choose a work_root outside it (e.g. under /var/lib)"
             )
