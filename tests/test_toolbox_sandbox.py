@@ -278,3 +278,13 @@ async def test_calls_of_one_session_run_one_at_a_time(toolbox: ToolboxClient) ->
     await asyncio.gather(toolbox.python(nap, session_id="a"), toolbox.python(nap, session_id="a"))
     together = time.monotonic() - started
     assert apart < 0.95 <= together
+
+
+async def test_a_new_session_while_all_are_busy_is_unavailable(toolbox: ToolboxClient) -> None:
+    naps = [toolbox.python("import time; time.sleep(0.8)", session_id=f"busy{n}") for n in range(4)]  # max_sessions
+    running = asyncio.gather(*naps)
+    await asyncio.sleep(0.3)
+    refused = await toolbox.python("1", session_id="one-too-many")
+    assert refused.is_error and refused.outcome == "unavailable" and "in use" in refused.output
+    assert not any(result.is_error for result in await running)
+    assert (await toolbox.python("1", session_id="one-too-many")).output == "1\n"  # an idle session made room

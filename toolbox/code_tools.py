@@ -2,7 +2,8 @@
 
 python ``{"code": str}`` runs in the session's persistent kernel (``kernel.py``); bash ``{"command": str}``
 runs ``bash -c`` in a fresh sandbox over the session's working directory (files persist in a session, shell
-state does not). At most ``concurrent_runs`` runs go at once; the calls of one session run one at a time.
+state does not). At most ``concurrent_runs`` runs go at once; the calls of one session run one at a time; a call
+that needs a new session while all ``max_sessions`` have calls in flight is answered "unavailable".
 Outcomes: "ok", "error" (non-zero exit, an exception), "timeout" (killed at the wall clock), "output_limit"
 (output cut at max_output_bytes), "memory" (the cell raised MemoryError: RLIMIT_AS).
 """
@@ -17,7 +18,7 @@ from fleetgate.toolbox import oneshot
 from fleetgate.toolbox.capped_output import truncation_note
 from fleetgate.toolbox.kernel import Kernel, KernelLost, KernelTimeout
 from fleetgate.toolbox.results import BadArguments, failed, string_argument
-from fleetgate.toolbox.sessions import Session, SessionStore
+from fleetgate.toolbox.sessions import Session, SessionsBusy, SessionStore
 from fleetgate.v1 import toolbox_pb2 as pb
 
 PYTHON_EXPECTS = '{"code": "<python source>"}'
@@ -59,8 +60,12 @@ class CodeTools:
             source = string_argument(request.arguments_json, argument, expects)
         except BadArguments as exc:
             return failed(f"{tool}: {exc}")
-        async with self._runs, self._store.session(request.key_id, request.session_id) as session:
-            return await run(session, source)
+        try:
+            # The session first: calls queued on one session hold no run slot another session could use.
+            async with self._store.session(request.key_id, request.session_id) as session, self._runs:
+                return await run(session, source)
+        except SessionsBusy as exc:
+            return failed(f"{tool}: {exc}; try again shortly", "unavailable")
 
     async def _run_cell(self, session: Session, code: str) -> pb.ToolResult:
         if session.kernel is None or not session.kernel.alive:

@@ -29,6 +29,10 @@ SessionKey = tuple[str, str]
 _DIR_PREFIX = "sandbox-"
 
 
+class SessionsBusy(Exception):
+    """A new session is needed and every session (``max_sessions``) has a call in flight."""
+
+
 @dataclass(eq=False)
 class Session:
     uid: int
@@ -103,7 +107,7 @@ class SessionStore:
         while not self._free_uids or len(self._sessions) >= self._config.max_sessions:
             idle = next((k for k, s in self._sessions.items() if s.users == 0), None)
             if idle is None:
-                raise RuntimeError("every sandbox session is busy")
+                raise SessionsBusy(f"all {self._config.max_sessions} sandbox sessions of this toolbox are in use")
             await self._drop(idle)
         uid = self._free_uids.pop()
         await sandbox.kill_uid(uid)
