@@ -61,6 +61,7 @@ from fleetgate.router.registry_view import RegistryView
 from fleetgate.router.replica_client import ChannelPool
 from fleetgate.router.routing.factory import PolicyParts, routing_policy
 from fleetgate.router.routing.in_flight import InFlight
+from fleetgate.router.server_tools.toolboxes import Toolboxes
 from fleetgate.router.state import RouterState
 from fleetgate.router.tracing import RouterTracing
 from fleetgate.router.usage.key_labels import KeyLabels
@@ -126,6 +127,9 @@ def create_app(config: FleetgateConfig) -> FastAPI:
         admission = AdmissionQueue(settings.admission, registry.healthy,
                                    recheck_seconds=settings.registry_refresh_seconds)
         elastic = Elastic(config, redis, registry, admission)  # demand and just-in-time loads (router.elastic)
+        toolboxes = Toolboxes(redis, auth_token=config.replica.auth_token,
+                              call_timeout_seconds=config.tools.call_timeout_seconds,
+                              list_timeout_seconds=config.tools.mcp_timeout_seconds) if config.tools.enabled else None
         app.state.fleetgate = RouterState(
             config=config,
             redis=redis,
@@ -143,6 +147,7 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             key_labels=KeyLabels(settings.usage.metrics_max_keys),
             tracing=tracing,
             elastic=elastic,
+            server_tools=toolboxes,
         )
         with serve_metrics(settings):
             try:
@@ -156,6 +161,8 @@ def create_app(config: FleetgateConfig) -> FastAPI:
                 await usage.drain()
                 await registry.stop()
                 await channels.close()
+                if toolboxes is not None:
+                    await toolboxes.close()
                 await redis.aclose()
                 if tracing is not None:
                     await tracing.shutdown()  # the spans still queued are exported

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
 
 import grpc
 
@@ -185,6 +186,31 @@ class Dispatcher:
 
 def _no_healthy_replica(model: str) -> str:
     return f"No healthy replica serves model {model!r} right now; retry later"
+
+
+class Generation(Protocol):
+    """What the pipeline reads of a generation in progress: an ``EventStream``, or a ``ToolLoop`` of several
+    (router.server_tools) that shows as one."""
+
+    started: pb.Started
+
+    @property
+    def record(self) -> ReplicaRecord | None: ...
+
+    @property
+    def replica_id(self) -> str: ...
+
+    @property
+    def next_ready(self) -> bool: ...
+
+    @property
+    def attempts(self) -> int: ...
+
+    async def read_ahead(self, timeout: float) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[pb.GenerateEvent]: ...
+
+    async def aclose(self) -> None: ...
 
 
 class EventStream:

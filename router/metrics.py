@@ -117,3 +117,13 @@ ADMISSION_WAITING_BY_KEY = Gauge(
     "fleetgate_admission_waiting_by_key", "Requests of an API key waiting for a slot, per model", ["model", "key_id"],
     registry=REGISTRY,
 )
+# Server-side tools (router.server_tools): each call a tool loop ran, by tool (python, bash, web_search, mcp) and
+# outcome (ok, error, timeout, output_limit, memory, refused, unavailable), and how long it took.
+SERVER_TOOL_CALLS = Counter(
+    "fleetgate_server_tool_calls", "Server-side tool calls run by the tool loop", ["tool", "outcome"],
+    registry=REGISTRY,
+)
+SERVER_TOOL_SECONDS = Histogram(
+    "fleetgate_server_tool_seconds", "Seconds one server-side tool call took, toolbox round trip included", ["tool"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=REGISTRY,
+)

@@ -1,6 +1,7 @@
 """What one router process holds while it runs.
 
-Config, Redis pool, registry view, channels, routing, dispatcher, keys, rate limiter, admission queue, usage ledger.
+Config, Redis pool, registry view, channels, routing, dispatcher, keys, rate limiter, admission queue, usage ledger,
+the toolboxes of server-side tools.
 
 Nothing here is state another router would need: the registry and the keys are
 read from Redis; in-flight counts and quarantined replicas are this router's own
@@ -25,6 +26,7 @@ from fleetgate.router.replica_client import ChannelPool
 from fleetgate.router.request_metrics import UNKNOWN_MODEL_LABEL
 from fleetgate.router.routing.in_flight import InFlight
 from fleetgate.router.routing.policy import RoutingPolicy
+from fleetgate.router.server_tools.toolboxes import Toolboxes
 from fleetgate.router.tracing import RouterTracing
 from fleetgate.router.usage.key_labels import KeyLabels
 from fleetgate.router.usage.ledger import UsageLedger
@@ -49,6 +51,8 @@ class RouterState:
     tracing: RouterTracing | None = None
     # The elastic fleet's demand publisher and just-in-time loads (router.elastic); None: not wired.
     elastic: Elastic | None = None
+    # The toolboxes server-side tools run on (router.server_tools) while tools.enabled; None: off.
+    server_tools: Toolboxes | None = None
 
     def model_label(self, model: str) -> str:
         """A bounded metrics label for a requested model name."""

@@ -113,6 +113,7 @@ def test_function_call_round_trip_and_reasoning_replay():
 def test_unknown_items_and_parts_are_dropped_and_hosted_tools_ignored():
     request = _request(
         input=[
+            {"type": "file_search_call", "id": "fs_1", "status": "completed"},
             {"type": "web_search_call", "id": "ws_1", "status": "completed"},
             {"role": "user", "content": [{"type": "input_text", "text": "hi"}, {"type": "input_audio", "data": "x"}]},
         ],
@@ -121,8 +122,9 @@ def test_unknown_items_and_parts_are_dropped_and_hosted_tools_ignored():
     )
     assert isinstance(request.items[0], UnknownItem)
     conversation = normalize_items(request.items)
-    assert [item["type"] for item in conversation] == ["message"]
-    assert conversation[0]["content"] == [{"type": "input_text", "text": "hi"}]
+    # A search the server ran is kept with the conversation (an earlier answer's item), not shown to the model.
+    assert [item["type"] for item in conversation] == ["web_search_call", "message"]
+    assert conversation[1]["content"] == [{"type": "input_text", "text": "hi"}]
     generate = to_generate_request(request, conversation, "req-1")
     assert [t.name for t in generate.tools] == ["f"]
     assert generate.tool_choice.mode == pb.ToolChoice.MODE_AUTO

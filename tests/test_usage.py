@@ -307,7 +307,7 @@ def test_charge_of_a_generation_cut_short_counts_its_token_events() -> None:
     assert refused.counters() | {"duration_ms_sum": 0} == {
         "requests": 1, "errors": 1, "client_closed": 0, "input_tokens": 0, "cached_input_tokens": 0,
         "output_tokens": 0, "reasoning_tokens": 0, "ttft_ms_sum": 0, "ttft_count": 0, "duration_ms_sum": 0,
-        "queue_ms_sum": 0}
+        "queue_ms_sum": 0, "tool_calls": 0}
 
 
 def test_periods_and_standings() -> None:

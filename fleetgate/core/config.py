@@ -360,8 +360,9 @@ class SandboxConfig(_Strict):
     session_ttl_seconds: float = Field(default=900.0, gt=0)
     # Sessions one toolbox keeps at once; the least recently used goes first.
     max_sessions: int = Field(default=32, ge=1)
-    # Where session working directories live (each sandbox sees only its own, as /work).
-    work_root: str = "~/.cache/fleetgate/toolbox"
+    # Where session working directories live (each sandbox sees only its own, as /work). Every directory above
+    # it must be searchable by other users (the sandbox uids): not under /root, nor under a 0700 home.
+    work_root: str = "/var/lib/fleetgate/toolbox"
     # Sandboxes run under uids uid_base .. uid_base + max_sessions (each its own process count).
     uid_base: int = Field(default=61000, ge=1000)
 

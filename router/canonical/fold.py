@@ -79,6 +79,8 @@ class Completion:
     text: str = ""
     reasoning: str = ""
     tool_calls: list[ToolCallOut] = field(default_factory=list)
+    # The server-side tool calls the router's tool loop ran (router.server_tools), in order.
+    server_tools: list[pb.ServerToolCall] = field(default_factory=list)
     usage: UsageCounts = field(default_factory=UsageCounts)
     finish_reason: Reason = Reason.REASON_UNSPECIFIED
     # The stop string that matched, for REASON_STOP_SEQUENCE.
@@ -97,7 +99,7 @@ class Completion:
 
     @property
     def has_content(self) -> bool:
-        return bool(self.text or self.reasoning or self.tool_calls)
+        return bool(self.text or self.reasoning or self.tool_calls or self.server_tools)
 
 
 class CompletionFolder:
@@ -146,4 +148,5 @@ class CompletionFolder:
         c.reasoning = "".join(s.text for s in c.segments if s.kind == "reasoning")
         calls = [s.tool_call() for s in c.segments if s.kind == "tool_call"]
         c.tool_calls = sorted(calls, key=lambda call: call.index)
+        c.server_tools = [s.server_tool for s in c.segments if s.server_tool is not None]
 

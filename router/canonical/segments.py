@@ -2,7 +2,8 @@
 
 A segment is one output block as Anthropic content blocks and Responses output
 items see it: a run of consecutive reasoning deltas, a run of consecutive text
-deltas, or one tool call (start, argument deltas, end). Events pass through
+deltas, one tool call (start, argument deltas, end), or one server-side tool call
+the router's tool loop ran (a ``server_tool`` event: opened and closed at once). Events pass through
 ``ContiguousEvents`` first, so a tool call is never interrupted by other output.
 
 ``SegmentStream.feed(event)`` returns steps in order: ``SegmentOpened``,
@@ -28,7 +29,7 @@ from typing import Literal
 from fleetgate.router.canonical.contiguous import ContiguousEvents
 from fleetgate.v1 import replica_pb2 as pb
 
-SegmentKind = Literal["reasoning", "text", "tool_call"]
+SegmentKind = Literal["reasoning", "text", "tool_call", "server_tool"]
 
 
 @dataclass
@@ -53,6 +54,8 @@ class Segment:
     call_index: int = -1
     call_id: str = ""
     name: str = ""
+    # server_tool only: the call as the tool loop ran it (router.server_tools).
+    server_tool: pb.ServerToolCall | None = None
 
     @property
     def text(self) -> str:
@@ -121,6 +124,11 @@ class SegmentStream:
             return [SegmentDelta(call, event.tool_call_delta.delta)]
         if kind == "tool_call_end":
             return self.close() if self._open_call(event.tool_call_end.index) is not None else []
+        if kind == "server_tool":
+            closed = self.close()
+            opened = self._open_segment("server_tool", call_id=event.server_tool.id, name=event.server_tool.name)
+            opened.segment.server_tool = event.server_tool
+            return [*closed, opened, *self.close()]
         return [event]
 
     def _delta(self, kind: Literal["reasoning", "text"], text: str) -> list[Step]:

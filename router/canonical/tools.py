@@ -15,7 +15,7 @@ leads back to itself through other references, is a 400 here, never a failure in
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
@@ -140,11 +140,14 @@ def named_tool_choice(name: str) -> pb.ToolChoice:
     return pb.ToolChoice(mode=pb.ToolChoice.MODE_NAMED, name=name)
 
 
-def check_tool_choice(choice: pb.ToolChoice, tools: Sequence[pb.Tool], param: str) -> None:
-    """A ``required`` or named choice needs tools; a named choice must name one of them."""
-    if choice.mode == pb.ToolChoice.MODE_REQUIRED and not tools:
+def check_tool_choice(
+    choice: pb.ToolChoice, tools: Sequence[pb.Tool], param: str, server_tools: Collection[str] = ()
+) -> None:
+    """A ``required`` or named choice needs tools; a named choice must name one of them (or one of the
+    ``server_tools`` the request asks the server to run, which are added to its tools later)."""
+    if choice.mode == pb.ToolChoice.MODE_REQUIRED and not tools and not server_tools:
         raise invalid_request(f"{param} requires a tool call but no tools were given", param)
-    if choice.mode == pb.ToolChoice.MODE_NAMED and choice.name not in {t.name for t in tools}:
+    if choice.mode == pb.ToolChoice.MODE_NAMED and choice.name not in {t.name for t in tools} | set(server_tools):
         raise invalid_request(f"{param} names tool {echoed(choice.name)}, which is not in tools", param)
 
 

@@ -87,6 +87,7 @@ from fleetgate.router.rate_limit import Limits, WindowReading
 from fleetgate.v1 import replica_pb2 as pb
 
 if TYPE_CHECKING:
+    from fleetgate.router.server_tools.declared import ServerToolRequest
     from fleetgate.router.usage.budgets import BudgetStanding
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
@@ -154,6 +155,11 @@ class Dialect(abc.ABC, Generic[RequestT]):
     def session_fields(self, request: RequestT) -> SessionFields:
         """The request's body fields that may name its session (default: none)."""
         return NO_SESSION_FIELDS
+
+    def server_tools(self, request: RequestT, ctx: RequestContext) -> ServerToolRequest | None:
+        """What the request asks of server-side tools (``router.server_tools``), read from its own fields
+        (default: nothing)."""
+        return None
 
     @abc.abstractmethod
     def render_json(self, request: RequestT, completion: Completion, ctx: RequestContext) -> dict[str, Any]: ...

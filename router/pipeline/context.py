@@ -35,8 +35,9 @@ if TYPE_CHECKING:
     from fleetgate.router.admission import Slot
     from fleetgate.router.auth import Caller
     from fleetgate.router.dialects.base import Dialect, StreamEncoder
-    from fleetgate.router.dispatch import EventStream
+    from fleetgate.router.dispatch import Generation
     from fleetgate.router.routing.policy import RoutingFacts
+    from fleetgate.router.server_tools.plan import ToolPlan
     from fleetgate.router.state import RouterState
     from fleetgate.router.tracing import RequestTrace
     from fleetgate.v1 import replica_pb2 as pb
@@ -82,11 +83,13 @@ class RequestContext:
     # and the routing facts the replica was chosen by.
     session_hint: str | None = None
     routing: RoutingFacts | None = None
+    # The server-side tools the request uses (router.server_tools), None without any: its generation is a tool loop.
+    tool_plan: ToolPlan | None = None
     # The call's place among its model's requests in flight (router.admission); the runner releases it.
     admission: Slot | None = None
     # The replica chosen first, the open generation on it, and the replica serving it now (after a retry).
     replica: ReplicaRecord | None = None
-    event_stream: EventStream | None = None
+    event_stream: Generation | None = None
     replica_id: str = ""
     # A streamed answer's encoder, and the folded generation (while streaming: as far as it got).
     encoder: StreamEncoder | None = None

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from fleetgate.router.canonical.event_kinds import CONTENT_EVENTS
 from fleetgate.router.canonical.fold import Completion, CompletionFolder
 from fleetgate.router.canonical.stats import STATS_KEY, GenerationClock
-from fleetgate.router.dispatch import EventStream
+from fleetgate.router.dispatch import Generation
 from fleetgate.router.error_responses import error_response
 from fleetgate.router.http_io import json_response
 from fleetgate.router.pipeline.context import RequestContext
@@ -62,7 +62,7 @@ async def answer_json(ctx: RequestContext, state: RouterState) -> Response:
     return json_response(body, headers=ctx.answer_headers())
 
 
-async def _fold(stream: EventStream, folder: CompletionFolder, clock: GenerationClock) -> Completion:
+async def _fold(stream: Generation, folder: CompletionFolder, clock: GenerationClock) -> Completion:
     folder.add(pb.GenerateEvent(started=stream.started))
     async for event in stream:
         kind = event.WhichOneof("event")

@@ -7,14 +7,17 @@ session hint, and, for a policy that reads it, the prompt's prefix chain (which
 then travels to the replica in ``GenerateRequest.prefix``, so the replica can
 publish what its KV cache holds of it). ``dispatch``: the gRPC call opened and
 its ``started`` event in hand (the replica's refusals: 400 context length, 404,
-503), with one transparent retry on another replica before the first token.
+503), with one transparent retry on another replica before the first token; a
+request with server-side tools gets a ``ToolLoop`` around it (``router.server_tools``).
 """
 
 from __future__ import annotations
 
+from fleetgate.router.dispatch import Generation
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.routing.policy import RoutingFacts
 from fleetgate.router.routing.prefix_chain import prefix_chain
+from fleetgate.router.server_tools.loop import ToolLoop
 from fleetgate.router.state import RouterState
 
 
@@ -32,4 +35,8 @@ async def choose_replica(ctx: RequestContext, state: RouterState) -> None:
 async def dispatch(ctx: RequestContext, state: RouterState) -> None:
     assert ctx.request is not None and ctx.replica is not None and ctx.routing is not None
     metadata = ctx.trace.grpc_metadata() if ctx.trace is not None else ()  # the traceparent (router.tracing)
-    ctx.event_stream = await state.dispatcher.open_stream(ctx.request, ctx.replica, ctx.routing, metadata)
+    stream: Generation = await state.dispatcher.open_stream(ctx.request, ctx.replica, ctx.routing, metadata)
+    # With server-side tools, the generation is a tool loop of turns (router.server_tools) that shows as one.
+    if ctx.tool_plan is not None:
+        stream = ToolLoop(stream, ctx.tool_plan, ctx, state, metadata)
+    ctx.event_stream = stream

@@ -6,10 +6,12 @@
 2. the request's metrics start (``router.request_metrics``; in flight from here);
 3. the route's own ``prepare`` step, if any (I/O a pure dialect cannot do: the
    Responses store loads the previous turn, an affinity hint, its store hook);
-4. ``translate`` into the canonical request (404 unknown model, 400 images the model cannot take);
+4. ``translate`` into the canonical request (404 unknown model, 400 images the model cannot take), then
+   ``plan_server_tools``: what it asks of server-side tools checked (400 / 403; ``router.server_tools``);
 5. ``admit`` against the key's rate limits (429; the limit headers on every answer), then into the model's
    admission queue (waits for a slot; 429 / Messages 529 when shed): ``admit.py``;
-6. ``choose_replica`` and ``dispatch`` (503 with Retry-After, the replica's
+6. ``prepare_server_tools`` (MCP servers listed, approved calls run), then ``choose_replica`` and
+   ``dispatch`` (503 with Retry-After, the replica's
    400 / 404 refusals, one retry before the first token): ``replica.py``;
 7. the answer: fold the events and render the JSON (``fold.py``), or stream the
    dialect encoder's frames as server-sent events (below);
@@ -76,6 +78,7 @@ from fleetgate.router.pipeline.fold import answer_json
 from fleetgate.router.pipeline.parse import parse, translate
 from fleetgate.router.pipeline.replica import choose_replica, dispatch
 from fleetgate.router.pipeline.usage import record_unfinished
+from fleetgate.router.server_tools.plan import plan_server_tools, prepare_server_tools
 from fleetgate.router.state import RouterState, get_state
 from fleetgate.router.stream_response import EventStreamResponse, FinalChunk, Keepalive
 from fleetgate.v1 import replica_pb2 as pb
@@ -104,7 +107,8 @@ def generation_steps(prepare: Step | None = None, *, dispatch_step: Step = dispa
     """The steps after the caller is known and the request parsed (2. to 6. above); ``dispatch_step`` opens the
     generation (by default on the replica chosen; a Responses WebSocket warm-up opens one without a replica)."""
     own = [prepare] if prepare is not None else []
-    return [start_metrics, *own, translate, admit, choose_replica, dispatch_step]
+    return [start_metrics, *own, translate, plan_server_tools, admit, prepare_server_tools, choose_replica,
+            dispatch_step]
 
 
 async def stream_chunks(ctx: RequestContext, state: RouterState, steps: list[Step]) -> AsyncGenerator[bytes, None]:

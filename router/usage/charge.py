@@ -18,7 +18,8 @@ it ends, however it ends:
 Outcomes: ``ok``, ``error`` (an error status, or a generation that ended with
 an error), ``client_closed`` (499). Latencies are whole milliseconds: time to
 the first output (only when there was one), the whole request, the admission
-queue wait.
+queue wait. A request whose tool loop ran server-side tools (``router.server_tools``) is charged the tokens of
+every turn it took (the loop's usage is their sum) and counts its ``tool_calls``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Charge:
     ttft_ms: int | None = None
     duration_ms: int = 0
     queue_ms: int = 0
+    # Server-side tool calls the request's tool loop ran (router.server_tools; its turns are in the tokens).
+    tool_calls: int = 0
     # The key's rate-limit window to charge the tokens to as well ("" when the key has no token limit).
     window: str = ""
 
@@ -64,6 +67,7 @@ class Charge:
             "ttft_count": int(self.ttft_ms is not None),
             "duration_ms_sum": self.duration_ms,
             "queue_ms_sum": self.queue_ms,
+            "tool_calls": self.tool_calls,
         }
 
 
@@ -114,4 +118,12 @@ def charge_for(
         input_tokens=tokens.input_tokens, cached_input_tokens=tokens.cached_input_tokens,
         output_tokens=tokens.output_tokens, reasoning_tokens=tokens.reasoning_tokens, ttft_ms=_ms(ttft_seconds),
         duration_ms=_ms(duration_seconds) or 0, queue_ms=_ms(queue_seconds) or 0, window=window,
+        tool_calls=server_tool_calls(completion),
     )
+
+
+def server_tool_calls(completion: Completion | None) -> int:
+    """The server-side tool calls that ran in ``completion`` (an MCP listing or an approval request is none)."""
+    if completion is None:
+        return 0
+    return sum(1 for call in completion.server_tools if call.tool not in ("mcp_list_tools", "mcp_approval_request"))

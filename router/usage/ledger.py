@@ -7,7 +7,8 @@ anonymous caller, with auth off, is the key id ``anonymous``):
   ``requests``, ``errors``, ``client_closed``, ``input_tokens``,
   ``cached_input_tokens``, ``output_tokens``, ``reasoning_tokens``, and the sums
   averages need: ``ttft_ms_sum`` over ``ttft_count`` requests that produced a
-  first output, ``duration_ms_sum`` and ``queue_ms_sum`` over ``requests``.
+  first output, ``duration_ms_sum`` and ``queue_ms_sum`` over ``requests``, and ``tool_calls`` (server-side
+  tool calls the requests' tool loops ran).
 - ``fleetgate:usage:<day>``: the set of ``<key id> <model>`` pairs with an
   entry that day (what a reader iterates, instead of scanning).
 - ``fleetgate:budget:<key id>:day:<day>`` and ``fleetgate:budget:<key id>:month:<month>``:
@@ -98,6 +99,7 @@ class UsageRow:
     ttft_count: int = 0
     duration_ms_sum: int = 0
     queue_ms_sum: int = 0
+    tool_calls: int = 0
 
     @property
     def total_tokens(self) -> int:

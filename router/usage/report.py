@@ -19,7 +19,7 @@ TABLE_COLUMNS = (
     ("DAY", "day"), ("KEY", "key_id"), ("NAME", "key_name"), ("MODEL", "model"), ("REQUESTS", "requests"),
     ("ERRORS", "errors"), ("CLOSED", "client_closed"), ("INPUT", "input_tokens"), ("CACHED", "cached_input_tokens"),
     ("OUTPUT", "output_tokens"), ("REASONING", "reasoning_tokens"), ("TTFT_MS", "ttft_ms_avg"),
-    ("DURATION_MS", "duration_ms_avg"), ("QUEUE_MS", "queue_ms_avg"),
+    ("DURATION_MS", "duration_ms_avg"), ("QUEUE_MS", "queue_ms_avg"), ("TOOL_CALLS", "tool_calls"),
 )
 
 

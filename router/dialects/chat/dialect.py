@@ -15,6 +15,7 @@ from fleetgate.router.dialects.chat.response import render_completion
 from fleetgate.router.dialects.chat.stream import ChatStreamEncoder
 from fleetgate.router.dialects.openai_shape import OpenAIShape
 from fleetgate.router.pipeline.context import RequestContext
+from fleetgate.router.server_tools.declared import ServerToolRequest
 from fleetgate.v1 import replica_pb2 as pb
 
 
@@ -26,6 +27,9 @@ class ChatDialect(OpenAIShape, Dialect[ChatCompletionRequest]):
         self, request: ChatCompletionRequest, ctx: RequestContext, settings: RouterConfig
     ) -> pb.GenerateRequest:
         return to_generate_request(request)
+
+    def server_tools(self, request: ChatCompletionRequest, ctx: RequestContext) -> ServerToolRequest | None:
+        return request.server_tool_request()
 
     def session_fields(self, request: ChatCompletionRequest) -> SessionFields:
         return SessionFields(prompt_cache_key=request.prompt_cache_key, safety_identifier=request.safety_identifier,

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from fleetgate.router.canonical.bounds import TokenLimit
 from fleetgate.router.dialects.openai_common import OpenAISamplingFields, Wire
+from fleetgate.router.server_tools.shorthand import ServerToolFields
 
 
 class TextPart(Wire):
@@ -98,7 +99,7 @@ class ResponseFormat(Wire):
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 
 
-class ChatCompletionRequest(OpenAISamplingFields):
+class ChatCompletionRequest(OpenAISamplingFields, ServerToolFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: TokenLimit | None = None
     tools: list[FunctionTool] | None = None

@@ -49,7 +49,7 @@ def to_generate_request(request: wire.ChatCompletionRequest) -> pb.GenerateReque
     ]
     canonical_tools.check_unique_names(tools, "tools")
     choice = _tool_choice(request.tool_choice)
-    canonical_tools.check_tool_choice(choice, tools, "tool_choice")
+    canonical_tools.check_tool_choice(choice, tools, "tool_choice", request.server_tool_names)
     enable_reasoning, effort = canonical_reasoning(request.reasoning_effort)
     generate = pb.GenerateRequest(
         model=request.model,

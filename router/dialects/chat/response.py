@@ -1,7 +1,8 @@
 """A folded completion -> the non-streaming Chat Completions answer (pure).
 
 One ``chat.completion``, built with the ``openai`` SDK's types, with
-``message.content``, ``message.reasoning`` and ``message.tool_calls``. The
+``message.content``, ``message.reasoning`` and ``message.tool_calls``, and the
+``tool_results`` of the tools the server ran (``tool_results.py``). The
 stream of the same answer is ``stream.py``.
 """
 
@@ -18,6 +19,7 @@ from openai.types.completion_usage import CompletionUsage
 from fleetgate.core.tool_call_ids import new_tool_call_id
 from fleetgate.router.canonical import ids
 from fleetgate.router.canonical.fold import Completion
+from fleetgate.router.dialects.chat.tool_results import tool_result
 from fleetgate.router.dialects.openai_common import dump, finish_reason, usage_body
 from fleetgate.router.pipeline.context import RequestContext
 
@@ -56,4 +58,7 @@ def render_completion(completion: Completion, ctx: RequestContext) -> dict[str, 
         ],
         usage=CompletionUsage.model_validate(usage_body(completion.usage)),
     )
-    return dump(body)
+    answer = dump(body)
+    if completion.server_tools:
+        answer["tool_results"] = [tool_result(call) for call in completion.server_tools]
+    return answer

@@ -7,15 +7,18 @@ id: a first chunk with the assistant role, then ``delta.content`` /
 ``name`` only in a call's first fragment, ``arguments`` fragments after), a chunk
 with the ``finish_reason``, a usage chunk with ``choices: []`` when
 ``stream_options.include_usage`` is set (every other chunk then has
-``usage: null``), and ``data: [DONE]``.
+``usage: null``), and ``data: [DONE]``. A tool the server ran (``enable_tools``) adds one
+``event: tool_result`` frame (``tool_results.py``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fleetgate.router.canonical import ids
+from fleetgate.router.canonical import ids, sse
+from fleetgate.router.canonical.segments import Step
 from fleetgate.router.dialects.chat.response import tool_call_id
+from fleetgate.router.dialects.chat.tool_results import TOOL_RESULT_EVENT, tool_result
 from fleetgate.router.dialects.openai_common import FinishReason, OpenAIStreamEncoder
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.v1 import replica_pb2 as pb
@@ -33,6 +36,12 @@ class ChatStreamEncoder(OpenAIStreamEncoder):
     def __init__(self, ctx: RequestContext, *, include_usage: bool) -> None:
         super().__init__(object_id=ids.chat_completion_id(ctx.request_id), created=ctx.created, model=ctx.model,
                          include_usage=include_usage)
+
+    def encode(self, event: pb.GenerateEvent, steps: list[Step]) -> bytes:
+        if event.HasField("server_tool"):  # a tool the server ran: an extra event (tool_results.py)
+            chunk = {**self.chunk([]), "tool_result": tool_result(event.server_tool)}
+            return sse.event_frame(TOOL_RESULT_EVENT, chunk)
+        return super().encode(event, steps)
 
     def content_chunk(self, kind: str, event: pb.GenerateEvent) -> dict[str, Any] | None:
         # Deltas in ChoiceDelta's field order; ``reasoning`` is vLLM's extension.

@@ -25,6 +25,7 @@ from fleetgate.router.dialects.messages.response import message_body
 from fleetgate.router.dialects.messages.shape import AnthropicShape
 from fleetgate.router.dialects.messages.stream import PING, MessagesStreamEncoder
 from fleetgate.router.pipeline.context import RequestContext
+from fleetgate.router.server_tools.declared import ServerToolRequest
 from fleetgate.v1 import replica_pb2 as pb
 
 DIALECT_NAME = "messages"
@@ -44,6 +45,9 @@ class MessagesDialect(AnthropicShape, Dialect[wire.MessagesRequest]):
         self, request: wire.MessagesRequest, ctx: RequestContext, settings: RouterConfig
     ) -> pb.GenerateRequest:
         return generate_request(request, settings.claude_code_billing_header)
+
+    def server_tools(self, request: wire.MessagesRequest, ctx: RequestContext) -> ServerToolRequest | None:
+        return request.server_tool_request()
 
     def session_fields(self, request: wire.MessagesRequest) -> SessionFields:
         return SessionFields(anthropic_user_id=request.metadata.user_id if request.metadata else None)

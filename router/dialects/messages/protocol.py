@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleetgate.router.canonical.bounds import TokenLimit, TopK
+from fleetgate.router.server_tools.shorthand import ServerToolFields
 
 
 class _Wire(BaseModel):
@@ -79,9 +80,27 @@ class RedactedThinkingBlock(_Wire):
     data: str
 
 
+class ServerToolUseBlock(_Wire):
+    """A server-side tool call of an earlier answer (``router.server_tools``), replayed in the history."""
+
+    type: Literal["server_tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServerToolResultBlock(_Wire):
+    """The result of a ``server_tool_use`` block, replayed in the history."""
+
+    type: Literal["code_execution_tool_result", "bash_code_execution_tool_result", "web_search_tool_result"]
+    tool_use_id: str
+    content: Any = None
+
+
 UserContentBlock = Annotated[TextBlock | ImageBlock | ToolResultBlock, Field(discriminator="type")]
 AssistantContentBlock = Annotated[
-    TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock, Field(discriminator="type")
+    TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock | ServerToolUseBlock | ServerToolResultBlock,
+    Field(discriminator="type"),
 ]
 
 
@@ -190,7 +209,7 @@ class CountTokensRequest(_Wire):
     output_config: OutputConfig | None = None
 
 
-class MessagesRequest(CountTokensRequest):
+class MessagesRequest(CountTokensRequest, ServerToolFields):
     """``POST /v1/messages``."""
 
     max_tokens: TokenLimit

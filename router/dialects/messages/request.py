@@ -11,8 +11,9 @@ Mapping, field by field:
   each ``tool_result`` block → a TOOL message (``tool_call_id``, ``is_error``, its
   string or text / image content; ``name`` looked up from the matching ``tool_use``);
 - assistant ``text`` → content, ``thinking`` → ``reasoning`` (replayed),
-  ``redacted_thinking`` → dropped (it carries no readable text), ``tool_use`` →
-  ``tool_calls`` with the ``input`` object JSON-encoded;
+  ``redacted_thinking`` → dropped (it carries no readable text), ``tool_use`` and
+  ``server_tool_use`` → ``tool_calls`` with the ``input`` object JSON-encoded; a server-side
+  tool's result block (``code_execution_tool_result``, ...) → a TOOL message after them;
 - ``tool_choice`` auto / any / tool / none → AUTO / REQUIRED / NAMED / NONE;
   ``disable_parallel_tool_use`` → ``parallel_tool_calls = false``;
 - ``max_tokens``, ``stop_sequences``, ``temperature``, ``top_p``, ``top_k`` → sampling;
@@ -100,24 +101,44 @@ def system_message(system: str | list[wire.TextBlock], param: str = "system") ->
     return pb.Message(role=pb.ROLE_SYSTEM, content=content_parts(system, param))
 
 
-def _assistant_message(message: wire.AssistantMessage, param: str) -> pb.Message:
+def _assistant_messages(message: wire.AssistantMessage, param: str) -> list[pb.Message]:
+    """An assistant turn; a server-side tool result in it ends the ASSISTANT message so far, becomes a TOOL
+    message, and the turn goes on in a new ASSISTANT message."""
     out = pb.Message(role=pb.ROLE_ASSISTANT)
     if isinstance(message.content, str):
         out.content.append(text_part(message.content))
-        return out
+        return [out]
+    messages: list[pb.Message] = []
     reasoning: list[str] = []
     for i, block in enumerate(message.content):
         if isinstance(block, wire.TextBlock):
             out.content.append(text_part(block.text))
         elif isinstance(block, wire.ThinkingBlock):
             reasoning.append(block.thinking)
-        elif isinstance(block, wire.ToolUseBlock):
+        elif isinstance(block, (wire.ToolUseBlock, wire.ServerToolUseBlock)):
             check_depth(block.input, f"{param}.content[{i}].input")
             out.tool_calls.append(
                 pb.ToolCall(id=block.id, name=block.name, arguments=orjson.dumps(block.input).decode())
             )
+        elif isinstance(block, wire.ServerToolResultBlock):
+            out.reasoning = "".join(reasoning)
+            reasoning = []
+            messages.append(out)
+            check_depth(block.content, f"{param}.content[{i}].content")
+            messages.append(pb.Message(role=pb.ROLE_TOOL, tool_call_id=block.tool_use_id,
+                                       content=[text_part(_server_result_text(block.content))]))
+            out = pb.Message(role=pb.ROLE_ASSISTANT)
     out.reasoning = "".join(reasoning)
-    return out
+    if out.content or out.tool_calls or out.reasoning or not messages:
+        messages.append(out)
+    return messages
+
+
+def _server_result_text(content: object) -> str:
+    """What the model saw of a server-side tool's result: the run's output, or the results as JSON."""
+    if isinstance(content, dict) and ("stdout" in content or "stderr" in content):
+        return "".join(str(content.get(key) or "") for key in ("stdout", "stderr"))
+    return orjson.dumps(content).decode()
 
 
 def _user_messages(message: wire.UserMessage, tool_names: ToolCallNames, param: str) -> list[pb.Message]:
@@ -156,9 +177,9 @@ def canonical_messages(
     tool_names = ToolCallNames()
     for i, message in enumerate(request.messages):
         if isinstance(message, wire.AssistantMessage):
-            converted = _assistant_message(message, f"messages[{i}]")
-            tool_names.remember(converted.tool_calls)
-            out.append(converted)
+            for converted in _assistant_messages(message, f"messages[{i}]"):
+                tool_names.remember(converted.tool_calls)
+                out.append(converted)
         elif isinstance(message, wire.SystemMessage):
             out.append(system_message(message.content, f"messages[{i}].content"))
         else:
@@ -178,7 +199,8 @@ def tools_and_choice(request: wire.CountTokensRequest) -> tuple[list[pb.Tool], p
         canonical = canonical_tools.named_tool_choice(choice.name)
     else:
         canonical = canonical_tools.tool_choice_mode(choice.type if choice is not None else None)
-    canonical_tools.check_tool_choice(canonical, tools, "tool_choice")
+    server_tools = request.server_tool_names if isinstance(request, wire.MessagesRequest) else ()
+    canonical_tools.check_tool_choice(canonical, tools, "tool_choice", server_tools)
     parallel = not getattr(choice, "disable_parallel_tool_use", False)
     return tools, canonical, parallel
 

@@ -3,7 +3,8 @@
 Content blocks are the completion's segments in order, exactly the blocks a
 stream sends (``router.canonical.segments``): ``thinking`` (with its signature),
 ``text``, and ``tool_use`` (``toolu_…`` id, the arguments parsed into the
-``input`` object), as many of each as the model interleaved. Also the body of
+``input`` object), as many of each as the model interleaved, and for each server-side tool call its
+``server_tool_use`` and result blocks (``server_tool_blocks.py``). Also the body of
 ``count_tokens``'s answer.
 """
 
@@ -11,18 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.segments import Segment, ToolCallOut
+from fleetgate.router.dialects.messages.arguments import tool_input
+from fleetgate.router.dialects.messages.server_tool_blocks import server_tool_blocks
 from fleetgate.router.dialects.messages.signature import thinking_signature
 from fleetgate.router.dialects.messages.usage import final_usage, stop_reason, stop_sequence
 
 TOOL_USE_PREFIX = "toolu_"
 # Prefixes replicas give canonical tool-call ids, replaced by Anthropic's.
 _CANONICAL_CALL_PREFIXES = ("call_", "call-")
-# Key of the ``input`` object when a model produced arguments that are not a JSON object.
-RAW_ARGUMENTS_KEY = "raw_arguments"
 
 
 def tool_use_id(call_id: str) -> str:
@@ -33,17 +32,6 @@ def tool_use_id(call_id: str) -> str:
         if call_id.startswith(prefix):
             return TOOL_USE_PREFIX + call_id[len(prefix):]
     return TOOL_USE_PREFIX + call_id
-
-
-def tool_input(arguments: str) -> dict[str, Any]:
-    """The tool call's arguments as the ``input`` object (``{}`` for none)."""
-    if not arguments.strip():
-        return {}
-    try:
-        parsed = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        parsed = None
-    return parsed if isinstance(parsed, dict) else {RAW_ARGUMENTS_KEY: arguments}
 
 
 def tool_use_block(call: ToolCallOut) -> dict[str, Any]:
@@ -59,7 +47,14 @@ def content_block(segment: Segment) -> dict[str, Any]:
 
 
 def content_blocks(completion: Completion) -> list[dict[str, Any]]:
-    return [content_block(segment) for segment in completion.segments]
+    """The message's blocks: one per segment, two for a server-side tool call (its use and its result)."""
+    blocks: list[dict[str, Any]] = []
+    for segment in completion.segments:
+        if segment.server_tool is not None:
+            blocks.extend(server_tool_blocks(segment.server_tool))
+        else:
+            blocks.append(content_block(segment))
+    return blocks
 
 
 def message_object(

@@ -5,7 +5,8 @@ objects per token; the tests accumulate them with the SDK). The sequence is
 Anthropic's: ``message_start`` (with the prompt's input tokens, from the
 ``started`` event), then for each content block, in index order and
 never interleaved, ``content_block_start`` → ``content_block_delta``… →
-``content_block_stop``; then ``message_delta`` (non-null ``stop_reason``, the
+``content_block_stop`` (a server-side tool call: its ``server_tool_use`` and result blocks, each
+started whole and stopped); then ``message_delta`` (non-null ``stop_reason``, the
 final usage) and ``message_stop``. A thinking block ends with one
 ``signature_delta`` before its stop. A failure after ``message_start`` (the
 canonical ``finish`` with an error, or an aborted generation) becomes one
@@ -28,6 +29,7 @@ from fleetgate.router.canonical.segments import Segment, SegmentDelta, SegmentOp
 from fleetgate.router.canonical.sse import NamedEvent, named
 from fleetgate.router.dialects.base import StreamEncoder
 from fleetgate.router.dialects.messages.response import message_object, tool_use_id
+from fleetgate.router.dialects.messages.server_tool_blocks import server_tool_blocks
 from fleetgate.router.dialects.messages.shape import anthropic_error_body
 from fleetgate.router.dialects.messages.signature import thinking_signature
 from fleetgate.router.dialects.messages.usage import final_usage, start_usage, stop_reason, stop_sequence
@@ -76,6 +78,8 @@ class MessageStreamBuilder:
         # The block being streamed, and whether any block was a tool call.
         self._open: Segment | None = None
         self._made_tool_calls = False
+        # Blocks before the open one beyond one per segment (a server-side tool call shows as two).
+        self._extra_blocks = 0
 
     def feed(self, steps: list[Step]) -> list[NamedEvent]:
         out: list[NamedEvent] = []
@@ -97,23 +101,36 @@ class MessageStreamBuilder:
     def _block(self, step: SegmentStep) -> list[NamedEvent]:
         """``content_block_start`` / ``_delta`` / ``_stop`` (a thinking block ends with its signature)."""
         segment = step.segment
+        index = segment.position + self._extra_blocks
+        if segment.server_tool is not None:
+            return self._server_tool(segment.server_tool, index) if isinstance(step, SegmentOpened) else []
         if isinstance(step, SegmentDelta):
-            return [named({"type": "content_block_delta", "index": segment.position,
+            return [named({"type": "content_block_delta", "index": index,
                            "delta": _block_delta(segment, step.text)})]
         if isinstance(step, SegmentOpened):
             self._open = segment
             self._made_tool_calls = self._made_tool_calls or segment.kind == "tool_call"
-            return [named({"type": "content_block_start", "index": segment.position,
+            return [named({"type": "content_block_start", "index": index,
                            "content_block": _block_start(segment)})]
         return self._block_stop(segment)
 
+    def _server_tool(self, call: pb.ServerToolCall, index: int) -> list[NamedEvent]:
+        """A server-side tool call that ran: its two blocks, each whole (``server_tool_blocks``)."""
+        self._extra_blocks += 1
+        out: list[NamedEvent] = []
+        for offset, block in enumerate(server_tool_blocks(call)):
+            out.append(named({"type": "content_block_start", "index": index + offset, "content_block": block}))
+            out.append(named({"type": "content_block_stop", "index": index + offset}))
+        return out
+
     def _block_stop(self, segment: Segment) -> list[NamedEvent]:
         self._open = None
+        index = segment.position + self._extra_blocks
         out: list[NamedEvent] = []
         if segment.kind == "reasoning":
             delta = {"type": "signature_delta", "signature": thinking_signature(segment.text)}
-            out.append(named({"type": "content_block_delta", "index": segment.position, "delta": delta}))
-        out.append(named({"type": "content_block_stop", "index": segment.position}))
+            out.append(named({"type": "content_block_delta", "index": index, "delta": delta}))
+        out.append(named({"type": "content_block_stop", "index": index}))
         return out
 
     # ------------------------------------------------------------ the end

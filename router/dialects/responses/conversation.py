@@ -1,8 +1,10 @@
 """The conversation of a Responses request: stored items and canonical messages.
 
 A conversation is a list of Responses items (``message``, ``function_call``,
-``function_call_output``, ``reasoning``, ``compaction``) as plain JSON dicts, each with an id and
-a status: the shape ``GET /v1/responses/{id}/input_items`` returns and the shape
+``function_call_output``, ``reasoning``, ``compaction``, and the server-side tools'
+``mcp_list_tools``, ``mcp_call``, ``mcp_approval_request`` / ``mcp_approval_response``,
+``code_interpreter_call``, ``web_search_call``) as plain JSON dicts, each with an id and a status:
+the shape ``GET /v1/responses/{id}/input_items`` returns and the shape
 the response store keeps. ``normalize_items`` turns request input into that
 shape; ``to_messages`` turns a whole conversation (history from
 ``previous_response_id`` + new input) into canonical ``pb.Message``s.
@@ -14,6 +16,7 @@ second system message.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +26,7 @@ from fleetgate.router.canonical.ids import new_item_id
 from fleetgate.router.canonical.tool_results import ToolCallNames, tool_result_message
 from fleetgate.router.dialects.responses.namespaces import qualified_name
 from fleetgate.router.dialects.responses.protocol import (
+    CodeInterpreterCallItem,
     CompactionItem,
     ContentPart,
     FunctionCallItem,
@@ -31,6 +35,7 @@ from fleetgate.router.dialects.responses.protocol import (
     InputImage,
     InputItem,
     InputText,
+    McpCallItem,
     MessageItem,
     OutputText,
     ReasoningItem,
@@ -45,7 +50,8 @@ ConversationItem = dict[str, Any]
 
 _ITEMS = TypeAdapter(list[InputItem])
 ID_PREFIXES = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_",
-               "compaction": "cmp_"}
+               "compaction": "cmp_", "mcp_list_tools": "mcpl_", "mcp_call": "mcp_", "mcp_approval_request": "mcpr_",
+               "mcp_approval_response": "mcpa_", "code_interpreter_call": "ci_", "web_search_call": "ws_"}
 # How a compaction item's summary reaches the model: in the leading system message.
 COMPACTION_PREAMBLE = "Summary of the conversation so far:"
 
@@ -125,6 +131,12 @@ def to_messages(instructions: str | None, items: Sequence[InputItem]) -> list[pb
             else:
                 messages.append(pb.Message(role=pb.ROLE_ASSISTANT, reasoning=pending_reasoning, tool_calls=[call]))
                 pending_reasoning = ""
+        elif isinstance(item, (McpCallItem, CodeInterpreterCallItem)):
+            # A server-side call that ran: the model sees it as its own call and the call's result.
+            call, result = _server_call(item, index)
+            messages.append(pb.Message(role=pb.ROLE_ASSISTANT, reasoning=pending_reasoning, tool_calls=[call]))
+            pending_reasoning = ""
+            messages.append(result)
         elif isinstance(item, FunctionCallOutputItem):
             call_id = item.call_id or item.id or ""
             # Named after the call it answers; an output without one (Codex's) names its tool itself.
@@ -134,6 +146,21 @@ def to_messages(instructions: str | None, items: Sequence[InputItem]) -> list[pb
         system = pb.Message(role=pb.ROLE_SYSTEM, content=[pb.ContentPart(text="\n\n".join(system_texts))])
         messages.insert(0, system)
     return messages
+
+
+def _server_call(item: McpCallItem | CodeInterpreterCallItem, index: int) -> tuple[pb.ToolCall, pb.Message]:
+    call_id = item.id or f"call_input{index}"
+    if isinstance(item, McpCallItem):
+        call = pb.ToolCall(id=call_id, name=item.name, arguments=item.arguments or "{}")
+        failed = item.output is None and item.error is not None
+        output = item.output if item.output is not None else json.dumps(item.error)
+    else:
+        call = pb.ToolCall(id=call_id, name="python", arguments=json.dumps({"code": item.code or ""}))
+        failed = item.status == "failed"
+        output = "".join(str(o.get("logs", "")) for o in item.outputs or [] if isinstance(o, dict))
+    result = pb.Message(role=pb.ROLE_TOOL, tool_call_id=call_id, name=call.name, is_error=failed,
+                        content=[pb.ContentPart(text=output)])
+    return call, result
 
 
 def _plain_text(message: MessageItem, index: int) -> str:

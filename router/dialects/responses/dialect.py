@@ -32,9 +32,11 @@ from fleetgate.router.dialects.responses.conversation import ConversationItem, n
 from fleetgate.router.dialects.responses.protocol import ResponsesRequest
 from fleetgate.router.dialects.responses.request import to_generate_request
 from fleetgate.router.dialects.responses.response import response_shell, to_json
+from fleetgate.router.dialects.responses.server_tools import server_tool_request
 from fleetgate.router.dialects.responses.stream import ResponseBuilder, ResponsesStreamEncoder, replay
 from fleetgate.router.pipeline.context import RequestContext
 from fleetgate.router.sealing import REASONING, Sealer
+from fleetgate.router.server_tools.declared import ServerToolRequest
 from fleetgate.v1 import replica_pb2 as pb
 
 # The ``include`` value that asks for reasoning items' ``encrypted_content``.
@@ -80,6 +82,9 @@ class ResponsesDialect(OpenAIShape, Dialect[ResponsesRequest]):
         turn = turn_of(ctx)
         turn.conversation = [*turn.history, *normalize_items(request.items)]
         return to_generate_request(request, turn.conversation, ctx.request_id)
+
+    def server_tools(self, request: ResponsesRequest, ctx: RequestContext) -> ServerToolRequest:
+        return server_tool_request(request, turn_of(ctx).conversation)
 
     def session_fields(self, request: ResponsesRequest) -> SessionFields:
         return SessionFields(prompt_cache_key=request.prompt_cache_key, safety_identifier=request.safety_identifier,

@@ -163,8 +163,72 @@ class CompactionItem(_Wire):
     summary: str | None = None
 
 
+class McpListToolsItem(_Wire):
+    """The tools an MCP server listed (an earlier response's output); kept, not shown to the model (the
+    servers of a request are listed again)."""
+
+    type: Literal["mcp_list_tools"]
+    server_label: str = ""
+    tools: list[NestedJson] = Field(default_factory=list)
+    id: str | None = None
+    status: str | None = None
+
+
+class McpCallItem(_Wire):
+    """A call of an MCP server's tool that ran: the model sees the call and its output (or error)."""
+
+    type: Literal["mcp_call"]
+    server_label: str = ""
+    name: str
+    arguments: str = ""
+    output: str | None = None
+    error: NestedJson | None = None
+    id: str | None = None
+    status: str | None = None
+
+
+class McpApprovalRequestItem(_Wire):
+    """A call waiting for the client's approval (answered by an ``McpApprovalResponseItem``)."""
+
+    type: Literal["mcp_approval_request"]
+    server_label: str
+    name: str
+    arguments: str = ""
+    id: str | None = None
+    status: str | None = None
+
+
+class McpApprovalResponseItem(_Wire):
+    type: Literal["mcp_approval_response"]
+    approval_request_id: str
+    approve: bool
+    reason: str | None = None
+    id: str | None = None
+    status: str | None = None
+
+
+class CodeInterpreterCallItem(_Wire):
+    """Python the server ran (an earlier response's ``code_interpreter_call``): the model sees code and logs."""
+
+    type: Literal["code_interpreter_call"]
+    code: str | None = None
+    outputs: list[NestedJson] | None = None
+    container_id: str = ""
+    id: str | None = None
+    status: str | None = None
+
+
+class WebSearchCallItem(_Wire):
+    """A search the server ran (an earlier response's ``web_search_call``): kept, not shown to the model."""
+
+    type: Literal["web_search_call"]
+    action: NestedJson | None = None
+    id: str | None = None
+    status: str | None = None
+
+
 class UnknownItem(_Wire):
-    """An input item type fleetgate does not serve (hosted tools, references...); dropped."""
+    """An input item type fleetgate does not serve (file search, references...); dropped."""
 
     type: str = ""
 
@@ -176,12 +240,17 @@ def _item_type(value: Any) -> Any:
 
 if TYPE_CHECKING:
     InputItem: TypeAlias = (
-        MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem | CompactionItem | UnknownItem
+        MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem | CompactionItem | McpListToolsItem
+        | McpCallItem | McpApprovalRequestItem | McpApprovalResponseItem | CodeInterpreterCallItem
+        | WebSearchCallItem | UnknownItem
     )
 else:
     InputItem = tolerant_union(
         {"message": MessageItem, "function_call": FunctionCallItem, "function_call_output": FunctionCallOutputItem,
-         "reasoning": ReasoningItem, "compaction": CompactionItem},
+         "reasoning": ReasoningItem, "compaction": CompactionItem, "mcp_list_tools": McpListToolsItem,
+         "mcp_call": McpCallItem, "mcp_approval_request": McpApprovalRequestItem,
+         "mcp_approval_response": McpApprovalResponseItem, "code_interpreter_call": CodeInterpreterCallItem,
+         "web_search_call": WebSearchCallItem},
         UnknownItem,
         type_of=_item_type,
     )
@@ -201,9 +270,45 @@ class FunctionTool(_Wire):
 
 
 class OtherTool(_Wire):
-    """A hosted tool (web_search, file_search, mcp...): accepted, not offered to the model."""
+    """A hosted tool fleetgate does not run (file_search, image_generation...): accepted, not offered."""
 
     type: str = ""
+
+
+class ToolNames(_Wire):
+    tool_names: list[str] = Field(default_factory=list)
+
+
+class ApprovalFilter(_Wire):
+    always: ToolNames | None = None
+    never: ToolNames | None = None
+
+
+class McpTool(_Wire):
+    """A remote MCP server (``router.server_tools``): its tools are listed, offered and run by the server."""
+
+    type: Literal["mcp"]
+    server_label: str = Field(min_length=1, max_length=64)
+    server_url: str | None = Field(default=None, max_length=2048)
+    connector_id: str | None = None
+    headers: dict[str, str] | None = None
+    authorization: str | None = None
+    allowed_tools: list[str] | ToolNames | None = None
+    require_approval: Literal["always", "never"] | ApprovalFilter | None = None
+    server_description: str | None = None
+
+
+class WebSearchTool(_Wire):
+    """The hosted web search: run by the server through its configured backend, when it has one."""
+
+    type: Literal["web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11"]
+
+
+class CodeInterpreterTool(_Wire):
+    """The hosted code interpreter: python in the server's sandbox (``router.server_tools``)."""
+
+    type: Literal["code_interpreter"]
+    container: str | dict[str, Any] | None = None
 
 
 class NamespaceTool(_Wire):
@@ -216,10 +321,14 @@ class NamespaceTool(_Wire):
     tools: list[Annotated[FunctionTool | OtherTool, Field(union_mode="left_to_right")]] = Field(default_factory=list)
 
 
+_WEB_SEARCH_TYPES = ("web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11")
+
 if TYPE_CHECKING:
-    ToolSpec: TypeAlias = FunctionTool | NamespaceTool | OtherTool
+    ToolSpec: TypeAlias = FunctionTool | NamespaceTool | McpTool | WebSearchTool | CodeInterpreterTool | OtherTool
 else:
-    ToolSpec = tolerant_union({"function": FunctionTool, "namespace": NamespaceTool}, OtherTool)
+    ToolSpec = tolerant_union({"function": FunctionTool, "namespace": NamespaceTool, "mcp": McpTool,
+                               "code_interpreter": CodeInterpreterTool,
+                               **{kind: WebSearchTool for kind in _WEB_SEARCH_TYPES}}, OtherTool)
 
 
 class FunctionToolChoice(_Wire):
@@ -291,8 +400,10 @@ class ResponsesRequest(_Wire):
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     # Echoed; fleetgate returns no log probabilities.
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    # Echoed: it bounds calls of hosted tools, which are not offered to the model.
+    # Echoed: it bounds calls of hosted tools (tools.max_iterations bounds the server's tool loop).
     max_tool_calls: int | None = Field(default=None, ge=1)
+    # The session whose python state and working directory server-side tools keep (default: prompt_cache_key).
+    session_id: str | None = Field(default=None, max_length=256)
     # Accepted; one tier serves every request (the response says "default").
     service_tier: str | None = None
     safety_identifier: str | None = None

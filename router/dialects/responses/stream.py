@@ -17,7 +17,9 @@ Per output item, in order and never interleaved:
   ``output_text.delta``... -> ``output_text.done`` -> ``content_part.done`` ->
   ``output_item.done``;
 - function call: ``output_item.added`` -> ``function_call_arguments.delta``... ->
-  ``function_call_arguments.done`` -> ``output_item.done``.
+  ``function_call_arguments.done`` -> ``output_item.done``;
+- a server-side tool call (``mcp_list_tools``, ``mcp_call``, ``mcp_approval_request``, ``web_search_call``,
+  ``code_interpreter_call``): its events of ``server_tool_items``, all at once after it ran.
 
 Each event is a member of the Open Responses streaming-event union, and the
 response it may carry a whole ``ResponseResource`` (``response.py``), except
@@ -83,6 +85,7 @@ from fleetgate.router.canonical.sse import NamedEvent, named
 from fleetgate.router.dialects.base import StreamEncoder
 from fleetgate.router.dialects.responses.namespaces import split_name
 from fleetgate.router.dialects.responses.response import settle_status, to_json, usage_of
+from fleetgate.router.dialects.responses.server_tool_items import server_tool_events, server_tool_item
 from fleetgate.router.errors import ApiError, ErrorKind, from_error_code
 from fleetgate.v1 import replica_pb2 as pb
 
@@ -225,10 +228,27 @@ class ResponseBuilder:
                 out.append(self._delta(step.text))
             elif isinstance(step, pb.GenerateEvent):
                 self._event(step)
+            elif step.segment.kind == "server_tool":
+                if isinstance(step, SegmentOpened):
+                    out.extend(self._server_tool_item(step.segment))
             elif isinstance(step, SegmentOpened):
                 out.extend(self._open_item(step.segment))
             else:
                 out.extend(self._close_item("completed"))
+        return out
+
+    def _server_tool_item(self, segment: Segment) -> list[NamedEvent]:
+        """A server-side tool call, whole (``server_tool_items``): it ran before it was shown."""
+        call = segment.server_tool
+        assert call is not None
+        index = segment.position
+        out = [self._emit(ResponseOutputItemAddedEvent, type="response.output_item.added", output_index=index,
+                          item=server_tool_item(call, in_progress=True))]
+        server_tool_events(call, index, lambda **fields: out.append(self._plain(fields)))
+        final = server_tool_item(call)
+        self._response.output.append(final)
+        out.append(self._emit(ResponseOutputItemDoneEvent, type="response.output_item.done", output_index=index,
+                              item=final))
         return out
 
     def _event(self, event: pb.GenerateEvent) -> None:
@@ -335,6 +355,10 @@ class ResponseBuilder:
         sequence = self._sequence
         self._sequence += 1
         return sequence
+
+    def _plain(self, fields: dict[str, Any]) -> NamedEvent:
+        """An event without a response object in it, as a plain dict numbered in turn."""
+        return named({**fields, "sequence_number": self._next_sequence()})
 
     def _emit(self, event_type: Any, **fields: Any) -> NamedEvent:
         """The SDK event ``event_type`` with the next sequence number, serialized now (the response it
