@@ -94,8 +94,10 @@ def run_codex(base_url: str, prompt: str, model: str, workdir: Path, *, api_key:
     env = {**_quiet_env(workdir / "home"), "CODEX_HOME": str(home), "FLEETGATE_API_KEY": api_key}
     if websockets:
         env["RUST_LOG"] = CODEX_WEBSOCKET_LOG
+    # No Codex sandbox: with bubblewrap on the machine (the toolbox's sandbox), Codex would run its commands
+    # through bwrap and its codex-linux-sandbox helper, which the npm package's arg0 dispatch cannot find here.
     argv = [str(agent_binary("codex")), "exec", "--skip-git-repo-check", "--color", "never",
-            "--output-last-message", str(last_message), prompt]
+            "--sandbox", "danger-full-access", "--output-last-message", str(last_message), prompt]
     result = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
                             stdin=subprocess.DEVNULL)
     answer = last_message.read_text().strip() if last_message.exists() else ""
