@@ -13,47 +13,14 @@ from dataclasses import dataclass
 
 import pytest
 import uvicorn
-from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
 
 from fleetgate.core.local_processes import free_port
 from fleetgate.core.mcp_allowlist import url_allowed
 from fleetgate.v1 import toolbox_pb2 as pb
+from mcp_test_servers import SECRET_HEADER, asgi_app
 from test_toolbox_sandbox import ToolboxClient, ToolboxFactory, toolbox_factory  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.timeout(60)
-
-SECRET_HEADER = "x-test-secret"
-
-
-def tools_server() -> MCPServer:
-    server = MCPServer("fleetgate-test-tools")
-
-    @server.tool(description="Adds two integers.")
-    def add(a: int, b: int) -> int:
-        return a + b
-
-    @server.tool(description="Says which secret the request carried.")
-    def echo_secret(ctx: Context) -> str:
-        return (ctx.headers or {}).get(SECRET_HEADER, "no secret")
-
-    @server.tool(description="Always fails.")
-    def explode() -> str:
-        raise ToolError("kaboom")  # the message reaches the client (an unexpected exception's does not)
-
-    return server
-
-
-def search_server() -> MCPServer:
-    server = MCPServer("fleetgate-test-search")
-
-    @server.tool(description="Searches the test web.")
-    def search(query: str) -> str:
-        hits = [{"title": f"About {query}", "url": f"https://example.test/{n}", "snippet": f"hit {n}"} for n in (1, 2)]
-        return json.dumps(hits)
-
-    return server
 
 
 @dataclass
@@ -76,27 +43,7 @@ class McpServers:
 @pytest.fixture()
 async def mcp_servers() -> AsyncIterator[McpServers]:
     """The tool server over streamable HTTP and over SSE, and the search server, under one loopback port."""
-    tools, search = tools_server(), search_server()
-    tools_app, search_app = tools.streamable_http_app(), search.streamable_http_app()
-    apps = {"/tools": tools_app, "/sse-tools": tools_server().sse_app(), "/search": search_app}
-
-    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
-        if scope["type"] == "lifespan":
-            return await lifespan(scope, receive, send)
-        for prefix, sub in apps.items():
-            if scope["path"].startswith(prefix + "/"):
-                inner = dict(scope, path=scope["path"][len(prefix):], root_path=scope.get("root_path", "") + prefix)
-                return await sub(inner, receive, send)
-        raise RuntimeError(f"no test MCP server at {scope['path']}")
-
-    async def lifespan(scope, receive, send):  # type: ignore[no-untyped-def]
-        # The streamable HTTP apps' session managers run for the server's life.
-        async with tools.session_manager.run(), search.session_manager.run():
-            await receive()
-            await send({"type": "lifespan.startup.complete"})
-            await receive()
-            await send({"type": "lifespan.shutdown.complete"})
-
+    app = asgi_app()
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     serving = asyncio.create_task(server.serve())
