@@ -33,6 +33,7 @@ from fleetgate.core.local_processes import free_port, terminate, wait_until
 from keys_helpers import create_key
 from replica_process import ReplicaProcess
 from router_process import REPO, RouterProcess, router_cluster, sim_router  # noqa: F401 - fixtures
+from test_usage import key_id, wait_for_row
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed"),
@@ -41,6 +42,7 @@ pytestmark = [
 
 CONFIG = REPO / "tests" / "configs" / "server-tools.yaml"
 MODEL = "st-sim"
+TOOLBOXES = ("tb-one", "tb-two")
 MULTIPLY = '[[sim:call python {"code": "print(123 * 456)"}]] [[sim:say The product is {tool_result}.]]'
 
 
@@ -78,7 +80,7 @@ def tools_env(redis_server, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     # Sandboxes run under their own uids: their working directories live where those uids can reach.
     work_root = Path(tempfile.mkdtemp(prefix="fleetgate-st-"))
     work_root.chmod(0o711)
-    mcp_port, toolbox_port = free_port(), free_port()
+    mcp_port = free_port()
     mcp_base = f"http://127.0.0.1:{mcp_port}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLEETGATE_REDIS__URL": redis_server.url,
            "FLEETGATE_TOOLS__MCP_ALLOWED_URLS": json.dumps([f"{mcp_base}/tools"]),
@@ -86,17 +88,21 @@ def tools_env(redis_server, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                                                       "max_results": 2}),
            "FLEETGATE_TOOLS__SANDBOX__WORK_ROOT": str(work_root / "work")}
     mcp = _start([sys.executable, str(REPO / "tests" / "mcp_test_servers.py"), str(mcp_port)], env, logs / "mcp.log")
-    toolbox = _start([sys.executable, "-m", "fleetgate.launcher.cli", "toolbox", "--config", str(CONFIG), "--port",
-                      str(toolbox_port), "--toolbox-id", "tb-test"], env, logs / "toolbox.log")
+    # Two toolboxes: a session's calls must find its kernel on the one its key and session hash to.
+    toolboxes = {name: _start([sys.executable, "-m", "fleetgate.launcher.cli", "toolbox", "--config", str(CONFIG),
+                               "--port", str(free_port()), "--toolbox-id", name], env, logs / f"{name}.log")
+                 for name in TOOLBOXES}
     client = redis.Redis.from_url(redis_server.url)
     try:
         wait_until(lambda: httpx.get(f"{mcp_base}/tools/mcp", timeout=1).status_code > 0, what="MCP server",
                    timeout=30, process=mcp, log_path=logs / "mcp.log", tolerate=(httpx.HTTPError,))
-        wait_until(lambda: client.exists(toolbox_registry.TOOLBOX_KEY_PREFIX + "tb-test") == 1, what="toolbox",
-                   timeout=30, process=toolbox, log_path=logs / "toolbox.log")
+        for name, toolbox in toolboxes.items():
+            wait_until(lambda name=name: client.exists(toolbox_registry.TOOLBOX_KEY_PREFIX + name) == 1,
+                       what=name, timeout=30, process=toolbox, log_path=logs / f"{name}.log")
         yield {k: v for k, v in env.items() if k.startswith("FLEETGATE_TOOLS__")}, mcp_base, logs
     finally:
-        terminate(toolbox, what="toolbox", timeout=20)
+        for name, toolbox in toolboxes.items():
+            terminate(toolbox, what=name, timeout=20)
         terminate(mcp, what="MCP server", timeout=10)
         shutil.rmtree(work_root, ignore_errors=True)
 
@@ -175,14 +181,26 @@ def test_chat_stream_shows_the_tool_result_event_before_the_answer(cluster: Clus
     assert events[-2][1]["usage"]["total_tokens"] > 0  # type: ignore[index]
 
 
-def test_session_keeps_python_state_and_another_session_does_not_see_it(cluster: Cluster) -> None:
-    first = _chat(cluster, '[[sim:call python {"code": "kept = 41"}]] [[sim:say stored]]', session_id="st-one").json()
+SESSIONS = [f"st-{n}" for n in range(4)]
+
+
+def test_the_sessions_below_spread_over_both_toolboxes() -> None:
+    """What makes the session test mean something: its sessions hash to both toolboxes (auth off: key id "")."""
+    records = [toolbox_registry.ToolboxRecord(toolbox_id=name, address="-") for name in TOOLBOXES]
+    picked = [toolbox_registry.pick(records, f"\0{session}") for session in SESSIONS]
+    assert {record.toolbox_id for record in picked if record is not None} == set(TOOLBOXES)
+
+
+@pytest.mark.parametrize("session", SESSIONS)
+def test_session_keeps_python_state_and_another_session_does_not_see_it(cluster: Cluster, session: str) -> None:
+    # Four sessions over two toolboxes: each finds its kernel again, wherever it hashed to.
+    first = _chat(cluster, '[[sim:call python {"code": "kept = 41"}]] [[sim:say stored]]', session_id=session).json()
     assert first["tool_results"][0]["is_error"] is False
     again = _chat(cluster, '[[sim:call python {"code": "print(kept + 1)"}]] [[sim:say {tool_result}]]',
-                  session_id="st-one").json()
+                  session_id=session).json()
     assert again["choices"][0]["message"]["content"] == "42"
     other = _chat(cluster, '[[sim:call python {"code": "print(kept + 1)"}]] [[sim:say {tool_result}]]',
-                  session_id="st-two").json()
+                  session_id=session + "-other").json()
     assert other["tool_results"][0]["is_error"] is True and "NameError" in other["tool_results"][0]["output"]
 
 
@@ -203,6 +221,17 @@ def test_escapes_end_as_a_tool_error_the_model_sees(cluster: Cluster, code: str,
         assert result["is_error"] is True
     # The model's next turn saw the error (it is quoted), and the server went on answering.
     assert body["choices"][0]["message"]["content"].startswith("saw: ")
+    assert _chat(cluster, MULTIPLY).json()["choices"][0]["message"]["content"] == "The product is 56088."
+
+
+def test_a_client_leaving_during_a_tool_call_leaves_nothing_behind(cluster: Cluster) -> None:
+    script = '[[sim:call python {"code": "import time; time.sleep(1.5); print(1)"}]] [[sim:say slept]]'
+    body = {"model": MODEL, "messages": [{"role": "user", "content": script}], "enable_tools": True, "stream": True}
+    with httpx.stream("POST", f"{cluster.router.base_url}/v1/chat/completions", json=body, timeout=30) as response:
+        assert response.status_code == 200
+        next(response.iter_lines())  # the stream started: the tool is running now; hang up
+    wait_until(lambda: cluster.router.metric("fleetgate_requests_in_flight", model=MODEL) == 0,
+               what="the request to end", timeout=15)
     assert _chat(cluster, MULTIPLY).json()["choices"][0]["message"]["content"] == "The product is 56088."
 
 
@@ -385,6 +414,11 @@ def test_only_keys_allowed_server_tools_may_use_them(redis_server, tools_env, cl
         served = httpx.post(f"{router.base_url}/v1/messages", json=body, headers={"x-api-key": allowed}, timeout=30)
         assert served.status_code == 200, served.text
         assert served.json()["content"][-1]["text"] == "The product is 56088."
+        # The key's usage ledger counts the call its tool loop ran, and both turns' tokens.
+        row = wait_for_row(redis_server.url, key_id(redis_server.url, allowed), MODEL, 1)
+        assert row["tool_calls"] == 1 and row["errors"] == 0
+        assert row["input_tokens"] == served.json()["usage"]["input_tokens"] + served.json()["usage"].get(
+            "cache_read_input_tokens", 0) + served.json()["usage"].get("cache_creation_input_tokens", 0)
 
 
 # ---------------------------------------------------------------- the loop on vLLM CPU
