@@ -10,18 +10,27 @@ bad values, and the chart must ship deploy/'s rules and dashboards unchanged.
 from __future__ import annotations
 
 import base64
+import json
+import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import helm_python
 import httpx
 import kubernetes_validate
 import openai
 import pytest
+import redis
 import yaml
 
 from fleetgate.core.config import (
@@ -31,13 +40,21 @@ from fleetgate.core.config import (
     RedisConfig,
     ReplicaDefaults,
     RouterConfig,
+    SandboxConfig,
     ScalingConfig,
     SimConfig,
+    ToolsConfig,
     TracingConfig,
+    WebSearchConfig,
     load_config,
 )
+from fleetgate.core.local_processes import free_port
+from fleetgate.core.replica_auth import call_metadata
+from fleetgate.core.toolbox_registry import ToolboxRecord
 from fleetgate.replicas.scaling import initial_replicas
 from fleetgate.router.metrics import IN_FLIGHT
+from fleetgate.v1 import toolbox_pb2 as pb
+from fleetgate.v1 import toolbox_pb2_grpc as pb_grpc
 from helm_chart import (  # tests/ is on sys.path
     CHART,
     CUSTOM_KINDS,
@@ -95,6 +112,7 @@ EVERYTHING_ON = {
     "rayCluster": {"upgradeStrategy": "Recreate"},
     "tracing": {"enabled": True, "sample_ratio": 0.25},
     "tracingCollector": {"nodeAgent": True, "headersSecret": {"name": "otel-headers"}},
+    "toolbox": {"enabled": True, "sandboxAccess": "privileged", "replicas": 3},
     "monitoring": {
         "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
         "podMonitor": {"enabled": True},
@@ -122,6 +140,13 @@ SCENARIOS = {
         {"name": "big", "engine": "vllm", "model": "org/big", "gpus_per_replica": 1, "replicas": 0,
          "scaling": {"max_replicas": 2, "idle_ttl_seconds": 900}},
     ]}),
+    # Server-side tools: toolbox pods in their own user namespace, a web-search backend and an MCP allowlist.
+    "toolbox": Scenario(overrides={
+        "toolbox": {"enabled": True, "workRoot": {"sizeLimit": "2Gi"}},
+        "tools": {"mcp_allowed_urls": ["https://mcp.example.com/"], "max_iterations": 4,
+                  "sandbox": {"memory_mb": 512},
+                  "web_search": {"backend": "searxng", "searxng_url": "http://searxng.search:8080"}},
+    }),
     "external-redis-url": Scenario(overrides={"redis": {"url": "redis://shared-redis.infra:6379/3"}}),
     "external-redis-secret": Scenario(
         overrides={
@@ -344,11 +369,13 @@ def test_router_autoscales_on_cpu_and_in_flight_requests(rendered: dict[str, Ren
     assert env["FLEETGATE_ROUTER__SEALING_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "team-sealing"
 
 
-def fleetgate_pods(r: Rendered) -> list[Obj]:
-    """The pod templates that run fleetgate code: the router, the Ray head and every Ray worker group."""
+def fleetgate_pods(r: Rendered, *, toolbox: bool = False) -> list[Obj]:
+    """The pod templates that run fleetgate code: the router, the Ray head and every Ray worker group (and with
+    ``toolbox``, the toolbox pods, which must be there)."""
     cluster = r.one("RayCluster")["spec"]
     pods = [r.named("Deployment", f"{FULLNAME}-router")["spec"]["template"], cluster["headGroupSpec"]["template"]]
-    return pods + [g["template"] for g in cluster["workerGroupSpecs"]]
+    pods += [g["template"] for g in cluster["workerGroupSpecs"]]
+    return pods + [r.named("Deployment", f"{FULLNAME}-toolbox")["spec"]["template"]] if toolbox else pods
 
 
 @pytest.mark.parametrize(("values", "secret_name"), [("default", f"{FULLNAME}-replica-token"),
@@ -357,7 +384,7 @@ def test_replica_token_reaches_routers_and_replicas(
     rendered: dict[str, Rendered], values: str, secret_name: str
 ) -> None:
     r = rendered[values]
-    for pod in fleetgate_pods(r):
+    for pod in fleetgate_pods(r, toolbox=values == "everything-on"):
         ref = env_by_name(pod["spec"]["containers"][0])["FLEETGATE_REPLICA__AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": secret_name, "key": "replica-token"}
     if values == "default":
@@ -399,7 +426,7 @@ def test_redis_password_reaches_every_fleetgate_pod(rendered: dict[str, Rendered
     r = rendered["everything-on"]
     redis = container(r.named("StatefulSet", f"{FULLNAME}-redis")["spec"]["template"], "redis")
     assert redis["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
-    for pod in fleetgate_pods(r):
+    for pod in fleetgate_pods(r, toolbox=True):
         env = env_by_name(pod["spec"]["containers"][0])
         assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "redis-auth"
         assert env["FLEETGATE_REDIS__URL"]["value"] == f"redis://:$(REDIS_PASSWORD)@{FULLNAME}-redis:6379/0"
@@ -422,6 +449,189 @@ def test_external_redis_replaces_the_statefulset(rendered: dict[str, Rendered]) 
     (group,) = worker_groups(by_secret).values()
     assert volume_by_name(group["template"])["model-cache"]["persistentVolumeClaim"]["claimName"] == "models"
     assert not by_secret.of_kind("PersistentVolumeClaim")
+
+
+# --- the toolboxes (server-side tools) ------------------------------------------------
+
+TOOLBOX = f"{FULLNAME}-toolbox"
+# What the toolbox needs beyond root's uid in its user namespace (values.yaml toolbox.sandboxAccess).
+TOOLBOX_CAPABILITIES = ["SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE", "KILL"]
+
+
+def toolbox_pod(r: Rendered) -> Obj:
+    template: Obj = r.named("Deployment", TOOLBOX)["spec"]["template"]
+    return template
+
+
+def test_toolbox_pods_serve_the_tools_config_with_what_bubblewrap_needs(rendered: dict[str, Rendered]) -> None:
+    r = rendered["toolbox"]
+    config = rendered_config(r)
+    # Routers and toolboxes read one config: tools on, the values' settings kept, work_root on the pods' volume.
+    assert config.tools.enabled is True
+    assert config.tools.mcp_allowed_urls == ["https://mcp.example.com/"] and config.tools.max_iterations == 4
+    assert config.tools.sandbox.memory_mb == 512 and config.tools.web_search.backend == "searxng"
+    assert config.tools.sandbox.work_root == "/var/lib/fleetgate/toolbox"
+    deployment = r.named("Deployment", TOOLBOX)
+    assert deployment["spec"]["replicas"] == 2
+    pod = toolbox_pod(r)
+    toolbox = container(pod, "toolbox")
+    assert toolbox["image"] == "fleetgate/toolbox:0.1.0"
+    assert toolbox["command"] == ["fleetgate", "toolbox", "--config", "/etc/fleetgate/config.yaml",
+                                  "--port", str(config.tools.base_port), "--toolbox-id", "$(POD_NAME)"]
+    assert toolbox["ports"] == [{"name": "grpc", "containerPort": config.tools.base_port, "protocol": "TCP"}]
+    env = env_by_name(toolbox)
+    # Each pod binds and registers its own pod IP ($(VAR) expands only from variables defined before it).
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert env["FLEETGATE_TOOLS__HOST"]["value"] == "$(POD_IP)"
+    names = [e["name"] for e in toolbox["env"]]
+    assert names.index("POD_IP") < names.index("FLEETGATE_TOOLS__HOST")
+    assert env["FLEETGATE_REPLICA__AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{FULLNAME}-replica-token", "key": "replica-token"}
+    mounts = {m["name"]: m["mountPath"] for m in toolbox["volumeMounts"]}
+    assert mounts == {"config": "/etc/fleetgate", "work": config.tools.sandbox.work_root, "tmp": "/tmp"}
+    assert volume_by_name(pod)["work"]["emptyDir"] == {"sizeLimit": "2Gi"}
+    # The pod restarts with the config, as the routers do.
+    router_pod = r.named("Deployment", f"{FULLNAME}-router")["spec"]["template"]
+    assert pod["metadata"]["annotations"]["checksum/config"] == router_pod["metadata"]["annotations"]["checksum/config"]
+    # userNamespace: root only in the pod's own user namespace, just the capabilities the toolbox uses, and
+    # seccomp, AppArmor and /proc open to bwrap's unshare and mounts.
+    assert pod["spec"]["hostUsers"] is False
+    assert pod["spec"]["securityContext"] == {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False,
+                                              "seccompProfile": {"type": "Unconfined"}}
+    assert toolbox["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "procMount": "Unmasked",
+        "capabilities": {"drop": ["ALL"], "add": TOOLBOX_CAPABILITIES}}
+    assert pod["metadata"]["annotations"]["container.apparmor.security.beta.kubernetes.io/toolbox"] == "unconfined"
+    # privileged: for clusters without user namespaces.
+    privileged = toolbox_pod(rendered["everything-on"])
+    assert rendered["everything-on"].named("Deployment", TOOLBOX)["spec"]["replicas"] == 3
+    assert container(privileged, "toolbox")["securityContext"] == {"privileged": True, "readOnlyRootFilesystem": True}
+    assert "hostUsers" not in privileged["spec"]
+    assert not any("apparmor" in a for a in privileged["metadata"]["annotations"])
+    assert rendered_config(rendered["everything-on"]).tools.enabled is True
+    assert f"kubectl -n {NAMESPACE} rollout status deploy/{TOOLBOX}" in r.notes
+    assert TOOLBOX not in rendered["default"].notes
+
+
+def test_toolboxes_are_off_by_default_and_render_nothing(rendered: dict[str, Rendered], chart: Path) -> None:
+    for name, r in rendered.items():
+        if name in ("toolbox", "everything-on"):
+            continue
+        assert not [o for o in r.objects if o["metadata"]["name"] == TOOLBOX], name
+        raw = yaml.safe_load(r.named("ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"])
+        assert "tools" not in raw and rendered_config(r).tools.enabled is False, name
+    # tools settings alone change nothing: the config stays without tools, no object is added.
+    quiet = render_with(chart, {"tools": {"max_iterations": 3, "sandbox": {"memory_mb": 256}}})
+    default = rendered["default"]
+    assert [(o["kind"], o["metadata"]["name"]) for o in quiet.objects] == [
+        (o["kind"], o["metadata"]["name"]) for o in default.objects]
+    config_name = f"{FULLNAME}-config"
+    assert quiet.named("ConfigMap", config_name)["data"] == default.named("ConfigMap", config_name)["data"]
+
+
+def expand_kubernetes_vars(value: str, env: dict[str, str]) -> str:
+    """$(VAR) as the kubelet expands it in a container's command and env (from variables defined before)."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), value)
+
+
+def toolbox_pod_env(r: Rendered, pod_name: str, overrides: dict[str, str]) -> dict[str, str]:
+    """The toolbox container's environment as the kubelet would give it to a pod on loopback: field refs
+    (its name, 127.0.0.1 as its IP), the rendered Secrets, then ``overrides`` (what a cluster decides)."""
+    fields = {"metadata.name": pod_name, "status.podIP": "127.0.0.1"}
+    env: dict[str, str] = {}
+    for entry in container(toolbox_pod(r), "toolbox")["env"]:
+        if "value" in entry:
+            env[entry["name"]] = expand_kubernetes_vars(entry["value"], env)
+        elif "fieldRef" in entry["valueFrom"]:
+            env[entry["name"]] = fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            env[entry["name"]] = base64.b64decode(r.named("Secret", ref["name"])["data"][ref["key"]]).decode()
+    return {**env, **overrides}
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None or shutil.which("setpriv") is None,
+                    reason="bubblewrap and util-linux's setpriv are needed")
+@pytest.mark.skipif(os.geteuid() != 0, reason="the toolbox starts as root to drop sandboxes to their own uids")
+@pytest.mark.timeout(90)
+def test_the_toolbox_pod_runs_sandboxes_with_only_the_charts_capabilities(
+    rendered: dict[str, Rendered], tmp_path: Path, redis_url: str
+) -> None:
+    """The rendered config, command line, env and token run a real toolbox as root held to the container's
+    capabilities (setpriv: bounding set, no_new_privs as allowPrivilegeEscalation: false): it registers the pod's
+    name and IP, runs python and bash in bubblewrap as a sandbox uid, removes a finished session's directory
+    (files the sandbox made private) and refuses a call without the token. Not covered: the user namespace,
+    seccomp, AppArmor and procMount, which only a cluster gives."""
+    r = rendered["toolbox"]
+    pod_name = f"{TOOLBOX}-7d9f-x2k4q"
+    toolbox = container(toolbox_pod(r), "toolbox")
+    security = toolbox["securityContext"]
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(r.named("ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"])
+    work_root = Path(tempfile.mkdtemp(prefix="fleetgate-chart-toolbox-", dir="/tmp"))
+    work_root.chmod(0o777)  # as an emptyDir is
+    port = free_port()
+    env = toolbox_pod_env(r, pod_name, {
+        "FLEETGATE_REDIS__URL": redis_url,  # the cluster's Redis, the work volume's path and a free port here
+        "FLEETGATE_TOOLS__SANDBOX__WORK_ROOT": str(work_root),
+        "FLEETGATE_TOOLS__SANDBOX__UID_BASE": "64000",  # apart from the other toolbox tests' uids
+        "FLEETGATE_TOOLS__HEARTBEAT_SECONDS": "0.2",
+    })
+    command = [expand_kubernetes_vars(arg, env) for arg in toolbox["command"]]
+    command[0] = str(Path(sys.executable).parent / "fleetgate")
+    command[command.index("--port") + 1] = str(port)
+    command[command.index("--config") + 1] = str(config_path)  # the ConfigMap, mounted at /etc/fleetgate
+    caps = ",".join(f"+{c.lower()}" for c in security["capabilities"]["add"])
+    held = ["setpriv", f"--bounding-set=-all,{caps}", "--inh-caps=-all", "--ambient-caps=-all"]
+    if security["allowPrivilegeEscalation"] is False:
+        held.append("--no-new-privs")
+    store = redis.Redis.from_url(redis_url)
+    process = subprocess.Popen([*held, "--", *command], env={**env, "PATH": os.environ["PATH"]},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while (stored := store.get(f"fleetgate:toolbox:{pod_name}")) is None:
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "the toolbox never registered"
+            time.sleep(0.1)
+        record = ToolboxRecord.model_validate_json(stored)
+        assert record.address == f"127.0.0.1:{port}" and {"python", "bash"} <= set(record.tools)
+        token = env["FLEETGATE_REPLICA__AUTH_TOKEN"]
+        with grpc.insecure_channel(record.address) as channel:
+            stub = pb_grpc.ToolboxStub(channel)
+
+            def run(tool: str, arguments: dict[str, str], session: str) -> pb.ToolResult:
+                request = pb.RunToolRequest(tool=tool, arguments_json=json.dumps(arguments), session_id=session,
+                                            key_id="key-a")
+                result: pb.ToolResult = stub.RunTool(request, metadata=call_metadata(token), timeout=30)
+                return result
+
+            python = run("python", {"code": "sum(range(10))"}, "s")
+            assert (python.output, python.is_error) == ("45\n", False)
+            bash = run("bash", {"command": "id -u; touch kept"}, "s")
+            assert (bash.output, bash.is_error) == ("64000\n", False)
+            private = run("bash", {"command": "mkdir -m 700 d && touch d/f && chmod 600 d/f && echo made"}, "")
+            assert (private.output, private.is_error) == ("made\n", False)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.RunTool(pb.RunToolRequest(tool="bash", arguments_json='{"command": "true"}'), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # The one-call session's directory is removed, its private files too; the kept session's stays.
+        sandboxes = work_root / pod_name
+        deadline = time.monotonic() + 10
+        while len(remaining := list(sandboxes.iterdir())) != 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(remaining) == 1, f"session directories left: {remaining}"
+        kept = remaining[0]
+        assert (kept / "kept").exists() and kept.stat().st_uid == 64000
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=20)[0]
+        assert process.returncode == 0, output
+        assert store.get(f"fleetgate:toolbox:{pod_name}") is None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        shutil.rmtree(work_root, ignore_errors=True)
 
 
 def test_notes_tell_how_to_get_a_key_and_call_the_endpoint(rendered: dict[str, Rendered]) -> None:
@@ -543,6 +753,10 @@ BAD_VALUES = {
     "redis url without scheme": {"redis": {"url": "redis-host:6379"}},
     "bad upgrade strategy": {"rayCluster": {"upgradeStrategy": "Rolling"}},
     "head port is fixed": {"rayCluster": {"head": {"rayStartParams": {"port": "7000"}}}},
+    "unknown sandbox access": {"toolbox": {"enabled": True, "sandboxAccess": "rootless"}},
+    "unknown tools field": {"toolbox": {"enabled": True}, "tools": {"sandbox": {"memory": 512}}},
+    "unknown web search backend": {"tools": {"web_search": {"backend": "bing"}}},
+    "relative work root": {"toolbox": {"workRoot": {"mountPath": "work"}}},
 }
 
 
@@ -562,6 +776,7 @@ BAD_SETUPS = {
         {"models": [{"name": "m", "engine": "vllm", "model": "x", "gpus_per_replica": 4}]},
         "CPU limit of at least 4",
     ),
+    "tools on without toolboxes": ({"tools": {"enabled": True}}, "toolbox.enabled: true"),
     "autoscaling on nothing": (
         {"routerDeployment": {"autoscaling": {"enabled": True, "cpu": {"enabled": False}}}},
         "cpu.enabled or inFlight.enabled",
@@ -584,7 +799,8 @@ def _schema_section(schema: dict[str, Any], name: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("section", "model"),
     [("redis", RedisConfig), ("router", RouterConfig), ("replica", ReplicaDefaults), ("ray", RayConfig),
-     ("model", ModelConfig), ("sim", SimConfig), ("scaling", ScalingConfig), ("tracing", TracingConfig)],
+     ("model", ModelConfig), ("sim", SimConfig), ("scaling", ScalingConfig), ("tracing", TracingConfig),
+     ("tools", ToolsConfig), ("sandbox", SandboxConfig), ("webSearch", WebSearchConfig)],
 )
 def test_values_schema_mirrors_fleetgate_config(section: str, model: type) -> None:
     """Each config section of values.schema.json lists exactly the fields of its pydantic model,
@@ -600,6 +816,59 @@ def test_values_schema_mirrors_fleetgate_config(section: str, model: type) -> No
 
 
 # --- images --------------------------------------------------------------------------
+
+
+# The folders of the repository that are packages of their own (setup.py ROOTS) and what each image's command is.
+PACKAGE_FOLDERS = {"router": "fleetgate.router", "replicas": "fleetgate.replicas", "toolbox": "fleetgate.toolbox",
+                   "loadtest": "fleetgate.loadtest"}
+CLI_IMPORTS_LOADTEST = pytest.mark.xfail(
+    strict=True, reason="fleetgate/launcher/cli.py imports fleetgate.loadtest (and the router's argument helpers) "
+    "at start, and this image has no loadtest/")
+IMAGE_COMMANDS = [
+    pytest.param("router.Dockerfile", ["router"], marks=CLI_IMPORTS_LOADTEST),
+    pytest.param("replica.Dockerfile", ["controller"], marks=CLI_IMPORTS_LOADTEST),
+    pytest.param("toolbox.Dockerfile", ["toolbox"]),
+]
+
+
+def copied_folders(dockerfile: str) -> set[str]:
+    return set(re.findall(r"^COPY (\S+) \./\1$", dockerfile, re.MULTILINE))
+
+
+@pytest.mark.parametrize(("dockerfile", "command"), IMAGE_COMMANDS)
+def test_each_images_folders_start_its_command(dockerfile: str, command: list[str]) -> None:
+    """``fleetgate <command> --help`` with only the folders the image copies: the others' packages cannot be
+    imported, as in the image (setup.py leaves out a folder that is not there)."""
+    absent = [PACKAGE_FOLDERS[f] for f in PACKAGE_FOLDERS if f not in copied_folders(
+        (DEPLOY / "docker" / dockerfile).read_text())]
+    script = ("import sys\n"
+              f"for name in {absent!r}: sys.modules[name] = None\n"
+              f"sys.argv = ['fleetgate', *{command!r}, '--help']\n"
+              "from fleetgate.launcher.cli import main\n"
+              "sys.exit(main())\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
+    assert result.returncode == 0 and "--config" in result.stdout, result.stderr[-2000:]
+
+
+def test_the_toolbox_image_has_the_sandboxes_programs_and_runs_as_root() -> None:
+    toolbox_file = (DEPLOY / "docker" / "toolbox.Dockerfile").read_text()
+    assert {"fleetgate", "toolbox", "deploy/prometheus", "deploy/grafana"} <= copied_folders(toolbox_file)
+    assert "replicas" not in copied_folders(toolbox_file)
+    assert re.search(r"^FROM python:3\.11-slim$", toolbox_file, re.MULTILINE)
+    (packages,) = re.findall(r"apt-get install -y --no-install-recommends (.+?) \\$", toolbox_file, re.MULTILINE)
+    assert set(packages.split()) == {"bubblewrap", "util-linux", "python3"}
+    # The interpreter and programs the sandbox settings name by default, checked when the image is built.
+    sandbox = SandboxConfig()
+    assert sandbox.python == "/usr/bin/python3" and f"{sandbox.python} -c" in toolbox_file
+    assert f"command -v {sandbox.bwrap} setpriv prlimit" in toolbox_file
+    assert re.search(r'pip install "\.\[toolbox\]"', toolbox_file)
+    assert "USER" not in re.findall(r"^(\w+)", toolbox_file, re.MULTILINE)
+    assert re.search(r'^ENTRYPOINT \["fleetgate"\]$', toolbox_file, re.MULTILINE)
+    assert re.search(r'^CMD \["toolbox", ', toolbox_file, re.MULTILINE)
+    ignore = (DEPLOY / "docker" / "toolbox.Dockerfile.dockerignore").read_text().split()
+    assert {"!toolbox", "!fleetgate"} <= set(ignore) and "!replicas" not in ignore
+    chart_values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert chart_values["images"]["toolbox"]["repository"] == "fleetgate/toolbox"
 
 
 def test_dockerfiles_install_only_their_part_and_the_rays_agree() -> None:

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,16 +57,29 @@ def test_dashboard_is_grafana_10_json_with_datasource_and_model_variables(path: 
     assert model["includeAll"] and model["allValue"] == ".*"
 
 
+# The router's series without a model label (router/metrics.py): their panels filter by the `tool` variable.
+TOOL_METRICS = ("fleetgate_server_tool_calls_total", "fleetgate_server_tool_seconds_bucket")
+
+
+def queried_panels(path: Path) -> list[dict[str, Any]]:
+    """The panels that query (all but row headers)."""
+    return [p for p in load(path)["panels"] if p["type"] != "row"]
+
+
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_every_panel_queries_the_datasource_variable_and_filters_by_model(path: Path) -> None:
     panels = load(path)["panels"]
     assert len({p["id"] for p in panels}) == len(panels)
-    for panel in panels:
+    for panel in queried_panels(path):
         assert panel["datasource"] == DATASOURCE, panel["title"]
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             assert target["datasource"] == DATASOURCE, panel["title"]
-            assert '=~"$model"' in target["expr"], f"{panel['title']}: {target['expr']}"
+            expr = target["expr"]
+            if any(name in expr for name in TOOL_METRICS):
+                assert '=~"$tool"' in expr and "model" not in expr, f"{panel['title']}: {expr}"
+            else:
+                assert '=~"$model"' in expr, f"{panel['title']}: {expr}"
         ref_ids = [t["refId"] for t in panel["targets"]]
         assert len(set(ref_ids)) == len(ref_ids)
 
@@ -83,6 +97,34 @@ def test_panels_fit_the_24_column_grid_without_overlapping(path: Path) -> None:
 
 def titles(name: str) -> set[str]:
     return {p["title"] for p in load(GRAFANA / name)["panels"]}
+
+
+def test_overview_has_a_server_side_tools_row_of_calls_and_latency_by_tool() -> None:
+    board = load(GRAFANA / "overview.json")
+    panels = board["panels"]
+    (row_index,) = [i for i, p in enumerate(panels) if p["type"] == "row"]
+    row = panels[row_index]
+    assert (row["title"], row["collapsed"], row["gridPos"]["w"]) == ("Server-side tools", False, 24)
+    # The row's panels follow it, right below it, and only they use the tool metrics.
+    below = [p for p in panels if p["gridPos"]["y"] == row["gridPos"]["y"] + 1]
+    assert [p["title"] for p in below] == ["Tool calls/s by tool and outcome", "Tool latency by tool"]
+    assert panels[row_index + 1:] == below
+    calls, latency = below
+    (target,) = calls["targets"]
+    assert target["expr"].startswith(f"sum by (tool, outcome) (rate({TOOL_METRICS[0]}{{")
+    assert target["legendFormat"] == "{{outcome}} {{tool}}"
+    assert [t["expr"].split(",")[0] for t in latency["targets"]] == [
+        "histogram_quantile(0.5", "histogram_quantile(0.95"]
+    assert all(f"sum by (tool, le) (rate({TOOL_METRICS[1]}{{" in t["expr"] for t in latency["targets"])
+    assert latency["fieldConfig"]["defaults"]["unit"] == "s"
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["tool"]["query"]["query"] == f"label_values({TOOL_METRICS[0]}, tool)"
+    assert variables["tool"]["includeAll"] and variables["tool"]["allValue"] == ".*"
+    # The series are exactly these, with the labels the panels use.
+    assert {m._name: (m._type, m._labelnames) for m in (metrics.SERVER_TOOL_CALLS, metrics.SERVER_TOOL_SECONDS)} == {
+        "fleetgate_server_tool_calls": ("counter", ("tool", "outcome")),
+        "fleetgate_server_tool_seconds": ("histogram", ("tool",)),
+    }
 
 
 def test_overview_shows_traffic_tokens_latency_errors_and_capacity() -> None:

@@ -258,7 +258,8 @@ USAGE_SERIES = {
 }
 
 # (panel title, ref id, template variables chosen) -> what the panel shows at the end of the hour.
-USAGE_EXPECTED: dict[tuple[str, str, tuple[tuple[str, str], ...]], dict[str, float]] = {
+PanelExpectations = dict[tuple[str, str, tuple[tuple[str, str], ...]], dict[str, float]]
+USAGE_EXPECTED: PanelExpectations = {
     # Input + output only: key_a's cached input and reasoning are parts of them.
     ("Tokens/s", "A", ()): {"{}": 41},
     ("Tokens in range", "A", ()): {"{}": 41 * 3600},
@@ -290,20 +291,65 @@ USAGE_EXPECTED: dict[tuple[str, str, tuple[tuple[str, str], ...]], dict[str, flo
 }
 
 
-def test_usage_panels_compute_each_keys_usage_on_prometheus(tmp_path: Path) -> None:
-    board = json.loads((GRAFANA / "usage.json").read_text())
-    targets = {(p["title"], t["refId"]): t["expr"] for p in board["panels"] for t in p["targets"]}
+def evaluate_panels(
+    tmp_path: Path, dashboard: str, series: dict[str, str], expected: PanelExpectations
+) -> dict[str, list[str]]:
+    """promtool evaluates each (panel title, ref id, template variables chosen) query of ``dashboard`` on
+    ``series`` (1 sample a minute) at the end of the hour against ``expected``; the dashboard's query panels
+    (title: their queries)."""
+    board = json.loads((GRAFANA / dashboard).read_text())
+    targets = {(p["title"], t["refId"]): t["expr"] for p in board["panels"] for t in p.get("targets", [])}
     tests = [{
         "interval": "1m",
-        "input_series": [{"series": series, "values": values} for series, values in USAGE_SERIES.items()],
+        "input_series": [{"series": name, "values": values} for name, values in series.items()],
         "promql_expr_test": [
             {"expr": as_promql(targets[title, ref], dict(chosen)), "eval_time": "60m",
              "exp_samples": [{"labels": labels, "value": value} for labels, value in samples.items()]}
-            for (title, ref, chosen), samples in USAGE_EXPECTED.items()
+            for (title, ref, chosen), samples in expected.items()
         ],
     }]
-    test_file = tmp_path / "usage_test.yml"
+    test_file = tmp_path / f"{Path(dashboard).stem}_test.yml"
     test_file.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": tests}))
     assert_ok(promtool("test", "rules", test_file))
+    panels: dict[str, list[str]] = {}
+    for (title, _), expr in targets.items():
+        panels.setdefault(title, []).append(expr)
+    return panels
+
+
+def test_usage_panels_compute_each_keys_usage_on_prometheus(tmp_path: Path) -> None:
+    evaluated = evaluate_panels(tmp_path, "usage.json", USAGE_SERIES, USAGE_EXPECTED)
     # Every panel with a query is evaluated above.
-    assert {title for title, _ in targets} == {title for title, _, _ in USAGE_EXPECTED}
+    assert set(evaluated) == {title for title, _, _ in USAGE_EXPECTED}
+
+
+# Server-side tool calls as two routers' worth of series would have them (1 sample a minute for an hour): python
+# 2 ok calls a second (1 + 1 at two routers) and 0.1 a second timed out, bash 0.5 ok a second. python's 60
+# calls a minute at r1: half within 0.1 s (none within 0.05 s), 36 within 0.5 s, all within 1 s; bash's 30 all
+# within 0.05 s.
+TOOL_BUCKETS = {"python": {"0.05": 0, "0.1": 30, "0.25": 30, "0.5": 36, "1": 60, "+Inf": 60},
+                "bash": {"0.05": 30, "0.1": 30, "0.25": 30, "0.5": 30, "1": 30, "+Inf": 30}}
+TOOL_SERIES = {
+    'fleetgate_server_tool_calls_total{tool="python", outcome="ok", instance="r1"}': "0+60x60",
+    'fleetgate_server_tool_calls_total{tool="python", outcome="ok", instance="r2"}': "0+60x60",
+    'fleetgate_server_tool_calls_total{tool="python", outcome="timeout", instance="r2"}': "0+6x60",
+    'fleetgate_server_tool_calls_total{tool="bash", outcome="ok", instance="r1"}': "0+30x60",
+    **{f'fleetgate_server_tool_seconds_bucket{{tool="{tool}", le="{le}", instance="r1"}}': f"0+{count}x60"
+       for tool, buckets in TOOL_BUCKETS.items() for le, count in buckets.items()},
+}
+TOOL_EXPECTED: PanelExpectations = {
+    ("Tool calls/s by tool and outcome", "A", ()): {
+        '{tool="python", outcome="ok"}': 2, '{tool="python", outcome="timeout"}': 0.1,
+        '{tool="bash", outcome="ok"}': 0.5},
+    ("Tool calls/s by tool and outcome", "A", (("tool", "bash"),)): {'{tool="bash", outcome="ok"}': 0.5},
+    # p50: the 30th of 60 calls, at the top of the 0.05..0.1 bucket; p95: the 57th, 21/24 into the 0.5..1 bucket.
+    ("Tool latency by tool", "A", ()): {'{tool="python"}': 0.1, '{tool="bash"}': 0.025},
+    ("Tool latency by tool", "B", ()): {'{tool="python"}': 0.9375, '{tool="bash"}': 0.0475},
+}
+
+
+def test_tool_panels_compute_calls_and_latency_per_tool_on_prometheus(tmp_path: Path) -> None:
+    panels = evaluate_panels(tmp_path, "overview.json", TOOL_SERIES, TOOL_EXPECTED)
+    # Every panel that queries the tool metrics is evaluated above.
+    tool_panels = {title for title, exprs in panels.items() if any("fleetgate_server_tool_" in e for e in exprs)}
+    assert tool_panels == {title for title, _, _ in TOOL_EXPECTED}

@@ -61,7 +61,8 @@ def test_every_alert_has_severity_summary_and_description() -> None:
     alerts = [rule for group in yaml.safe_load((PROMETHEUS / "rules" / "alerts.yml").read_text())["groups"]
               for rule in group["rules"]]
     assert {a["alert"] for a in alerts} == {"FleetgateNoHealthyReplica", "FleetgateTimeToFirstTokenHigh",
-                                            "FleetgateErrorRatioHigh", "FleetgateKVCacheNearlyFull"}
+                                            "FleetgateErrorRatioHigh", "FleetgateKVCacheNearlyFull",
+                                            "FleetgateServerToolsUnavailable"}
     for alert in alerts:
         assert alert["labels"]["severity"] in {"warning", "critical"}
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]

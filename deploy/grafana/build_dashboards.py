@@ -50,6 +50,11 @@ ROUTED_PROMPT = "fleetgate_router_replica_prompt_tokens_total"
 ROUTED_CACHED = "fleetgate_router_replica_cached_tokens_total"
 PREDICTED_CACHED = "fleetgate_prefix_predicted_cached_tokens_total"
 
+# Server-side tools (router/metrics.py): the calls the routers' tool loops ran, by tool and outcome, and their
+# seconds, toolbox round trip included. Not per model: the panels filter by the `tool` variable instead.
+TOOL_CALLS = "fleetgate_server_tool_calls_total"
+TOOL_SECONDS = "fleetgate_server_tool_seconds"
+
 # Usage per API key (router/metrics.py): labelled with the key's opaque id (never its secret), at most
 # router.usage.metrics_max_keys ids per router, the rest as key_id="other".
 KEY_TOKENS = "fleetgate_key_usage_tokens_total"
@@ -61,6 +66,8 @@ TOKEN_KINDS = 'kind=~"input|output"'
 
 Panel = Builder[dashboard_model.Panel]
 Query = prometheus.Dataquery
+# A dashboard's layout, top to bottom: rows of panels, and a string for a row header (a Grafana row panel).
+Layout = list[list[Panel] | str]
 
 
 # --- building blocks -----------------------------------------------------------------
@@ -158,12 +165,12 @@ def table_panel(
     )
 
 
-def quantile_queries(metric: str, selector: str, by: str) -> list[Query]:
-    """p50 / p95 / p99 of a histogram, per ``by`` label."""
+def quantile_queries(metric: str, selector: str, by: str, quantiles: tuple[float, ...] = QUANTILES) -> list[Query]:
+    """p50 / p95 / p99 (or ``quantiles``) of a histogram, per ``by`` label."""
     return [
         query(f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}_bucket{{{selector}}}{RATE})))",
               f"p{round(q * 100)} {{{{{by}}}}}")
-        for q in QUANTILES
+        for q in quantiles
     ]
 
 
@@ -183,12 +190,18 @@ def share(part: str, whole: str) -> str:
     return f"({part} or 0 * {whole}) / {whole}"
 
 
-def layout(board: dashboard.Dashboard, rows: list[list[Panel]]) -> None:
+def layout(board: dashboard.Dashboard, rows: Layout) -> None:
     """Add the panels to the board with ids in order and grid positions: each inner list is one row of equal
-    widths, as tall as a stat when it holds only stats."""
+    widths, as tall as a stat when it holds only stats; a string is an (expanded) row header across the board."""
     y = 0
     panel_id = 0
     for row in rows:
+        if isinstance(row, str):
+            panel_id += 1
+            board.with_row(dashboard.Row(row).id(panel_id).collapsed(False)
+                           .grid_pos(dashboard_model.GridPos(h=1, w=FULL_WIDTH, x=0, y=y)))
+            y += 1
+            continue
         width = FULL_WIDTH // len(row)
         built = [panel.build() for panel in row]
         height = STAT_HEIGHT if all(p.type_val == "stat" for p in built) else GRAPH_HEIGHT
@@ -216,7 +229,7 @@ def query_variable(name: str, label: str, label_values: str) -> dashboard.QueryV
 
 
 def fleetgate_dashboard(
-    uid: str, title: str, description: str, variables: list[dashboard.QueryVariable], rows: list[list[Panel]]
+    uid: str, title: str, description: str, variables: list[dashboard.QueryVariable], rows: Layout
 ) -> dashboard.Dashboard:
     board = (
         dashboard.Dashboard(title).uid(uid).description(description).tags(["fleetgate"]).editable()
@@ -240,10 +253,13 @@ def fleetgate_dashboard(
 
 def overview() -> dashboard.Dashboard:
     m = 'model=~"$model"'
+    t = 'tool=~"$tool"'
     return fleetgate_dashboard(
         "fleetgate-overview", "fleetgate / Overview",
-        "The shared endpoint as clients see it: traffic, tokens, latency and errors, from the routers.",
-        [query_variable("model", "Model", "label_values(fleetgate_healthy_replicas, model)")],
+        "The shared endpoint as clients see it: traffic, tokens, latency and errors, from the routers; "
+        "below, the server-side tools the routers ran.",
+        [query_variable("model", "Model", "label_values(fleetgate_healthy_replicas, model)"),
+         query_variable("tool", "Server-side tool", f"label_values({TOOL_CALLS}, tool)")],
         [
             [
                 stat_panel("Healthy replicas", "Fewest healthy replicas of any selected model, as the routers see them",
@@ -319,6 +335,19 @@ def overview() -> dashboard.Dashboard:
                      query(f"{rate_sum(PREDICTED_CACHED, m, 'model')}"
                            f" / {rate_sum(ROUTED_PROMPT, m, 'model')}", "predicted {{model}}")],
                     "percentunit", min_val=0, max_val=1),
+            ],
+            "Server-side tools",
+            [
+                timeseries_panel(
+                    "Tool calls/s by tool and outcome",
+                    "Server-side tool calls the routers' tool loops ran per second, by tool (python, bash, "
+                    "web_search, mcp) and outcome (ok, error, timeout, output_limit, memory, refused, "
+                    "unavailable: no toolbox answered). All models: tool calls are not labelled by model",
+                    [query(rate_sum(TOOL_CALLS, t, "tool, outcome"), "{{outcome}} {{tool}}")], "ops", min_val=0),
+                timeseries_panel(
+                    "Tool latency by tool",
+                    "p50 / p95 seconds of one server-side tool call, the toolbox round trip included",
+                    quantile_queries(TOOL_SECONDS, t, "tool", (0.5, 0.95)), "s", min_val=0),
             ],
         ],
     )

@@ -50,6 +50,7 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 
 {{- define "fleetgate.routerName" -}}{{ include "fleetgate.fullname" . }}-router{{- end -}}
 {{- define "fleetgate.redisName" -}}{{ include "fleetgate.fullname" . }}-redis{{- end -}}
+{{- define "fleetgate.toolboxName" -}}{{ include "fleetgate.fullname" . }}-toolbox{{- end -}}
 {{- define "fleetgate.configName" -}}{{ include "fleetgate.fullname" . }}-config{{- end -}}
 
 {{- define "fleetgate.sealingSecretName" -}}
@@ -110,7 +111,23 @@ joins the RayCluster it runs in.
 {{- $router := mergeOverwrite (deepCopy (default dict .Values.router)) (dict "host" "0.0.0.0") -}}
 {{- $ray := mergeOverwrite (deepCopy (default dict .Values.ray)) (dict "address" "auto") -}}
 {{- $config := dict "redis" $redis "router" $router "replica" (default dict .Values.replica) "ray" $ray "models" (default list .Values.models) "tracing" (default dict .Values.tracing) -}}
+{{- with include "fleetgate.toolsConfig" . | fromYaml }}{{ $_ := set $config "tools" . }}{{ end -}}
 {{- toYaml $config -}}
+{{- end -}}
+
+{{/*
+The config's `tools` section (fleetgate ToolsConfig), only with toolbox.enabled (otherwise none: tools are off):
+the values' `tools` plus what the chart decides, tools.enabled and the sandboxes' work_root (the toolbox pods'
+work volume). The toolbox pods' own address (tools.host) comes from env, as each pod registers its pod IP.
+*/}}
+{{- define "fleetgate.toolsConfig" -}}
+{{- $tools := deepCopy (default dict .Values.tools) -}}
+{{- if .Values.toolbox.enabled -}}
+{{- $sandbox := mergeOverwrite (default dict $tools.sandbox) (dict "work_root" .Values.toolbox.workRoot.mountPath) -}}
+{{- toYaml (mergeOverwrite $tools (dict "enabled" true "sandbox" $sandbox)) -}}
+{{- else if $tools.enabled -}}
+{{- fail "tools.enabled: the chart turns server-side tools on with toolbox.enabled: true (which also runs the toolbox pods)" -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
