@@ -23,13 +23,10 @@ RUN apt-get update \
  && /usr/bin/python3 -c "import json, ast, struct"
 
 WORKDIR /opt/fleetgate
-# The core, the launcher, the toolbox and the shipped files; no Ray, no replicas/. router/ and loadtest/
-# are here only because fleetgate/launcher/cli.py imports their argument helpers when any command starts.
+# The core, the launcher, the toolbox and the shipped files; no Ray, no router/, replicas/ or loadtest/.
 COPY pyproject.toml setup.py README.md ./
 COPY fleetgate ./fleetgate
 COPY toolbox ./toolbox
-COPY router ./router
-COPY loadtest ./loadtest
 COPY deploy/__init__.py deploy/*.yaml ./deploy/
 COPY deploy/prometheus ./deploy/prometheus
 COPY deploy/grafana ./deploy/grafana

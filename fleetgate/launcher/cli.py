@@ -24,15 +24,31 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from fleetgate.loadtest.bench.elastic.options import add_elastic_arguments
-from fleetgate.loadtest.bench.fair_share.options import add_fair_share_arguments
-from fleetgate.loadtest.bench.trace.options import add_trace_arguments
-from fleetgate.router.audit_cli import add_audit_arguments
-from fleetgate.router.keys_cli import add_limit_arguments, add_settings_arguments
-from fleetgate.router.model_admin import add_model_arguments
-from fleetgate.router.usage.cli import add_usage_arguments
+
+def _part_arguments(module: str, name: str) -> Callable[..., Any]:
+    """The argument helper ``name`` of another part's ``module``; one that adds nothing when this install
+    leaves that part out (each image holds only its own folders: the router's has no ``loadtest/``), so every
+    other command still starts. Running a command of a missing part says so (``main``)."""
+    try:
+        helper: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    except ImportError:
+        return lambda *args, **kwargs: None
+    return helper
+
+
+add_elastic_arguments = _part_arguments("fleetgate.loadtest.bench.elastic.options", "add_elastic_arguments")
+add_fair_share_arguments = _part_arguments("fleetgate.loadtest.bench.fair_share.options", "add_fair_share_arguments")
+add_trace_arguments = _part_arguments("fleetgate.loadtest.bench.trace.options", "add_trace_arguments")
+add_audit_arguments = _part_arguments("fleetgate.router.audit_cli", "add_audit_arguments")
+add_limit_arguments = _part_arguments("fleetgate.router.keys_cli", "add_limit_arguments")
+add_settings_arguments = _part_arguments("fleetgate.router.keys_cli", "add_settings_arguments")
+add_model_arguments = _part_arguments("fleetgate.router.model_admin", "add_model_arguments")
+add_usage_arguments = _part_arguments("fleetgate.router.usage.cli", "add_usage_arguments")
 
 
 def _add_config(p: argparse.ArgumentParser, *, subcommand: bool = False) -> None:
@@ -140,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("fleetgate."):
+            raise
+        print(f"fleetgate {args.command}: this installation has no {exc.name} (an image holds only its own part)",
+              file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "up":
         from fleetgate.launcher.local_cluster import run_local_cluster
 
