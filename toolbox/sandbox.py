@@ -13,6 +13,7 @@ files. The wall clock (``timeout_seconds``) is the caller's to enforce with ``st
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
@@ -25,6 +26,10 @@ from fleetgate.core.config import SandboxConfig
 MIB = 1024 * 1024
 # Where the session's working directory appears inside the sandbox.
 SANDBOX_WORKDIR = "/work"
+
+log = logging.getLogger("fleetgate.toolbox.sandbox")
+# Seconds a stop waits for a killed sandbox's bwrap to be reaped before it gives up waiting.
+STOP_PATIENCE_SECONDS = 5.0
 
 
 class SandboxUnavailable(RuntimeError):
@@ -117,7 +122,11 @@ async def stop(process: asyncio.subprocess.Process, uid: int) -> None:
             await asyncio.wait_for(process.wait(), 1.0)
         except TimeoutError:
             _kill_all([process.pid])
-    await process.wait()
+    try:
+        await asyncio.wait_for(process.wait(), STOP_PATIENCE_SECONDS)
+    except TimeoutError:  # never seen to last; a stop must not hang the toolbox (or its shutdown) on it
+        log.warning("sandbox process %d of uid %d still running %.0f s after SIGKILL", process.pid, uid,
+                    STOP_PATIENCE_SECONDS)
 
 
 def exit_code(returncode: int | None) -> int:

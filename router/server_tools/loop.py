@@ -14,8 +14,8 @@ one ``usage`` event, the sum of every turn's, and one ``finish``:
 - ``tools.max_iterations`` turns were taken: the last one is offered no server-side tool, so the model answers;
 - a turn failed (the replica died, every replica refused): the error finish, after the usage so far.
 
-Calls are counted in ``fleetgate_server_tool_calls_total{tool, outcome}`` and timed in
-``fleetgate_server_tool_seconds{tool}``; ``tool_calls`` counts them for the key's usage ledger.
+Calls are counted and timed by ``Toolboxes.run`` (router metrics); the usage ledger counts the ``server_tool``
+events of the completion.
 """
 
 from __future__ import annotations
@@ -23,14 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING
 
 from fleetgate.core import events
 from fleetgate.core.registry import ReplicaRecord
 from fleetgate.core.tool_call_ids import new_tool_call_id
-from fleetgate.router import metrics
 from fleetgate.router.canonical.fold import UsageCounts
 from fleetgate.router.errors import ApiError, to_error_code
 from fleetgate.router.routing.policy import RoutingFacts
@@ -68,9 +66,8 @@ class ToolLoop:
         self._events = self._run()
         self._ahead: asyncio.Future[pb.GenerateEvent] | None = None
         self._closed = False
-        # Turns taken, and server-side calls run (the usage ledger counts them).
+        # Model turns taken so far.
         self.turns = 1
-        self.tool_calls = 0
         self._attempts = 0  # of the turns before the current one
 
     @property
@@ -164,16 +161,11 @@ class ToolLoop:
                 return
 
     async def _call(self, call: HeldCall, tool: HostedTool) -> tpb.ToolResult:
-        """Run one call on a toolbox, counted and timed."""
+        """Run one call on a toolbox."""
         ctx, state = self._ctx, self._state
         request = tool_request(call, tool, request_id=ctx.request_id, key_id=ctx.key_id,
                                session_id=self._plan.session_id)
-        started = time.monotonic()
-        result = await state.server_tools.run(request) if state.server_tools is not None else _no_toolboxes()
-        metrics.SERVER_TOOL_CALLS.labels(tool=tool.kind, outcome=result.outcome or "ok").inc()
-        metrics.SERVER_TOOL_SECONDS.labels(tool=tool.kind).observe(time.monotonic() - started)
-        self.tool_calls += 1
-        return result
+        return await state.server_tools.run(request) if state.server_tools is not None else _no_toolboxes()
 
     async def _next_turn(self, turn: _Turn, ran: list[tuple[HeldCall, pb.ServerToolCall]]) -> ApiError | None:
         """The conversation grows by the turn and its results, and the next turn starts on the same replica."""

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from fleetgate.core import grpc_options, toolbox_registry
 from fleetgate.core.replica_auth import call_metadata
 from fleetgate.core.toolbox_registry import ToolboxRecord
+from fleetgate.router import metrics
 from fleetgate.v1 import toolbox_pb2 as tpb
 from fleetgate.v1 import toolbox_pb2_grpc
 
@@ -40,7 +41,15 @@ class Toolboxes:
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     async def run(self, request: tpb.RunToolRequest) -> tpb.ToolResult:
-        """The result of one call (a failed one says why; see the module docstring)."""
+        """The result of one call (a failed one says why; see the module docstring), counted and timed in the
+        router's metrics (``fleetgate_server_tool_calls_total``, ``fleetgate_server_tool_seconds``)."""
+        started = time.monotonic()
+        result = await self._run(request)
+        metrics.SERVER_TOOL_CALLS.labels(tool=request.tool, outcome=result.outcome or "ok").inc()
+        metrics.SERVER_TOOL_SECONDS.labels(tool=request.tool).observe(time.monotonic() - started)
+        return result
+
+    async def _run(self, request: tpb.RunToolRequest) -> tpb.ToolResult:
         record = await self._pick(request.session_id or request.request_id, request.key_id)
         if record is None:
             return unavailable("no toolbox is running")
