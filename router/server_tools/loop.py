@@ -12,6 +12,8 @@ one ``usage`` event, the sum of every turn's, and one ``finish``:
 - a call needs the client's approval (MCP ``require_approval``): an ``mcp_approval_request`` event, then
   ``stop``; the client's next request answers it (``plan.prepare_server_tools``);
 - ``tools.max_iterations`` turns were taken: the last one is offered no server-side tool, so the model answers;
+- the request's ``max_tokens`` bounds the whole answer: each turn may generate what the turns before left of it,
+  and when nothing is left the answer ends with ``length``; a turn cut at ``max_tokens`` runs none of its calls;
 - a turn failed (the replica died, every replica refused): the error finish, after the usage so far.
 
 Calls are counted and timed by ``Toolboxes.run`` (router metrics); the usage ledger counts the ``server_tool``
@@ -52,6 +54,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fleetgate.router.server_tools")
 Reason = pb.Finish.Reason
+# A turn that ends so has its server-side calls run (a model may end a turn of calls with a plain stop).
+_CALLS_RUN_AFTER = frozenset({Reason.REASON_TOOL_CALLS, Reason.REASON_STOP})
 
 
 class ToolLoop:
@@ -69,6 +73,7 @@ class ToolLoop:
         # Model turns taken so far.
         self.turns = 1
         self._attempts = 0  # of the turns before the current one
+        self._max_tokens: int | None = None  # the request's own, before later turns get what is left of it
 
     @property
     def record(self) -> ReplicaRecord | None:
@@ -135,7 +140,8 @@ class ToolLoop:
                     break
                 yield event
             finish = turn.finish or events.error(pb.ERROR_CODE_INTERNAL, "The generation ended without a finish")
-            if finish.finish.reason == Reason.REASON_ERROR or not turn.held:
+            if finish.finish.reason not in _CALLS_RUN_AFTER or not turn.held:
+                # The answer (an error, or a turn cut at max_tokens: a call it was writing is not run).
                 yield pb.GenerateEvent(usage=usage.to_pb())
                 yield finish
                 return
@@ -154,11 +160,30 @@ class ToolLoop:
                 yield pb.GenerateEvent(usage=usage.to_pb())
                 yield events.finish(Reason.REASON_TOOL_CALLS if turn.client_calls else Reason.REASON_STOP)
                 return
+            if self._out_of_tokens(usage):
+                yield pb.GenerateEvent(usage=usage.to_pb())
+                yield events.finish(Reason.REASON_LENGTH)
+                return
             failure = await self._next_turn(turn, ran)
             if failure is not None:
                 yield pb.GenerateEvent(usage=usage.to_pb())
                 yield events.error(to_error_code(failure), failure.message)
                 return
+
+    def _out_of_tokens(self, usage: UsageCounts) -> bool:
+        """Whether the request's ``max_tokens`` is spent; else the next turn may generate what is left of it
+        (the bound is the whole answer's, every turn's output together)."""
+        request = self._ctx.request
+        assert request is not None
+        if not request.sampling.HasField("max_tokens"):
+            return False
+        if self._max_tokens is None:
+            self._max_tokens = request.sampling.max_tokens
+        left = self._max_tokens - usage.completion_tokens
+        if left <= 0:
+            return True
+        request.sampling.max_tokens = left
+        return False
 
     async def _call(self, call: HeldCall, tool: HostedTool) -> tpb.ToolResult:
         """Run one call on a toolbox."""
