@@ -461,3 +461,26 @@ def test_tool_loop_on_vllm_with_a_forced_python_call(vllm_replica, cluster: Clus
     # Two turns charged: the second prompt holds the first, the call and its result; max_tokens bounds both.
     assert 0 < body["usage"]["completion_tokens"] <= 48
     assert body["usage"]["prompt_tokens"] > 2 * 20
+
+
+def test_messages_anthropic_web_search_tool_is_run_by_the_server(cluster: Cluster) -> None:
+    """Claude Code's WebSearch sends Anthropic's own server tool; the server's web_search answers it."""
+    message = cluster.anthropic().messages.create(
+        model=MODEL, max_tokens=64, tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}],
+        tool_choice={"type": "tool", "name": "web_search"},
+        messages=[{"role": "user", "content": '[[sim:call web_search {"query": "fleetgate"}]] [[sim:say found]]'}])
+    assert [block.type for block in message.content] == ["server_tool_use", "web_search_tool_result", "text"]
+    use, results, text = message.content
+    assert use.name == "web_search" and use.input == {"query": "fleetgate"} and results.tool_use_id == use.id
+    assert [hit.url for hit in results.content] == ["https://example.test/1", "https://example.test/2"]
+    assert text.text == "found"
+
+
+def test_anthropic_server_tools_are_not_offered_where_tools_are_off(sim_router: RouterProcess) -> None:
+    response = httpx.post(f"{sim_router.base_url}/v1/messages", timeout=30, json={
+        "model": "rt-sim", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+        "tool_choice": {"type": "tool", "name": "web_search"}})
+    # Not offered, and a choice naming it chooses freely instead of failing.
+    assert response.status_code == 200, response.text
+    assert [block["type"] for block in response.json()["content"]] == ["text"]

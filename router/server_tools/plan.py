@@ -57,6 +57,13 @@ async def plan_server_tools(ctx: RequestContext, state: RouterState) -> None:
     request = ctx.request
     if declared is None or declared.empty or request is None:
         return
+    try:
+        _plan(ctx, state, declared, request)
+    finally:
+        _unforce_missing_tool(request)
+
+
+def _plan(ctx: RequestContext, state: RouterState, declared: ServerToolRequest, request: pb.GenerateRequest) -> None:
     settings = state.config.tools
     explicit = bool(declared.builtins or declared.mcp_servers or declared.approvals)
     if not settings.enabled or state.server_tools is None:
@@ -144,6 +151,15 @@ async def _run_approved(ctx: RequestContext, state: RouterState, plan: ToolPlan)
             shown = pb.GenerateEvent(server_tool=pb.ServerToolCall(id=call.id, tool="mcp", name=answer.name,
                                                                    output=why, is_error=True))
         request.messages.extend(continuation("", "", [(call, shown.server_tool)]))
+
+
+def _unforce_missing_tool(request: pb.GenerateRequest) -> None:
+    """A choice naming a hosted tool that was not offered (the deployment or the key cannot have it) chooses
+    freely instead: the model is not forced to call what it does not have."""
+    choice = request.tool_choice
+    if choice.mode == pb.ToolChoice.MODE_NAMED and choice.name not in {tool.name for tool in request.tools}:
+        request.tool_choice.CopyFrom(pb.ToolChoice(mode=pb.ToolChoice.MODE_AUTO if request.tools
+                                                   else pb.ToolChoice.MODE_NONE))
 
 
 def offered_for_last_turn(request: pb.GenerateRequest, plan: ToolPlan) -> None:

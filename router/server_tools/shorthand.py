@@ -23,11 +23,13 @@ class ServerToolFields(BaseModel):
         """The built-ins the request may name in ``tool_choice`` (the ones it asks for by name)."""
         return tuple(self.enabled_tools or ("python", "bash")) if self.enable_tools else ()
 
-    def server_tool_request(self) -> ServerToolRequest | None:
+    def server_tool_request(self, hosted: tuple[BuiltinTool, ...] = ()) -> ServerToolRequest | None:
+        """What the fields ask for; ``hosted``: built-ins the request's own tools offer besides (Anthropic's
+        server tools), offered to the model when the deployment and the key can have them."""
         if not self.enable_tools:
-            return None
+            return ServerToolRequest(hosted_builtins=hosted, param="tools") if hosted else None
         if self.enabled_tools is not None:
-            return ServerToolRequest(builtins=tuple(dict.fromkeys(self.enabled_tools)),
+            return ServerToolRequest(builtins=tuple(dict.fromkeys(self.enabled_tools)), hosted_builtins=hosted,
                                      session_id=self.session_id or "", param="enabled_tools")
-        return ServerToolRequest(builtins=("python", "bash"), hosted_builtins=("web_search",),
+        return ServerToolRequest(builtins=("python", "bash"), hosted_builtins=(*hosted, "web_search"),
                                  session_id=self.session_id or "", param="enable_tools")

@@ -20,7 +20,7 @@ from fleetgate.router.canonical.fold import Completion
 from fleetgate.router.canonical.session_hints import SessionFields
 from fleetgate.router.dialects.base import Dialect, StreamEncoder
 from fleetgate.router.dialects.messages import protocol as wire
-from fleetgate.router.dialects.messages.request import generate_request, prompt_request
+from fleetgate.router.dialects.messages.request import anthropic_server_tools, generate_request, prompt_request
 from fleetgate.router.dialects.messages.response import message_body
 from fleetgate.router.dialects.messages.shape import AnthropicShape
 from fleetgate.router.dialects.messages.stream import PING, MessagesStreamEncoder
@@ -47,7 +47,7 @@ class MessagesDialect(AnthropicShape, Dialect[wire.MessagesRequest]):
         return generate_request(request, settings.claude_code_billing_header)
 
     def server_tools(self, request: wire.MessagesRequest, ctx: RequestContext) -> ServerToolRequest | None:
-        return request.server_tool_request()
+        return request.server_tool_request(anthropic_server_tools(request.tools or []))
 
     def session_fields(self, request: wire.MessagesRequest) -> SessionFields:
         return SessionFields(anthropic_user_id=request.metadata.user_id if request.metadata else None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from fleetgate.router.canonical.bounds import TokenLimit, TopK
 from fleetgate.router.server_tools.shorthand import ServerToolFields
@@ -127,12 +127,29 @@ InputMessage = Annotated[UserMessage | AssistantMessage | SystemMessage, Field(d
 
 
 class Tool(_Wire):
-    """A client tool. Server tools (``bash_…``, ``web_search_…``) are not served here."""
+    """A client tool. Anthropic-defined client tools (``bash_…``, ``text_editor_…``) are not served here."""
 
     type: Literal["custom"] | None = None
     name: str = Field(min_length=1)
     description: str = ""
     input_schema: dict[str, Any]
+
+
+class ServerTool(_Wire):
+    """One of Anthropic's server tools (``web_search_20250305``, ``code_execution_20250825``, ...): run by the
+    server's own tools when it has them (``router.server_tools``), else not offered to the model."""
+
+    type: Annotated[str, Field(pattern=r"^(web_search|code_execution)_\d{8}$")]
+    name: str = ""
+
+
+def _tool_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "server" if isinstance(kind, str) and kind.startswith(("web_search_", "code_execution_")) else "client"
+
+
+AnyTool = Annotated[Annotated[Tool, Tag("client")] | Annotated[ServerTool, Tag("server")],
+                    Discriminator(_tool_kind)]
 
 
 class _ToolChoiceBase(_Wire):
@@ -203,7 +220,7 @@ class CountTokensRequest(_Wire):
     model: str = Field(min_length=1)
     messages: list[InputMessage] = Field(min_length=1)
     system: str | list[TextBlock] | None = None
-    tools: list[Tool] | None = None
+    tools: list[AnyTool] | None = None
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
     output_config: OutputConfig | None = None

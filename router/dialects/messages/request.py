@@ -14,6 +14,8 @@ Mapping, field by field:
   ``redacted_thinking`` → dropped (it carries no readable text), ``tool_use`` and
   ``server_tool_use`` → ``tool_calls`` with the ``input`` object JSON-encoded; a server-side
   tool's result block (``code_execution_tool_result``, ...) → a TOOL message after them;
+- Anthropic's server tools (``web_search_…``, ``code_execution_…``) → not client tools: the server runs them
+  (``anthropic_server_tools``, ``router.server_tools``) or, when it cannot, they are not offered;
 - ``tool_choice`` auto / any / tool / none → AUTO / REQUIRED / NAMED / NONE;
   ``disable_parallel_tool_use`` → ``parallel_tool_calls = false``;
 - ``max_tokens``, ``stop_sequences``, ``temperature``, ``top_p``, ``top_k`` → sampling;
@@ -38,6 +40,7 @@ from fleetgate.router.canonical.reasoning import canonical_effort
 from fleetgate.router.canonical.tool_results import ToolCallNames, tool_result_message
 from fleetgate.router.dialects.messages import protocol as wire
 from fleetgate.router.dialects.messages.billing_header import DEFAULT_BILLING_HEADER, BillingHeaderMode, stable_system
+from fleetgate.router.server_tools.declared import BuiltinTool
 from fleetgate.v1 import replica_pb2 as pb
 
 # Thinking budget (tokens) → reasoning effort. Anthropic clients pick budgets, the
@@ -191,7 +194,7 @@ def tools_and_choice(request: wire.CountTokensRequest) -> tuple[list[pb.Tool], p
     """Validated canonical tools, tool choice, and ``parallel_tool_calls`` (true unless disabled)."""
     tools = [
         canonical_tools.canonical_tool(t.name, t.description, t.input_schema, f"tools[{i}]")
-        for i, t in enumerate(request.tools or [])
+        for i, t in enumerate(request.tools or []) if isinstance(t, wire.Tool)  # server tools: server_tools()
     ]
     canonical_tools.check_unique_names(tools, "tools")
     choice = request.tool_choice
@@ -200,9 +203,20 @@ def tools_and_choice(request: wire.CountTokensRequest) -> tuple[list[pb.Tool], p
     else:
         canonical = canonical_tools.tool_choice_mode(choice.type if choice is not None else None)
     server_tools = request.server_tool_names if isinstance(request, wire.MessagesRequest) else ()
+    server_tools += tuple(t.name for t in request.tools or [] if isinstance(t, wire.ServerTool) and t.name)
     canonical_tools.check_tool_choice(canonical, tools, "tool_choice", server_tools)
     parallel = not getattr(choice, "disable_parallel_tool_use", False)
     return tools, canonical, parallel
+
+
+def anthropic_server_tools(tools: Sequence[wire.Tool | wire.ServerTool]) -> tuple[BuiltinTool, ...]:
+    """The built-ins Anthropic's server tools in ``tools`` stand for: ``web_search_*`` is web_search,
+    ``code_execution_*`` python and bash (``router.server_tools``)."""
+    wanted: list[BuiltinTool] = []
+    for tool in tools:
+        if isinstance(tool, wire.ServerTool):
+            wanted += ["web_search"] if tool.type.startswith("web_search_") else ["python", "bash"]
+    return tuple(dict.fromkeys(wanted))
 
 
 def response_format(output_config: wire.OutputConfig | None) -> pb.ResponseFormat:
