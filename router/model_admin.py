@@ -48,11 +48,12 @@ DEFAULT_LOAD_SECONDS = 300.0
 
 
 def model_state(healthy: int, controller: ModelState | None, loading_here: bool) -> ModelStateName:
-    """``loaded`` with a healthy replica; ``loading`` while the controller starts one or a request waits for one;
-    else ``not-loaded``."""
+    """``loaded`` with a healthy replica; ``loading`` while the controller starts one or a request waits for one,
+    and also while the controller has one up that this router's registry view does not show yet (a request
+    would still wait for it here: it must not read ``not-loaded`` between the two); else ``not-loaded``."""
     if healthy > 0:
         return "loaded"
-    if loading_here or (controller is not None and controller.state == "loading"):
+    if loading_here or (controller is not None and controller.state != "not-loaded"):
         return "loading"
     return "not-loaded"
 

@@ -135,6 +135,8 @@ def test_scaling_bounds_are_checked_and_the_launch_count_clamped() -> None:
 def test_model_state_names() -> None:
     assert model_state(1, None, False) == "loaded"
     assert model_state(0, ModelState(model="m", desired=1), False) == "loading"
+    # Up on the controller, not yet in this router's registry view: still loading, never not-loaded between.
+    assert model_state(0, ModelState(model="m", desired=1, up=1), False) == "loading"
     assert model_state(0, ModelState(model="m", desired=0), True) == "loading"
     assert model_state(0, ModelState(model="m", desired=0), False) == "not-loaded"
     assert model_state(0, None, False) == "not-loaded"
