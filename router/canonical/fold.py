@@ -63,6 +63,12 @@ class UsageCounts:
         return cls(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens,
                    usage.cache_written_tokens)
 
+    def plus(self, usage: pb.Usage) -> UsageCounts:
+        """These counts and another generation's (a tool loop's turns add up to one answer's usage)."""
+        return UsageCounts(self.prompt_tokens + usage.prompt_tokens, self.completion_tokens + usage.completion_tokens,
+                           self.cached_tokens + usage.cached_tokens, self.reasoning_tokens + usage.reasoning_tokens,
+                           self.cache_written_tokens + usage.cache_written_tokens)
+
     def to_pb(self) -> pb.Usage:
         return pb.Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
                         cached_tokens=self.cached_tokens, reasoning_tokens=self.reasoning_tokens,

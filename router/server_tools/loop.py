@@ -133,7 +133,7 @@ class ToolLoop:
                 if turn.holds(event, kind, self._plan):
                     continue
                 if kind == "usage":
-                    usage = _added(usage, event.usage)
+                    usage = usage.plus(event.usage)
                     continue
                 if kind == "finish":
                     turn.finish = event
@@ -250,12 +250,6 @@ class _Turn:
         elif kind == "reasoning":
             self.reasoning.append(event.reasoning.text)
         return False
-
-
-def _added(total: UsageCounts, usage: pb.Usage) -> UsageCounts:
-    return UsageCounts(total.prompt_tokens + usage.prompt_tokens, total.completion_tokens + usage.completion_tokens,
-                       total.cached_tokens + usage.cached_tokens, total.reasoning_tokens + usage.reasoning_tokens,
-                       total.cache_written_tokens + usage.cache_written_tokens)
 
 
 def _no_toolboxes() -> tpb.ToolResult:

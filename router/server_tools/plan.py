@@ -26,7 +26,7 @@ import orjson
 
 from fleetgate.core.mcp_allowlist import url_allowed
 from fleetgate.router.canonical.ids import new_item_id
-from fleetgate.router.canonical.tools import TOOL_NAME, check_json_schema
+from fleetgate.router.canonical.tools import EMPTY_OBJECT_SCHEMA, TOOL_NAME, check_json_schema
 from fleetgate.router.errors import ApiError, ErrorKind, echoed, invalid_request
 from fleetgate.router.server_tools.builtin import builtin_tool
 from fleetgate.router.server_tools.calls import HeldCall, HostedTool, continuation, server_tool_event, tool_request
@@ -178,7 +178,7 @@ def _qualified(server: McpServerSpec, tool: tpb.McpTool) -> str:
 
 def _schema(schema_json: str, where: str) -> dict[str, object]:
     try:
-        schema = orjson.loads(schema_json) if schema_json else {"type": "object", "properties": {}}
+        schema = orjson.loads(schema_json) if schema_json else EMPTY_OBJECT_SCHEMA
     except orjson.JSONDecodeError:
         raise invalid_request(f"{where}: the MCP server's input schema is not JSON") from None
     return check_json_schema(schema, where)
