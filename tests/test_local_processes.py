@@ -26,6 +26,15 @@ def test_a_free_port_is_closed_until_something_listens_on_it() -> None:
         wait_for_port(port, timeout=1)
 
 
+def test_free_ports_are_distinct_and_never_ones_the_kernel_hands_out_by_itself() -> None:
+    """A port given to a process that starts later must not be taken meanwhile by an OS-assigned port (a
+    replica on base_port 0 once answered the router's port in test_local_cluster)."""
+    low, high = (int(part) for part in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(port >= 20000 and not low <= port <= high for port in ports)
+
+
 def test_waiting_fails_early_with_the_exit_code_and_the_log_tail(tmp_path: Path) -> None:
     log_path = tmp_path / "part.log"
     with log_path.open("wb") as log:

@@ -11,7 +11,6 @@ unexpected exception is a 500 in the dialect's shape that leaves the client's ke
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from fleetgate.core.events import ErrorCode
+from fleetgate.core.local_processes import free_port
 from fleetgate.replicas.server import ENGINE_FAILURE_MESSAGE, ReplicaServicer
 from fleetgate.router.canonical.bounds import INT32_MAX, INT64_MAX, MAX_JSON_DEPTH
 from fleetgate.router.dialects.messages.dialect import MESSAGES
@@ -380,12 +380,6 @@ def test_an_unknown_previous_response_error_quotes_a_bounded_part_of_the_id(sim_
 # ---------------------------------------------------------------- 4. a 500 keeps the connection
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def failing_server() -> Iterator[str]:
     """A real uvicorn serving the router's error handlers with, per error shape, a route that raises an
@@ -404,7 +398,7 @@ def failing_server() -> Iterator[str]:
             return {"ok": True}
 
         app.include_router(routes)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

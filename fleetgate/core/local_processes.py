@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import socket
 import subprocess
 import sys
@@ -26,8 +27,35 @@ LOCALHOST = "127.0.0.1"
 _CONNECT_TIMEOUT_SECONDS = 0.5
 
 
+# Ports handed out are drawn from here: above Ray's worker ports (10002-19999 by default) and outside the kernel's
+# ephemeral range, so the port a process is told to listen on is not taken in the meantime by a connection's or an
+# ``bind(0)`` listener's port (a replica on base_port 0, Ray, Redis clients) before that process starts.
+_HANDED_OUT_PORTS_FROM = 20000
+_EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_DEFAULT_EPHEMERAL_RANGE = (32768, 60999)
+_FREE_PORT_TRIES = 200
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's ephemeral port range (Linux's default when it cannot be read)."""
+    try:
+        low, high = (int(part) for part in _EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return _DEFAULT_EPHEMERAL_RANGE
+    return low, high
+
+
 def free_port(host: str = LOCALHOST) -> int:
-    """A port nothing listens on at ``host`` right now (the OS picks it)."""
+    """A port nothing listens on at ``host`` right now, outside the ephemeral range and not handed out before by
+    this process (the OS picks one when no such port is found)."""
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(_HANDED_OUT_PORTS_FROM, 65536) if not low <= p <= high and p not in _handed_out]
+    for port in random.sample(candidates, min(_FREE_PORT_TRIES, len(candidates))):
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind((host, port))
+            _handed_out.add(port)
+            return port
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
