@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from fleetgate.core.config import FleetgateConfig, load_config
 from fleetgate.core.kv_index import kv_ttl_seconds
+from fleetgate.core.registered import Heartbeat
 from fleetgate.core.registry import ReplicaRecord
 from fleetgate.replicas.engine_factory import build_engine
 from fleetgate.replicas.engine_interface import Engine
-from fleetgate.replicas.heartbeat import Heartbeat
 from fleetgate.replicas.kv_index.publisher import KvIndexPublisher
 from fleetgate.replicas.metrics_server import MetricsServer, start_metrics_server
 from fleetgate.replicas.ports import PORT_SEARCH_SPAN
@@ -59,7 +59,7 @@ class RunningReplica:
     engine: Engine
     server: ReplicaServer
     metrics: MetricsServer
-    heartbeat: Heartbeat
+    heartbeat: Heartbeat[ReplicaRecord]
     kv_index: KvIndexPublisher | None = None
     tracing: ReplicaTracing | None = None
 
@@ -72,6 +72,7 @@ class RunningReplica:
         stop accepting, finish or abort in-flight calls (``grace`` s), release the engine."""
         log.info("replica %s draining (%d in flight)", self.record.replica_id, self.server.servicer.in_flight)
         await self.heartbeat.withdraw()
+        self.record.draining = True
         if settle > 0:
             await asyncio.sleep(settle)
         await self.server.stop(grace)
@@ -142,12 +143,15 @@ async def start_replica(
             capabilities=engine.capabilities,
             pid=os.getpid(),
         )
+        async def refresh_load() -> None:
+            record.load = server.servicer.current_load()
+
         heartbeat = Heartbeat(
             config.redis_url,
             record,
             interval=config.replica.heartbeat_seconds,
             ttl=config.replica.registry_ttl_seconds,
-            load=server.servicer.current_load,
+            refresh=refresh_load,
         )
         await heartbeat.start()
         undo.pop_all()

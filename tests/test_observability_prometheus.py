@@ -13,7 +13,8 @@ import redis.asyncio as aioredis
 import yaml
 
 from fleetgate.core.config import FleetgateConfig
-from fleetgate.core.registry import ReplicaRecord, publish, withdraw
+from fleetgate.core.registered import publish
+from fleetgate.core.registry import ReplicaRecord
 from fleetgate.launcher.local_prometheus import (
     BASE_CONFIG,
     REPLICAS_SD,
@@ -141,7 +142,7 @@ async def test_prometheus_discovers_router_and_registry_replicas_as_they_come_an
         await publish(redis, record("sim-1", "http://127.0.0.1:19101/metrics"), ttl_seconds=120)
         wait_for_targets(prometheus.url, lambda t: "http://127.0.0.1:19101/metrics" in t)
 
-        await withdraw(redis, "sim-0")
+        await redis.delete(record("sim-0", "").key)
         targets = wait_for_targets(prometheus.url, lambda t: "http://127.0.0.1:19100/metrics" not in t)
         assert "http://127.0.0.1:19101/metrics" in targets
 

@@ -21,8 +21,8 @@ import grpc
 from fleetgate.core import grpc_options
 from fleetgate.core.config import FleetgateConfig, load_config
 from fleetgate.core.grpc_token import TokenInterceptor
+from fleetgate.core.registered import Heartbeat
 from fleetgate.core.toolbox_registry import ToolboxRecord
-from fleetgate.toolbox.heartbeat import ToolboxHeartbeat
 from fleetgate.toolbox.sandbox import SandboxUnavailable
 from fleetgate.toolbox.service import Toolbox
 from fleetgate.v1 import toolbox_pb2 as pb
@@ -52,7 +52,7 @@ class ToolboxServicer(pb_grpc.ToolboxServicer):
 class RunningToolbox:
     toolbox: Toolbox
     server: grpc.aio.Server
-    heartbeat: ToolboxHeartbeat
+    heartbeat: Heartbeat[ToolboxRecord]
     address: str
 
     async def stop(self) -> None:
@@ -79,16 +79,16 @@ async def start_toolbox(config: FleetgateConfig, *, host: str, port: int, toolbo
     address = f"{host}:{bound}"
     record = ToolboxRecord(toolbox_id=toolbox_id, address=address, tools=toolbox.tools)
 
-    async def each_beat() -> int:
+    async def sweep_and_count() -> None:
         await toolbox.sweep()
-        return len(toolbox.sessions)
+        record.sessions = len(toolbox.sessions)
 
-    heartbeat = ToolboxHeartbeat(
+    heartbeat = Heartbeat(
         config.redis_url,
         record,
         interval=config.tools.heartbeat_seconds,
         ttl=config.tools.registry_ttl_seconds,
-        each_beat=each_beat,
+        refresh=sweep_and_count,
     )
     await heartbeat.start()
     log.info("toolbox %s serving on %s (tools: %s)", toolbox_id, address, ", ".join(toolbox.tools))

@@ -2,7 +2,8 @@
 
 Key ``fleetgate:toolbox:<toolbox_id>`` holds one JSON ``ToolboxRecord``, rewritten every
 ``tools.heartbeat_seconds`` with a TTL of ``tools.registry_ttl_seconds``, so a toolbox that dies leaves the
-registry within that time; one that stops deletes its key at once. Routers pick a toolbox per call by
+registry within that time; one that stops deletes its key at once (the heartbeat:
+``fleetgate/core/registered.py``). Routers pick a toolbox per call by
 rendezvous hashing of the call's session (``pick``): every router sends a session to the same toolbox,
 the one holding its python kernel and working directory, for as long as the set of toolboxes stays the same.
 """
@@ -10,45 +11,36 @@ the one holding its python kernel and working directory, for as long as the set 
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from fleetgate.core import registered
+from fleetgate.core.registered import RegisteredRecord
 
 TOOLBOX_KEY_PREFIX = "fleetgate:toolbox:"
 
 
-class ToolboxRecord(BaseModel):
+class ToolboxRecord(RegisteredRecord):
     toolbox_id: str
     address: str
     # The built-in tools it runs ("python", "bash", "web_search").
     tools: list[str] = Field(default_factory=list)
     sessions: int = 0
-    started_at: float = Field(default_factory=time.time)
-    heartbeat_at: float = Field(default_factory=time.time)
 
     @property
     def key(self) -> str:
         return TOOLBOX_KEY_PREFIX + self.toolbox_id
 
-
-async def publish(redis: aioredis.Redis, record: ToolboxRecord, ttl_seconds: float) -> None:
-    record.heartbeat_at = time.time()
-    await redis.set(record.key, record.model_dump_json(), px=int(ttl_seconds * 1000))
-
-
-async def withdraw(redis: aioredis.Redis, toolbox_id: str) -> None:
-    await redis.delete(TOOLBOX_KEY_PREFIX + toolbox_id)
+    @property
+    def label(self) -> str:
+        return f"toolbox {self.toolbox_id}"
 
 
 async def read_all(redis: aioredis.Redis) -> list[ToolboxRecord]:
     """Every live toolbox record (expired ones are already gone)."""
-    keys = [k async for k in redis.scan_iter(match=TOOLBOX_KEY_PREFIX + "*", count=100)]
-    if not keys:
-        return []
-    values = await redis.mget(keys)
-    return [ToolboxRecord.model_validate_json(v) for v in values if v]
+    return await registered.read_all(redis, TOOLBOX_KEY_PREFIX, ToolboxRecord)
 
 
 def pick(records: Sequence[ToolboxRecord], session: str) -> ToolboxRecord | None:
