@@ -360,13 +360,47 @@ def test_responses_mcp_approval_round_trip(cluster: Cluster) -> None:
     approved = cluster.post("/v1/responses", {
         "model": MODEL, "tools": tools, "previous_response_id": first["id"],
         "input": [{"type": "mcp_approval_response", "approval_request_id": request["id"], "approve": True}]}).json()
-    assert [item["type"] for item in approved["output"]] == ["mcp_list_tools", "mcp_call", "message"]
-    assert approved["output"][1]["output"] == "5"
-    assert approved["output"][2]["content"][0]["text"] == "Sum: 5"
+    # The history lists the server already: no second mcp_list_tools (OpenAI's follow-up turns show none).
+    assert [item["type"] for item in approved["output"]] == ["mcp_call", "message"]
+    assert approved["output"][0]["output"] == "5"
+    assert approved["output"][0]["approval_request_id"] == request["id"]
+    assert approved["output"][1]["content"][0]["text"] == "Sum: 5"
+    # The same answer sent again (a client resending its input) does not run the call a second time.
+    again = cluster.post("/v1/responses", {
+        "model": MODEL, "tools": tools, "previous_response_id": approved["id"],
+        "input": [{"type": "mcp_approval_response", "approval_request_id": request["id"], "approve": True}]})
+    assert again.status_code == 200, again.text
+    assert "mcp_call" not in [item["type"] for item in again.json()["output"]]
     unknown = cluster.post("/v1/responses", {
         "model": MODEL, "tools": tools, "previous_response_id": first["id"],
         "input": [{"type": "mcp_approval_response", "approval_request_id": "mcpr_nope", "approve": True}]})
     assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "input[0].approval_request_id"
+
+
+def test_responses_mcp_follow_up_turns_take_the_listing_from_the_conversation(cluster: Cluster) -> None:
+    tools = [_mcp_tool(cluster, require_approval="never")]
+    first = cluster.post("/v1/responses", {"model": MODEL, "input": ADD, "tools": tools}).json()
+    assert [item["type"] for item in first["output"]] == ["mcp_list_tools", "mcp_call", "message"]
+    follow = cluster.post("/v1/responses", {"model": MODEL, "input": ADD, "tools": tools,
+                                            "previous_response_id": first["id"]}).json()
+    assert [item["type"] for item in follow["output"]] == ["mcp_call", "message"]
+    assert follow["output"][0]["output"] == "5" and follow["output"][1]["content"][0]["text"] == "Sum: 5"
+    # Stateless (the listing sent back as input): a server that cannot be listed is not asked again.
+    gone = {"type": "mcp", "server_label": "gone", "server_url": f"{cluster.mcp_url}/nothing-here",
+            "require_approval": "never"}
+    unlisted = cluster.post("/v1/responses", {"model": MODEL, "input": "hello", "tools": [gone]})
+    assert unlisted.status_code == 424, unlisted.text
+    assert unlisted.json()["error"]["code"] == "mcp_list_tools_failed"
+    listing = {"type": "mcp_list_tools", "id": "mcpl_earlier", "server_label": "gone",
+               "tools": [{"name": "add", "input_schema": {"type": "object"}}]}
+    answered = cluster.post("/v1/responses", {"model": MODEL, "tools": [gone], "store": False,
+                                              "input": [listing, {"role": "user", "content": "hello"}]})
+    assert answered.status_code == 200, answered.text
+    assert [item["type"] for item in answered.json()["output"]] == ["message"]
+    # A listing that failed does not count: the server is listed (and fails) again.
+    failed = cluster.post("/v1/responses", {"model": MODEL, "tools": [gone], "store": False, "input": [
+        {**listing, "tools": [], "error": "unreachable"}, {"role": "user", "content": "hello"}]})
+    assert failed.status_code == 424, failed.text
 
 
 def test_responses_mcp_tool_error_and_headers(cluster: Cluster) -> None:

@@ -2,8 +2,9 @@
 
 ``HostedTool`` is what a name offered to the model stands for (a built-in, or a tool of an MCP server).
 ``tool_request`` makes the toolbox's ``RunToolRequest`` of a call, ``server_tool_event`` the ``server_tool``
-event the client is shown once it ran, and ``continuation`` the two messages the model sees on its next turn:
-its own call (with any text and reasoning it wrote before it) and the call's result.
+event the client is shown once it ran (with the approval request it answers, when the client approved it), and
+``continuation`` the two messages the model sees on its next turn: its own call (with any text and reasoning it
+wrote before it) and the call's result. ``string_argument`` reads one field of a call's JSON arguments.
 """
 
 from __future__ import annotations
@@ -59,12 +60,13 @@ def tool_request(call: HeldCall, tool: HostedTool, *, request_id: str, key_id: s
     return request
 
 
-def server_tool_event(call: HeldCall, tool: HostedTool, result: tpb.ToolResult) -> pb.GenerateEvent:
-    """The event showing a call that ran, with its result."""
+def server_tool_event(call: HeldCall, tool: HostedTool, result: tpb.ToolResult, *,
+                      approval_request_id: str = "") -> pb.GenerateEvent:
+    """The event showing a call that ran, with its result (``approval_request_id``: the request it answers)."""
     return pb.GenerateEvent(server_tool=pb.ServerToolCall(
         id=call.id, tool=tool.kind, name=tool.called_name, server_label=tool.server.label if tool.server else "",
         arguments=call.arguments, output=result.output, is_error=result.is_error,
-        detail_json=_detail(call, tool, result),
+        detail_json=_detail(call, tool, result, approval_request_id),
     ))
 
 
@@ -77,24 +79,29 @@ def approval_request_event(call: HeldCall, tool: HostedTool) -> pb.GenerateEvent
     ))
 
 
-def _detail(call: HeldCall, tool: HostedTool, result: tpb.ToolResult) -> str:
+def _detail(call: HeldCall, tool: HostedTool, result: tpb.ToolResult, approval_request_id: str) -> str:
     if tool.kind == "web_search":
-        query = _argument(call.arguments, "query")
+        query = string_argument(call.arguments, "query") or ""
         results = orjson.loads(result.results_json) if result.results_json else []
         return orjson.dumps({"query": query, "results": results}).decode()
     if tool.kind in ("python", "bash"):
         return orjson.dumps({"stdout": result.stdout, "stderr": result.stderr, "exit_code": result.exit_code,
                              "outcome": result.outcome}).decode()
-    return orjson.dumps({"outcome": result.outcome}).decode()
+    detail: dict[str, str] = {"outcome": result.outcome}
+    if approval_request_id:
+        detail["approval_request_id"] = approval_request_id
+    return orjson.dumps(detail).decode()
 
 
-def _argument(arguments: str, name: str) -> str:
+def string_argument(arguments: str, *names: str) -> str | None:
+    """The first of ``names`` that the call's JSON arguments hold as a string (None: none, or not JSON)."""
     try:
         value = orjson.loads(arguments or "{}")
     except orjson.JSONDecodeError:
-        return ""
-    found = value.get(name) if isinstance(value, dict) else None
-    return found if isinstance(found, str) else ""
+        return None
+    if not isinstance(value, dict):
+        return None
+    return next((value[name] for name in names if isinstance(value.get(name), str)), None)
 
 
 def continuation(text: str, reasoning: str, calls: list[tuple[HeldCall, pb.ServerToolCall]]) -> list[pb.Message]:

@@ -36,6 +36,16 @@ class ApprovalRule:
 
 
 @dataclass(frozen=True)
+class ListedMcpTool:
+    """One tool of an MCP server as an ``mcp_list_tools`` item already in the conversation shows it."""
+
+    name: str
+    description: str = ""
+    input_schema_json: str = ""
+    annotations_json: str = ""
+
+
+@dataclass(frozen=True)
 class McpServerSpec:
     """One remote MCP server a request names."""
 
@@ -48,6 +58,8 @@ class McpServerSpec:
     transport: Literal["streamable_http", "sse"] = "streamable_http"
     # Where the request declared it (tools[i]): the 400's param.
     param: str = "tools"
+    # Its tools as the conversation already lists them: offered without listing the server again (None: list).
+    listed: tuple[ListedMcpTool, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ instead when they cannot be served, as before. The built-ins are added to the re
 
 ``prepare_server_tools`` (after admission, before routing: the tools become part of the prompt the prefix
 index hashes) lists each MCP server's tools through a toolbox (an ``mcp_list_tools`` event each; a server that
-cannot be listed is a 424 ``mcp_list_tools_failed``), offers the allowed ones, and runs the calls the client
+cannot be listed is a 424 ``mcp_list_tools_failed``) unless the conversation lists them already (then neither a
+listing nor an event), offers the allowed ones, and runs the calls the client
 approved in this request (``mcp_approval_response``: their ``mcp_call`` events open the response, and the model
 sees call and result; a denied call is told to the model as refused).
 """
@@ -105,16 +106,8 @@ async def prepare_server_tools(ctx: RequestContext, state: RouterState) -> None:
     if plan is None or request is None or state.server_tools is None:
         return
     for server in plan.declared.mcp_servers:
-        listed = await state.server_tools.list_mcp_tools(tpb.ListMcpToolsRequest(
-            request_id=ctx.request_id, key_id=ctx.key_id,
-            server=tpb.McpServer(label=server.label, url=server.url, headers=server.headers,
-                                 transport=server.transport)))
-        if listed.error:
-            raise ApiError(424, ErrorKind.INVALID_REQUEST,
-                           f"Error retrieving tool list from MCP server {echoed(server.label)}: {listed.error}",
-                           f"{server.param}.server_url", code="mcp_list_tools_failed",
-                           openai_type="external_connector_error")
-        offered = [tool for tool in listed.tools if server.allowed_tools is None or tool.name in server.allowed_tools]
+        listed = await _listing(ctx, state, server)
+        offered = [tool for tool in listed if server.allowed_tools is None or tool.name in server.allowed_tools]
         taken = {tool.name for tool in request.tools}
         for tool in offered:
             name = tool.name if tool.name not in taken and TOOL_NAME.match(tool.name) else _qualified(server, tool)
@@ -123,10 +116,28 @@ async def prepare_server_tools(ctx: RequestContext, state: RouterState) -> None:
                                          parameters_json=orjson.dumps(schema).decode()))
             plan.hosted[name] = HostedTool(kind="mcp", server=server, mcp_tool=tool.name)
             taken.add(name)
-        plan.opening.append(pb.GenerateEvent(server_tool=pb.ServerToolCall(
-            id=new_item_id("mcpl_"), tool="mcp_list_tools", server_label=server.label,
-            detail_json=orjson.dumps({"tools": [_listed(tool) for tool in offered]}).decode())))
+        if server.listed is None:
+            plan.opening.append(pb.GenerateEvent(server_tool=pb.ServerToolCall(
+                id=new_item_id("mcpl_"), tool="mcp_list_tools", server_label=server.label,
+                detail_json=orjson.dumps({"tools": [_listed(tool) for tool in offered]}).decode())))
     await _run_approved(ctx, state, plan)
+
+
+async def _listing(ctx: RequestContext, state: RouterState, server: McpServerSpec) -> list[tpb.McpTool]:
+    """The server's tools: as the conversation lists them, else listed now through a toolbox."""
+    if server.listed is not None:
+        return [tpb.McpTool(name=tool.name, description=tool.description, input_schema_json=tool.input_schema_json,
+                            annotations_json=tool.annotations_json) for tool in server.listed]
+    assert state.server_tools is not None
+    listed = await state.server_tools.list_mcp_tools(tpb.ListMcpToolsRequest(
+        request_id=ctx.request_id, key_id=ctx.key_id,
+        server=tpb.McpServer(label=server.label, url=server.url, headers=server.headers, transport=server.transport)))
+    if listed.error:
+        raise ApiError(424, ErrorKind.INVALID_REQUEST,
+                       f"Error retrieving tool list from MCP server {echoed(server.label)}: {listed.error}",
+                       f"{server.param}.server_url", code="mcp_list_tools_failed",
+                       openai_type="external_connector_error")
+    return list(listed.tools)
 
 
 async def _run_approved(ctx: RequestContext, state: RouterState, plan: ToolPlan) -> None:
@@ -144,7 +155,7 @@ async def _run_approved(ctx: RequestContext, state: RouterState, plan: ToolPlan)
         if answer.approve:
             result = await state.server_tools.run(tool_request(call, tool, request_id=ctx.request_id,
                                                                key_id=ctx.key_id, session_id=plan.session_id))
-            shown = server_tool_event(call, tool, result)
+            shown = server_tool_event(call, tool, result, approval_request_id=answer.approval_request_id)
             plan.opening.append(shown)
         else:
             why = f"The user did not approve this call{': ' + answer.reason if answer.reason else ''}."

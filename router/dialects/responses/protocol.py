@@ -164,14 +164,16 @@ class CompactionItem(_Wire):
 
 
 class McpListToolsItem(_Wire):
-    """The tools an MCP server listed (an earlier response's output); kept, not shown to the model (the
-    servers of a request are listed again)."""
+    """The tools an MCP server listed (an earlier response's output); not shown to the model as a message: while
+    it is in the conversation, the request's ``mcp`` tool of that ``server_label`` offers these tools and the
+    server is not listed again (OpenAI's behaviour; an item with an ``error`` does not count)."""
 
     type: Literal["mcp_list_tools"]
     server_label: str = ""
     tools: list[NestedJson] = Field(default_factory=list)
     id: str | None = None
     status: str | None = None
+    error: str | None = None
 
 
 class McpCallItem(_Wire):

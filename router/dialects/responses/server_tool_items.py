@@ -33,6 +33,7 @@ from openai.types.responses.response_code_interpreter_tool_call import OutputLog
 from openai.types.responses.response_function_web_search import ActionSearch, ActionSearchSource
 from openai.types.responses.response_output_item import McpApprovalRequest, McpCall, McpListTools, McpListToolsTool
 
+from fleetgate.router.server_tools.calls import string_argument
 from fleetgate.v1 import replica_pb2 as pb
 
 Emit = Callable[..., None]
@@ -71,7 +72,8 @@ def server_tool_item(call: pb.ServerToolCall, *, in_progress: bool = False) -> A
             type="code_interpreter_call", id=identity, code="" if in_progress else code, outputs=outputs,
             container_id=detail.get("container_id", ""), status="in_progress" if in_progress else _status(call))
     item = McpCall(type="mcp_call", id=identity, name=call.name, server_label=call.server_label,
-                   arguments="" if in_progress else call.arguments, status="in_progress")
+                   arguments="" if in_progress else call.arguments, status="in_progress",
+                   approval_request_id=detail.get("approval_request_id"))
     if not in_progress:
         item.status = _status(call)
         if call.is_error:
@@ -112,9 +114,6 @@ def _status(call: pb.ServerToolCall) -> Any:
 
 
 def _code(call: pb.ServerToolCall) -> str:
-    try:
-        arguments = orjson.loads(call.arguments or "{}")
-    except orjson.JSONDecodeError:
-        return call.arguments
-    value = arguments.get("code", arguments.get("command")) if isinstance(arguments, dict) else None
-    return value if isinstance(value, str) else call.arguments
+    """The python code or bash command a call ran (its raw arguments when they hold neither)."""
+    code = string_argument(call.arguments, "code", "command")
+    return call.arguments if code is None else code

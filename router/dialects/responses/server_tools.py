@@ -3,7 +3,9 @@
 
 An ``mcp`` tool becomes an ``McpServerSpec`` (``server_url``, ``headers`` plus ``authorization`` as a bearer
 header, ``allowed_tools``, ``require_approval``: OpenAI's default, ``always``, applies when it is not given);
-a ``connector_id`` (OpenAI's hosted connectors) is a 400. ``web_search`` and ``code_interpreter`` are offered
+a ``connector_id`` (OpenAI's hosted connectors) is a 400. A server an ``mcp_list_tools`` item of the conversation
+(history or input) has listed already is not listed again: its tools are taken from that item, as OpenAI does
+on follow-up turns. ``web_search`` and ``code_interpreter`` are offered
 to the model only when the deployment and the key can have them. An ``mcp_approval_response`` in this request's
 input is matched with the ``mcp_approval_request`` it answers (in the history or the input): its call then
 runs before the model's first turn. The session of python calls is ``session_id``, else ``prompt_cache_key``.
@@ -12,6 +14,8 @@ runs before the model's first turn. The session of python calls is ``session_id`
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import orjson
 
 from fleetgate.router.dialects.responses.conversation import ConversationItem
 from fleetgate.router.dialects.responses.protocol import (
@@ -28,6 +32,7 @@ from fleetgate.router.server_tools.declared import (
     ApprovalAnswer,
     ApprovalRule,
     BuiltinTool,
+    ListedMcpTool,
     McpServerSpec,
     ServerToolRequest,
 )
@@ -36,9 +41,10 @@ from fleetgate.router.server_tools.declared import (
 def server_tool_request(request: ResponsesRequest, conversation: Sequence[ConversationItem]) -> ServerToolRequest:
     servers: list[McpServerSpec] = []
     hosted: list[BuiltinTool] = []
+    listings = _listings(conversation)
     for index, tool in enumerate(request.tools):
         if isinstance(tool, McpTool):
-            servers.append(_server(tool, f"tools[{index}]"))
+            servers.append(_server(tool, f"tools[{index}]", listings.get(tool.server_label)))
         elif isinstance(tool, WebSearchTool):
             hosted.append("web_search")
         elif isinstance(tool, CodeInterpreterTool):
@@ -51,7 +57,7 @@ def server_tool_request(request: ResponsesRequest, conversation: Sequence[Conver
                              approvals=_approvals(request, conversation), param="tools")
 
 
-def _server(tool: McpTool, param: str) -> McpServerSpec:
+def _server(tool: McpTool, param: str, listed: tuple[ListedMcpTool, ...] | None) -> McpServerSpec:
     if tool.connector_id is not None or not tool.server_url:
         raise invalid_request("mcp tools need a server_url (connectors are not supported)", f"{param}.server_url")
     headers = dict(tool.headers or {})
@@ -61,7 +67,26 @@ def _server(tool: McpTool, param: str) -> McpServerSpec:
     names = allowed.tool_names if isinstance(allowed, ToolNames) else allowed
     return McpServerSpec(label=tool.server_label, url=tool.server_url, headers=headers,
                          allowed_tools=frozenset(names) if names is not None else None,
-                         approval=_approval(tool.require_approval), param=param)
+                         approval=_approval(tool.require_approval), param=param, listed=listed)
+
+
+def _listings(conversation: Sequence[ConversationItem]) -> dict[str, tuple[ListedMcpTool, ...]]:
+    """Each server label's tools as the conversation's latest good ``mcp_list_tools`` item of it lists them."""
+    listings: dict[str, tuple[ListedMcpTool, ...]] = {}
+    for item in conversation:
+        if item.get("type") != "mcp_list_tools" or item.get("error"):
+            continue
+        tools = [tool for tool in item.get("tools") or ()
+                 if isinstance(tool, dict) and isinstance(tool.get("name"), str)]
+        listings[str(item.get("server_label", ""))] = tuple(ListedMcpTool(
+            name=tool["name"], description=str(tool.get("description") or ""),
+            input_schema_json=_json(tool.get("input_schema")), annotations_json=_json(tool.get("annotations")),
+        ) for tool in tools)
+    return listings
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value).decode() if value else ""
 
 
 def _approval(rule: str | ApprovalFilter | None) -> ApprovalRule:
