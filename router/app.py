@@ -39,6 +39,7 @@ from fleetgate.router.admin.routes import routes as admin_routes
 from fleetgate.router.admission import AdmissionQueue
 from fleetgate.router.audit import AuditLog
 from fleetgate.router.auth import KeyStore
+from fleetgate.router.channel_pool import replica_channels
 from fleetgate.router.dialects.chat.routes import routes as chat_routes
 from fleetgate.router.dialects.completions.routes import routes as completions_routes
 from fleetgate.router.dialects.embeddings.routes import routes as embeddings_routes
@@ -58,7 +59,6 @@ from fleetgate.router.metrics_port import serve_metrics
 from fleetgate.router.model_admin import routes as model_admin_routes
 from fleetgate.router.rate_limit_store import RateLimiter
 from fleetgate.router.registry_view import RegistryView
-from fleetgate.router.replica_client import ChannelPool
 from fleetgate.router.routing.factory import PolicyParts, routing_policy
 from fleetgate.router.routing.in_flight import InFlight
 from fleetgate.router.server_tools.toolboxes import Toolboxes
@@ -107,7 +107,7 @@ def create_app(config: FleetgateConfig) -> FastAPI:
             retry=Retry(ExponentialBackoff(cap=REDIS_RETRY_CAP_SECONDS, base=0.02), REDIS_RETRIES),
             retry_on_error=[RedisConnectionError, BusyLoadingError],
         )
-        channels = ChannelPool(auth_token=config.replica.auth_token)
+        channels = replica_channels(config.replica.auth_token)
         tracing = RouterTracing.from_config(config)  # None unless tracing.enabled
         registry = RegistryView(
             redis,

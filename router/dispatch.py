@@ -39,6 +39,7 @@ from fleetgate.core import events
 from fleetgate.core.registry import ReplicaRecord
 from fleetgate.router import metrics
 from fleetgate.router.canonical.event_kinds import CONTENT_EVENTS
+from fleetgate.router.channel_pool import ReplicaChannels
 from fleetgate.router.errors import (
     ApiError,
     from_error_code,
@@ -48,7 +49,6 @@ from fleetgate.router.errors import (
     state_store_unavailable,
 )
 from fleetgate.router.registry_view import RegistryView
-from fleetgate.router.replica_client import ChannelPool
 from fleetgate.router.routing.in_flight import InFlight
 from fleetgate.router.routing.policy import RoutingFacts, RoutingPolicy
 from fleetgate.v1 import replica_pb2 as pb
@@ -68,7 +68,7 @@ class Dispatcher:
         registry: RegistryView,
         policy: RoutingPolicy,
         in_flight: InFlight,
-        channels: ChannelPool,
+        channels: ReplicaChannels,
         *,
         retry_after_seconds: int,
     ) -> None:

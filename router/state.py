@@ -18,11 +18,11 @@ from starlette.requests import HTTPConnection
 from fleetgate.core.config import FleetgateConfig
 from fleetgate.router.admission import AdmissionQueue
 from fleetgate.router.auth import KeyStore
+from fleetgate.router.channel_pool import ReplicaChannels
 from fleetgate.router.dispatch import Dispatcher
 from fleetgate.router.elastic import Elastic
 from fleetgate.router.rate_limit_store import RateLimiter
 from fleetgate.router.registry_view import RegistryView
-from fleetgate.router.replica_client import ChannelPool
 from fleetgate.router.request_metrics import UNKNOWN_MODEL_LABEL
 from fleetgate.router.routing.in_flight import InFlight
 from fleetgate.router.routing.policy import RoutingPolicy
@@ -37,7 +37,7 @@ class RouterState:
     config: FleetgateConfig
     redis: aioredis.Redis
     registry: RegistryView
-    channels: ChannelPool
+    channels: ReplicaChannels
     routing: RoutingPolicy
     in_flight: InFlight
     dispatcher: Dispatcher

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from fleetgate.core.config import FleetgateConfig, RouterConfig
 from fleetgate.core.registry import Load, ReplicaRecord
 from fleetgate.router import metrics
-from fleetgate.router.replica_client import ChannelPool
+from fleetgate.router.channel_pool import replica_channels
 from fleetgate.router.routing.factory import POLICIES, PolicyParts, routing_policy
 from fleetgate.router.routing.in_flight import InFlight
 from fleetgate.router.routing.policy import RoutingFacts
@@ -51,7 +51,7 @@ def test_every_configurable_policy_is_built_and_the_default_is_prefix() -> None:
     redis = aioredis.Redis()  # not connected: building a policy talks to nobody
     for choice in choices:
         config = FleetgateConfig(router=RouterConfig(routing_policy=choice))
-        assert routing_policy(PolicyParts(config, InFlight(), redis, ChannelPool())).name == choice
+        assert routing_policy(PolicyParts(config, InFlight(), redis, replica_channels())).name == choice
 
 
 def test_power_of_two_takes_the_less_loaded_of_two() -> None:

@@ -16,7 +16,7 @@ gRPC servers treat pings more frequent than every 5 minutes as abuse and close
 the connection ("too_many_pings"), so the replica's server must accept pings
 at least as often as routers send them.
 
-``CHANNEL_OPTIONS`` are the router's side (router/replica_client.py),
+``CHANNEL_OPTIONS`` are the router's side (router/channel_pool.py),
 ``SERVER_OPTIONS`` the replica's (replicas/server.py).
 """
 

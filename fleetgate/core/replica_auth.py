@@ -1,7 +1,7 @@
 """The shared token routers authenticate to replicas with: where it travels in a gRPC call.
 
 Routers send ``replica.auth_token`` as the metadata entry ``REPLICA_TOKEN_METADATA``
-of every call (``router/replica_client.py``); a replica configured with a token
+of every call (``router/channel_pool.py``); a replica configured with a token
 refuses calls without it (``replicas/auth.py``). Both halves import this module.
 """
 

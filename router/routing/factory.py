@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from fleetgate.core.config import FleetgateConfig
 from fleetgate.core.kv_index import kv_ttl_seconds
-from fleetgate.router.replica_client import ChannelPool
+from fleetgate.router.channel_pool import ReplicaChannels
 from fleetgate.router.routing.in_flight import InFlight
 from fleetgate.router.routing.oracle import OraclePolicy
 from fleetgate.router.routing.policy import RoutingPolicy
@@ -26,7 +26,7 @@ class PolicyParts:
     config: FleetgateConfig
     in_flight: InFlight
     redis: aioredis.Redis
-    channels: ChannelPool
+    channels: ReplicaChannels
 
 
 def _prefix(parts: PolicyParts) -> RoutingPolicy:

@@ -18,7 +18,7 @@ import grpc
 from fleetgate.core.config import PrefixRoutingConfig
 from fleetgate.core.registry import ReplicaRecord
 from fleetgate.router import metrics
-from fleetgate.router.replica_client import ChannelPool
+from fleetgate.router.channel_pool import ReplicaChannels
 from fleetgate.router.routing.cache_cost import decide_for
 from fleetgate.router.routing.policy import RoutingFacts, RoutingPolicy
 from fleetgate.v1 import replica_pb2 as pb
@@ -31,7 +31,7 @@ class OraclePolicy(RoutingPolicy):
     uses_prefix_chain = True
 
     def __init__(
-        self, channels: ChannelPool, load: Callable[[ReplicaRecord], int], settings: PrefixRoutingConfig
+        self, channels: ReplicaChannels, load: Callable[[ReplicaRecord], int], settings: PrefixRoutingConfig
     ) -> None:
         self.channels = channels
         self.load = load

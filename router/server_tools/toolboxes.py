@@ -3,8 +3,9 @@
 ``Toolboxes.run`` sends one tool call to the toolbox its session hashes to (``toolbox_registry.pick``; a call
 without a session spreads by its request id) and returns the toolbox's ``ToolResult``. A toolbox that cannot
 be reached, or none registered, is a ``ToolResult`` with ``is_error`` and outcome ``unavailable``: the model is
-told the tool failed, the request goes on. The registry is read at most every ``REFRESH_SECONDS``; channels
-carry the shared token (``replica.auth_token``) like the replicas' do.
+told the tool failed, the request goes on. The registry is read at most every ``REFRESH_SECONDS``; the channels
+are a ``ChannelPool`` like the replicas' (the shared token ``replica.auth_token`` on every call, a channel to a
+toolbox gone from the registry closed after a while).
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import grpc
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from fleetgate.core import grpc_options, toolbox_registry
-from fleetgate.core.replica_auth import call_metadata
+from fleetgate.core import toolbox_registry
 from fleetgate.core.toolbox_registry import ToolboxRecord
 from fleetgate.router import metrics
+from fleetgate.router.channel_pool import toolbox_channels
 from fleetgate.v1 import toolbox_pb2 as tpb
-from fleetgate.v1 import toolbox_pb2_grpc
 
 log = logging.getLogger("fleetgate.router.server_tools")
 
@@ -32,13 +32,11 @@ class Toolboxes:
     def __init__(self, redis: aioredis.Redis, *, auth_token: str | None, call_timeout_seconds: float,
                  list_timeout_seconds: float) -> None:
         self._redis = redis
-        self._metadata = call_metadata(auth_token)
+        self._channels = toolbox_channels(auth_token)
         self._call_timeout = call_timeout_seconds
         self._list_timeout = list_timeout_seconds
         self._records: list[ToolboxRecord] = []
         self._read_at = float("-inf")
-        self._stubs: dict[str, toolbox_pb2_grpc.ToolboxStub] = {}
-        self._channels: dict[str, grpc.aio.Channel] = {}
 
     async def run(self, request: tpb.RunToolRequest) -> tpb.ToolResult:
         """The result of one call (a failed one says why; see the module docstring), counted and timed in the
@@ -54,8 +52,8 @@ class Toolboxes:
         if record is None:
             return unavailable("no toolbox is running")
         try:
-            reply: tpb.ToolResult = await self._stub(record).RunTool(
-                request, timeout=self._call_timeout, metadata=self._metadata)
+            reply: tpb.ToolResult = await self._channels.stub(record.address).RunTool(
+                request, timeout=self._call_timeout)
         except grpc.aio.AioRpcError as exc:
             log.warning("toolbox %s failed a %s call: %s", record.toolbox_id, request.tool, exc.code().name)
             self._read_at = float("-inf")  # read the registry again before the next call
@@ -68,8 +66,8 @@ class Toolboxes:
         if record is None:
             return tpb.ListMcpToolsResponse(error="no toolbox is running")
         try:
-            reply: tpb.ListMcpToolsResponse = await self._stub(record).ListMcpTools(
-                request, timeout=self._list_timeout, metadata=self._metadata)
+            reply: tpb.ListMcpToolsResponse = await self._channels.stub(record.address).ListMcpTools(
+                request, timeout=self._list_timeout)
         except grpc.aio.AioRpcError as exc:
             log.warning("toolbox %s failed to list an MCP server: %s", record.toolbox_id, exc.code().name)
             self._read_at = float("-inf")
@@ -82,23 +80,13 @@ class Toolboxes:
             try:
                 self._records = await toolbox_registry.read_all(self._redis)
                 self._read_at = now
+                await self._channels.retain(record.address for record in self._records)
             except RedisError as exc:  # keep the last view: a Redis blip must not fail a tool call
                 log.warning("cannot read the toolbox registry: %s", exc)
         return toolbox_registry.pick(self._records, f"{key_id}\0{session}")
 
-    def _stub(self, record: ToolboxRecord) -> toolbox_pb2_grpc.ToolboxStub:
-        stub = self._stubs.get(record.address)
-        if stub is None:
-            channel = grpc.aio.insecure_channel(record.address, options=grpc_options.CHANNEL_OPTIONS)
-            self._channels[record.address] = channel
-            stub = self._stubs[record.address] = toolbox_pb2_grpc.ToolboxStub(channel)
-        return stub
-
     async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
-        self._stubs.clear()
+        await self._channels.close()
 
 
 def unavailable(why: str) -> tpb.ToolResult:
