@@ -397,6 +397,12 @@ def test_responses_mcp_follow_up_turns_take_the_listing_from_the_conversation(cl
                                               "input": [listing, {"role": "user", "content": "hello"}]})
     assert answered.status_code == 200, answered.text
     assert [item["type"] for item in answered.json()["output"]] == ["message"]
+    # What a listing sent back says is checked as the server's own answer is: a schema that is none is a 400.
+    bad = cluster.post("/v1/responses", {"model": MODEL, "tools": [gone], "store": False, "input": [
+        {**listing, "tools": [{"name": "add", "input_schema": "an object, trust me"}]},
+        {"role": "user", "content": "hello"}]})
+    assert bad.status_code == 400, bad.text
+    assert "JSON schema" in bad.json()["error"]["message"]
     # A listing that failed does not count: the server is listed (and fails) again.
     failed = cluster.post("/v1/responses", {"model": MODEL, "tools": [gone], "store": False, "input": [
         {**listing, "tools": [], "error": "unreachable"}, {"role": "user", "content": "hello"}]})
