@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from fleetgate.v1 import toolbox_pb2 as tpb
+
 BuiltinTool = Literal["python", "bash", "web_search"]
 BUILTIN_TOOLS: tuple[BuiltinTool, ...] = ("python", "bash", "web_search")
 
@@ -36,16 +38,6 @@ class ApprovalRule:
 
 
 @dataclass(frozen=True)
-class ListedMcpTool:
-    """One tool of an MCP server as an ``mcp_list_tools`` item already in the conversation shows it."""
-
-    name: str
-    description: str = ""
-    input_schema_json: str = ""
-    annotations_json: str = ""
-
-
-@dataclass(frozen=True)
 class McpServerSpec:
     """One remote MCP server a request names."""
 
@@ -59,7 +51,7 @@ class McpServerSpec:
     # Where the request declared it (tools[i]): the 400's param.
     param: str = "tools"
     # Its tools as the conversation already lists them: offered without listing the server again (None: list).
-    listed: tuple[ListedMcpTool, ...] | None = None
+    listed: tuple[tpb.McpTool, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -126,8 +126,7 @@ async def prepare_server_tools(ctx: RequestContext, state: RouterState) -> None:
 async def _listing(ctx: RequestContext, state: RouterState, server: McpServerSpec) -> list[tpb.McpTool]:
     """The server's tools: as the conversation lists them, else listed now through a toolbox."""
     if server.listed is not None:
-        return [tpb.McpTool(name=tool.name, description=tool.description, input_schema_json=tool.input_schema_json,
-                            annotations_json=tool.annotations_json) for tool in server.listed]
+        return list(server.listed)
     assert state.server_tools is not None
     listed = await state.server_tools.list_mcp_tools(tpb.ListMcpToolsRequest(
         request_id=ctx.request_id, key_id=ctx.key_id,

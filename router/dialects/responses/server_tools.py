@@ -32,10 +32,10 @@ from fleetgate.router.server_tools.declared import (
     ApprovalAnswer,
     ApprovalRule,
     BuiltinTool,
-    ListedMcpTool,
     McpServerSpec,
     ServerToolRequest,
 )
+from fleetgate.v1 import toolbox_pb2 as tpb
 
 
 def server_tool_request(request: ResponsesRequest, conversation: Sequence[ConversationItem]) -> ServerToolRequest:
@@ -57,7 +57,7 @@ def server_tool_request(request: ResponsesRequest, conversation: Sequence[Conver
                              approvals=_approvals(request, conversation), param="tools")
 
 
-def _server(tool: McpTool, param: str, listed: tuple[ListedMcpTool, ...] | None) -> McpServerSpec:
+def _server(tool: McpTool, param: str, listed: tuple[tpb.McpTool, ...] | None) -> McpServerSpec:
     if tool.connector_id is not None or not tool.server_url:
         raise invalid_request("mcp tools need a server_url (connectors are not supported)", f"{param}.server_url")
     headers = dict(tool.headers or {})
@@ -70,15 +70,15 @@ def _server(tool: McpTool, param: str, listed: tuple[ListedMcpTool, ...] | None)
                          approval=_approval(tool.require_approval), param=param, listed=listed)
 
 
-def _listings(conversation: Sequence[ConversationItem]) -> dict[str, tuple[ListedMcpTool, ...]]:
+def _listings(conversation: Sequence[ConversationItem]) -> dict[str, tuple[tpb.McpTool, ...]]:
     """Each server label's tools as the conversation's latest good ``mcp_list_tools`` item of it lists them."""
-    listings: dict[str, tuple[ListedMcpTool, ...]] = {}
+    listings: dict[str, tuple[tpb.McpTool, ...]] = {}
     for item in conversation:
         if item.get("type") != "mcp_list_tools" or item.get("error"):
             continue
         tools = [tool for tool in item.get("tools") or ()
                  if isinstance(tool, dict) and isinstance(tool.get("name"), str)]
-        listings[str(item.get("server_label", ""))] = tuple(ListedMcpTool(
+        listings[str(item.get("server_label", ""))] = tuple(tpb.McpTool(
             name=tool["name"], description=str(tool.get("description") or ""),
             input_schema_json=_json(tool.get("input_schema")), annotations_json=_json(tool.get("annotations")),
         ) for tool in tools)
